@@ -5,9 +5,13 @@ The comments below are the config reference; the README points here.
 """
 from __future__ import annotations
 
+import os
+from typing import Any, Dict
+
+import yaml
 from detectron2.config import CfgNode as CN
 
-__all__ = ["add_lt_config"]
+__all__ = ["add_lt_config", "merge_config_file", "load_config_dict", "MODEL_ZOO_PREFIX"]
 
 
 def add_lt_config(cfg: CN) -> CN:
@@ -38,6 +42,13 @@ def add_lt_config(cfg: CN) -> CN:
     # unaffected): "uniform" (default, METHODS §3), "source" (the training prior), or a path to a json
     # file holding a list of C non-negative numbers (normalised on load).
     _C.MODEL.LT.TEST_TARGET_PRIOR = "uniform"
+    # (helper HEADS) Background class of the C+1-way box classifiers ("cb", "focal", "cb_focal", "ldam",
+    # "balanced_softmax", "lade"); the papers do not define one for detection. The background's source prior is
+    # this value, or the RoI sampler's background fraction 1 - ROI_HEADS.POSITIVE_FRACTION when -1; foreground
+    # classes share the rest in proportion to n_c. At inference the target prior keeps the background's mass
+    # and spreads the foreground mass by TEST_TARGET_PRIOR. CB / focal weights: foreground class_weights(n)
+    # (normalised to sum C), background 1.0. LDAM: background margin 0. "lda" has its own FgBg classifier.
+    _C.MODEL.LT.BACKGROUND_PRIOR = -1.0
 
     # Class-balanced weights (METHODS §1). BETA None = (N-1)/N (seed 000); Cui et al. use 0.9999.
     _C.MODEL.LT.CB = CN()
@@ -55,6 +66,9 @@ def add_lt_config(cfg: CN) -> CN:
     # Deferred re-weighting: iteration at which CB weights (beta 0.9999) switch on; -1 disables DRW.
     _C.MODEL.LT.LDAM.DRW_START_ITER = -1
     _C.MODEL.LT.LDAM.DRW_BETA = 0.9999
+    # (helper HEADS) LDAM's normalised (cosine) last layer, as Cao et al.: logits cos(w_c, x) in [-1, 1], so
+    # SCALE sets the logit range at training and test. False = Detectron2's plain Linear cls_score.
+    _C.MODEL.LT.LDAM.COSINE_CLASSIFIER = True
 
     # LADE (METHODS §4).
     _C.MODEL.LT.LADE = CN()
@@ -65,7 +79,8 @@ def add_lt_config(cfg: CN) -> CN:
     # LDA (METHODS §5). LVIS recipe values: GAMMA 1.5, LAMBDA_D 0.1.
     _C.MODEL.LT.LDA = CN()
     _C.MODEL.LT.LDA.GAMMA = 1.5
-    # Risk-balancer window K in mini-batches; 0 = max(1, N / (n_min * B)).
+    # Risk-balancer window K in mini-batches; 0 = max(1, N / (n_min * B)), B = expected foreground RoIs per batch
+    # (IMS_PER_BATCH * ROI_HEADS.BATCH_SIZE_PER_IMAGE * POSITIVE_FRACTION) in detection.
     _C.MODEL.LT.LDA.WINDOW = 100
     _C.MODEL.LT.LDA.LAMBDA_U = 1.0
     _C.MODEL.LT.LDA.LAMBDA_B = 2.0
@@ -81,7 +96,7 @@ def add_lt_config(cfg: CN) -> CN:
     _C.MODEL.LT.META.ENABLED = False
     # Stage 1 length t1: plain training until this iteration; the meta stage runs after it.
     _C.MODEL.LT.META.START_ITER = 0
-    # Virtual-step learning rate eta and conditional-weight step tau.
+    # Virtual-step learning rate eta (<= 0: the optimizer's current lr) and conditional-weight step tau.
     _C.MODEL.LT.META.INNER_LR = 0.01
     _C.MODEL.LT.META.EPS_LR = 1.0
     # Class weights w_y under the conditional weights: effective number with this beta (None = (N-1)/N).
@@ -93,6 +108,15 @@ def add_lt_config(cfg: CN) -> CN:
     _C.MODEL.LT.META.MODE = "classifier"
     # L2RW ablation: clip eps at 0 and normalise the weights per batch.
     _C.MODEL.LT.META.L2RW = False
+    # Registered datasets used as the dev set D as they are. Empty (default): hold DEV_PER_CLASS images per
+    # class out of DATASETS.TRAIN (lt_detectron.engine.meta_hook.prepare_meta_datasets registers the two parts
+    # and fills this key).
+    _C.MODEL.LT.META.DEV_DATASETS = ()
+    # Seed of the held-out split and of the dev batch order (fixed, not cfg.SEED, so a resumed run holds out
+    # the same images).
+    _C.MODEL.LT.META.DEV_SEED = 0
+    # Meta steps averaged into one point of the per-class eps history (eps_by_group.png, meta_eps.json).
+    _C.MODEL.LT.META.LOG_PERIOD = 20
 
     # Synthetic long-tailed dataset (lt_shapes): where it is generated on first use. "" = the
     # LT_SHAPES_DIR environment variable, else ~/.cache/lt_detectron/lt_shapes.
@@ -101,3 +125,84 @@ def add_lt_config(cfg: CN) -> CN:
     if was_frozen:
         _C.freeze()
     return _C
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Config files (helper TRAIN). Detectron2 resolves `_BASE_` relative to the file; we also accept
+# `_BASE_: "model_zoo://<path inside detectron2/configs>"` so our configs can inherit the stock model-zoo recipes.
+MODEL_ZOO_PREFIX = "model_zoo://"
+
+
+def _merge_dict_into(src: Dict[str, Any], dst: Dict[str, Any]) -> None:
+    # Same rule as Detectron2's `_BASE_` inheritance: nested dicts merge, everything else overwrites.
+    for key, value in src.items():
+        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+            _merge_dict_into(value, dst[key])
+        else:
+            dst[key] = value
+
+
+def _resolve_base(base: str, child_path: str) -> str:
+    if base.startswith(MODEL_ZOO_PREFIX):
+        from detectron2 import model_zoo
+
+        name = base[len(MODEL_ZOO_PREFIX):]
+        try:
+            return model_zoo.get_config_file(name)
+        except RuntimeError as err:
+            raise FileNotFoundError(
+                f"{child_path}: _BASE_ {base!r} is not a Detectron2 model-zoo config ({err}); "
+                f"fix the path after {MODEL_ZOO_PREFIX!r}, e.g. "
+                f"'{MODEL_ZOO_PREFIX}LVISv1-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml'."
+            ) from None
+    base = os.path.expanduser(base)
+    return base if os.path.isabs(base) else os.path.join(os.path.dirname(child_path), base)
+
+
+def load_config_dict(path: str) -> Dict[str, Any]:
+    """Load a yaml config with its `_BASE_` chain (relative paths or `model_zoo://...`) into one dict."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Config file {path!r} does not exist; pass an existing yaml to --config-file "
+            f"(the demo configs are under configs/demo/)."
+        )
+    with open(path, "r") as f:
+        try:
+            loaded = yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"Config file {path!r} is not valid YAML: {err}; fix the syntax.") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"Config file {path!r} must hold a mapping of KEY: value, got {type(loaded).__name__}.")
+    base = loaded.pop("_BASE_", None)
+    if base is None:
+        return loaded
+    base_path = _resolve_base(str(base), path)
+    if str(base).startswith(MODEL_ZOO_PREFIX):
+        # Model-zoo files use relative `_BASE_`s of their own; Detectron2's loader handles those.
+        merged = CN.load_yaml_with_base(base_path, allow_unsafe=True)
+    else:
+        merged = load_config_dict(base_path)
+    _merge_dict_into(loaded, merged)
+    return merged
+
+
+def merge_config_file(cfg: CN, path: str) -> CN:
+    """Merge a config file (with `_BASE_` chain, `model_zoo://` allowed) into `cfg`, like `cfg.merge_from_file`.
+
+    Call `add_lt_config(cfg)` first so `MODEL.LT.*` keys exist. Unknown keys raise a KeyError naming the file.
+    """
+    loaded = type(cfg)(load_config_dict(path))
+    version = loaded.get("VERSION", cfg.VERSION)
+    if version != cfg.VERSION:
+        raise ValueError(
+            f"Config file {path!r} has VERSION {version} but this Detectron2 expects {cfg.VERSION}; "
+            f"update the file to the current config format."
+        )
+    try:
+        cfg.merge_from_other_cfg(loaded)
+    except KeyError as err:
+        raise KeyError(
+            f"Config file {path!r}: {err.args[0] if err.args else err}. Fix the key's spelling, or call "
+            f"add_lt_config(cfg) before merging if it is an lt-detectron key (MODEL.LT.*)."
+        ) from None
+    return cfg

@@ -1,0 +1,30 @@
+"""Datasets for lt-detectron: the synthetic long-tailed `lt_shapes` (LVIS v1 format), class statistics and
+annotation validation. Importing this package registers `lt_shapes_train` / `lt_shapes_val` in Detectron2's
+DatasetCatalog (generated on first use; see `registration.py`)."""
+
+from __future__ import annotations
+
+from .lt_shapes import generate_lt_shapes, plan_lt_shapes
+from .lvis_compat import patch_lvis_numpy_aliases
+from .registration import LT_SHAPES_SPLITS, default_lt_shapes_root, ensure_lt_shapes, register_lt_shapes
+from .stats import class_counts, frequency_groups, lvis_json_class_stats
+from .validation import AnnotationError, check_datasets, check_lvis_available, validate_lvis_json
+
+__all__ = [
+    "AnnotationError",
+    "LT_SHAPES_SPLITS",
+    "check_datasets",
+    "check_lvis_available",
+    "class_counts",
+    "default_lt_shapes_root",
+    "ensure_lt_shapes",
+    "frequency_groups",
+    "generate_lt_shapes",
+    "lvis_json_class_stats",
+    "plan_lt_shapes",
+    "register_lt_shapes",
+    "validate_lvis_json",
+]
+
+patch_lvis_numpy_aliases()  # lvis 0.5.3 + NumPy >= 1.24; see lvis_compat.py
+register_lt_shapes()

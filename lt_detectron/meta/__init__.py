@@ -1,0 +1,22 @@
+"""Meta-learned per-example conditional weights (seed 000 Algorithm 1, METHODS §6). Plain PyTorch + torch.func.
+
+`MetaReweighter` runs one meta step; `build_dev_split` holds out the class-balanced dev set and
+`DevBatchSampler` draws its batches; `plot_eps_by_group` draws seed 000 Figure 3. Detectron2 integration
+lives in `lt_detectron.engine.meta_hook`.
+"""
+from .devset import DevBatchSampler, DevSplit, DevSplitReport, build_dev_split
+from .engine import MetaReweighter, MetaStepResult, PerExampleLoss
+from .plot import plot_eps_by_group
+from .tracker import EpsTracker
+
+__all__ = [
+    "MetaReweighter",
+    "MetaStepResult",
+    "PerExampleLoss",
+    "EpsTracker",
+    "build_dev_split",
+    "DevSplit",
+    "DevSplitReport",
+    "DevBatchSampler",
+    "plot_eps_by_group",
+]

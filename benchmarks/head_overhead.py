@@ -1,0 +1,182 @@
+"""Training-time overhead of the LT box classifiers over Detectron2's stock box predictor (CPU).
+
+One LVIS-sized Mask R-CNN R50-FPN (model-zoo config, random weights, 1203 classes, 512 sampled RoIs per image,
+batch of 2 images of 512x512 px) is built once; each head's box predictor is swapped into the same model, so
+backbone, RPN, box head and mask head are shared. Runs alternate between heads (the order rotates each round)
+and every ratio is a median of per-round ratios to the stock predictor measured in the same round:
+
+  whole iteration   forward + backward + SGD step of the whole model            (target <= 1.05x)
+  box head only     RoI box pooler + box head + predictor + losses, fwd + bwd    (reported)
+
+The optimiser's learning rate is 0, so every head sees the same weights, proposals and samples.
+
+    OMP_NUM_THREADS=2 python benchmarks/head_overhead.py                 # every LT head, ~6-8 min on 2 free cores
+    python benchmarks/head_overhead.py --iters 1 --head-iters 2 --heads lda cb   # quick smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List
+
+import numpy as np
+import torch
+
+from detectron2 import model_zoo
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances, PolygonMasks
+from detectron2.utils.events import EventStorage
+
+from lt_detectron.config import add_lt_config
+from lt_detectron.modeling import BOX_PREDICTORS, build_box_predictor
+
+STOCK = "stock"
+DATASET = "head_overhead_lvis_like"
+
+
+def register_lvis_like_counts(num_classes: int) -> str:
+    """A stand-in training set with LVIS-like long-tailed instance counts (no LVIS files needed)."""
+    counts = np.maximum(1, np.round(20000.0 * np.arange(1, num_classes + 1) ** -1.3)).astype(int)
+    if DATASET in DatasetCatalog.list():
+        DatasetCatalog.remove(DATASET)
+        MetadataCatalog.remove(DATASET)
+    DatasetCatalog.register(
+        DATASET, lambda: [{"image_id": c, "annotations": [{"category_id": c}] * int(n)} for c, n in enumerate(counts)]
+    )
+    MetadataCatalog.get(DATASET).set(thing_classes=[f"class{c}" for c in range(num_classes)])
+    return DATASET
+
+
+def build_cfg(args):
+    cfg = get_cfg()
+    add_lt_config(cfg)
+    cfg.merge_from_file(model_zoo.get_config_file("LVISv1-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = ""  # random weights: nothing is downloaded
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = args.num_classes
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = args.rois
+    cfg.DATASETS.TRAIN = (register_lvis_like_counts(args.num_classes),)
+    cfg.SOLVER.IMS_PER_BATCH = args.batch
+    return cfg
+
+
+def synthetic_inputs(args, seed: int = 0) -> List[dict]:
+    g = torch.Generator().manual_seed(seed)
+    inputs = []
+    for _ in range(args.batch):
+        n = args.objects
+        xy = torch.rand(n, 2, generator=g) * (args.size - 80)
+        wh = 16 + torch.rand(n, 2, generator=g) * 64
+        boxes = torch.cat([xy, xy + wh], dim=1)
+        inst = Instances((args.size, args.size))
+        inst.gt_boxes = Boxes(boxes)
+        inst.gt_classes = torch.randint(0, args.num_classes, (n,), generator=g)
+        inst.gt_masks = PolygonMasks([[b[[0, 1, 2, 1, 2, 3, 0, 3]].numpy()] for b in boxes])
+        image = torch.rand(3, args.size, args.size, generator=g) * 255
+        inputs.append({"image": image, "instances": inst, "height": args.size, "width": args.size})
+    return inputs
+
+
+def timed(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # "softmax" is the stock predictor plus a per-RoI view (same computation): off by default, a noise check.
+    lt_heads = sorted(set(BOX_PREDICTORS) - {"softmax"})
+    parser.add_argument("--heads", nargs="+", default=lt_heads, choices=sorted(BOX_PREDICTORS))
+    parser.add_argument("--iters", type=int, default=3, help="whole-iteration rounds (after one warm-up iteration)")
+    parser.add_argument("--head-iters", type=int, default=15, help="box-head-only rounds")
+    parser.add_argument("--num-classes", type=int, default=1203)
+    parser.add_argument("--rois", type=int, default=512, help="sampled RoIs per image")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--objects", type=int, default=12, help="ground-truth objects per image")
+    args = parser.parse_args(argv)
+    wall = time.perf_counter()
+    print(f"threads={torch.get_num_threads()} load average at start={os.getloadavg()}", flush=True)
+
+    cfg = build_cfg(args)
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    # A random RPN regresses its anchors into degenerate boxes that NMS collapses to a handful; with zero deltas
+    # the proposals are the anchors, ranked by random objectness, so the RoI sampler gets `--rois` per image as
+    # with a trained RPN.
+    for param in model.proposal_generator.rpn_head.anchor_deltas.parameters():
+        torch.nn.init.zeros_(param)
+    stock = model.roi_heads.box_predictor  # Detectron2's FastRCNNOutputLayers, built by StandardROIHeads
+    predictors = {STOCK: stock}
+    for name in args.heads:
+        head_cfg = cfg.clone()
+        head_cfg.MODEL.LT.BOX_CLASSIFIER = name
+        torch.manual_seed(0)
+        predictors[name] = build_box_predictor(head_cfg, model.roi_heads.box_head.output_shape).train()
+    names = list(predictors)
+    inputs = synthetic_inputs(args)
+    optimizers = {}
+    for name, predictor in predictors.items():
+        model.roi_heads.box_predictor = predictor
+        optimizers[name] = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
+
+    def whole_iteration(name: str) -> None:
+        model.roi_heads.box_predictor = predictors[name]
+        torch.manual_seed(1)  # identical RPN / RoI sampling for every head
+        losses = model(inputs)
+        optimizers[name].zero_grad()
+        sum(losses.values()).backward()
+        optimizers[name].step()
+
+    with EventStorage(0):
+        # Inputs of the box branch, computed once: backbone features (leaves that need a gradient, as in
+        # training) and the sampled proposals with their ground truth.
+        with torch.no_grad():
+            torch.manual_seed(1)
+            images = model.preprocess_image(inputs)
+            features = model.backbone(images.tensor)
+            targets = [x["instances"] for x in inputs]
+            proposals, _ = model.proposal_generator(images, features, targets)
+            proposals = model.roi_heads.label_and_sample_proposals(proposals, targets)
+        box_features = {k: v.detach().requires_grad_(True) for k, v in features.items()}
+        print(f"sampled RoIs per image: {[len(p) for p in proposals]}", flush=True)
+
+        def box_head_only(name: str) -> None:
+            model.roi_heads.box_predictor = predictors[name]
+            losses = model.roi_heads._forward_box(box_features, proposals)
+            sum(losses.values()).backward()
+
+        results: Dict[str, Dict[str, List[float]]] = {"box head only": {n: [] for n in names}, "whole iteration": {n: [] for n in names}}
+        for label, fn, rounds in (("box head only", box_head_only, args.head_iters), ("whole iteration", whole_iteration, args.iters)):
+            for name in names if label == "box head only" else [STOCK]:  # warm-up (allocator, lazy init)
+                fn(name)
+            for r in range(rounds):
+                order = names[r % len(names):] + names[: r % len(names)]
+                for name in order:
+                    results[label][name].append(timed(lambda: fn(name)))
+            print(f"{label}: {rounds} rounds done at {time.perf_counter() - wall:.0f} s", flush=True)
+    model.zero_grad(set_to_none=True)
+
+    print(f"\nR50-FPN Mask R-CNN, {args.num_classes} classes, {args.rois} RoIs/img, batch {args.batch}, "
+          f"{args.size}px, CPU, {torch.get_num_threads()} threads; ratios = median over rounds of head / stock")
+    header = f"| head | whole iter (s) | whole-iter ratio | box head only (ms) | head-only ratio |"
+    print(header + "\n|---|---|---|---|---|")
+    for name in names:
+        row = [name]
+        for label, unit in (("whole iteration", 1.0), ("box head only", 1000.0)):
+            times, base = results[label][name], results[label][STOCK]
+            ratio = statistics.median(t / b for t, b in zip(times, base))
+            row += [f"{statistics.median(times) * unit:.3f}", f"{ratio:.3f}x"]
+        print("| " + " | ".join(row) + " |")
+    print(f"\ntotal {time.perf_counter() - wall:.0f} s; load average at end={os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Forward+backward time of each lt_detectron loss divided by F.cross_entropy's on the same tensors.
+
+Every round times all contenders once, in a rotating order, right after one another; each ratio is the median
+over rounds of (loss time / cross-entropy time in the same round), so machine load affects both sides alike.
+
+    python benchmarks/loss_throughput.py [--repeats 15] [--threads N] [--device cpu|cuda]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from typing import Callable, Dict, List, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from lt_detectron.losses import (
+    balanced_softmax_loss,
+    cb_cross_entropy,
+    class_weights,
+    focal_loss,
+    lade_loss,
+    lda_divergence,
+    ldam_loss,
+    prior_from_counts,
+)
+
+# Targets of issue 3 (ratio to cross-entropy), keyed by contender name.
+TARGETS = {"cb": 2.0, "focal": 2.0, "ldam": 2.0, "balanced_softmax": 2.0, "lade": 3.0, "lda_divergence": 1.0}
+
+
+def long_tailed_counts(num_classes: int, imbalance: float = 100.0) -> torch.Tensor:
+    """n_c = floor(1000 * (1/IF)^{c/(C-1)}) (METHODS §8), at least 1."""
+    exponent = torch.arange(num_classes, dtype=torch.float64) / max(num_classes - 1, 1)
+    return torch.floor(1000.0 * imbalance ** (-exponent)).clamp_min(1.0)
+
+
+def timed(step: Callable[[], torch.Tensor], wrt: torch.Tensor, inner: int, device: torch.device) -> float:
+    """Seconds for `inner` forward+backward passes (autograd.grad: no accumulation into .grad)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(inner):
+        torch.autograd.grad(step(), wrt)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+Contenders = Dict[str, Tuple[Callable[[], torch.Tensor], torch.Tensor]]
+
+
+def contenders(batch: int, num_classes: int, device: torch.device) -> Contenders:
+    generator = torch.Generator().manual_seed(0)
+    counts = long_tailed_counts(num_classes)
+    prior = prior_from_counts(counts).to(device)
+    weight = class_weights(counts).to(device)
+    logits = torch.randn(batch, num_classes, generator=generator).to(device).requires_grad_()
+    targets = torch.multinomial(prior.cpu(), batch, replacement=True, generator=generator).to(device)
+    steps = {
+        "cross_entropy": lambda: F.cross_entropy(logits, targets),
+        "cb": lambda: cb_cross_entropy(logits, targets, weight),
+        "focal": lambda: focal_loss(logits, targets),
+        "focal (sigmoid)": lambda: focal_loss(logits, targets, form="sigmoid"),
+        "ldam": lambda: ldam_loss(logits, targets, counts),
+        "balanced_softmax": lambda: balanced_softmax_loss(logits, targets, prior),
+        "lade": lambda: lade_loss(logits, targets, prior),
+        "lade (column)": lambda: lade_loss(logits, targets, prior, importance="column"),
+    }
+    return {name: (step, logits) for name, step in steps.items()}
+
+
+def divergence_contenders(device: torch.device) -> Contenders:
+    """lda_divergence on 8192 x 128 features over 1203 classes vs cross-entropy on 8192 x 1204 logits."""
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(8192, 1204, generator=generator).to(device).requires_grad_()
+    logit_targets = torch.randint(0, 1204, (8192,), generator=generator).to(device)
+    features = torch.randn(8192, 128, generator=generator).to(device).requires_grad_()
+    prior = prior_from_counts(long_tailed_counts(1203))
+    feature_targets = torch.multinomial(prior, 8192, replacement=True, generator=generator).to(device)
+
+    def divergence() -> torch.Tensor:
+        intra, inter = lda_divergence(features, feature_targets)
+        return intra + inter
+
+    return {
+        "cross_entropy": (lambda: F.cross_entropy(logits, logit_targets), logits),
+        "lda_divergence": (divergence, features),
+    }
+
+
+def ratios_to_ce(steps: Contenders, repeats: int, device: torch.device, min_seconds: float) -> Dict[str, float]:
+    names = list(steps)
+    for name in names:  # warm-up (allocator, lazy imports, kernels)
+        timed(*steps[name], 1, device)
+    # Repeat small problems inside one measurement so each lasts >= min_seconds (timer and scheduler noise).
+    inner = max(1, math.ceil(min_seconds / timed(*steps["cross_entropy"], 1, device)))
+    per_round: Dict[str, List[float]] = {name: [] for name in names if name != "cross_entropy"}
+    for round_index in range(repeats):
+        order = names[round_index % len(names):] + names[: round_index % len(names)]
+        times = {name: timed(*steps[name], inner, device) for name in order}
+        for name in per_round:
+            per_round[name].append(times[name] / times["cross_entropy"])
+    return {name: statistics.median(values) for name, values in per_round.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15, help="timed rounds per shape (median reported)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--min-ms", type=float, default=50.0, help="repeat small problems to last at least this long")
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    shapes = [(8192, 1204), (256, 1000)]
+    min_seconds = args.min_ms / 1000.0
+    columns = {shape: ratios_to_ce(contenders(*shape, device), args.repeats, device, min_seconds) for shape in shapes}
+    print(f"device={device} threads={torch.get_num_threads()} repeats={args.repeats} torch={torch.__version__}")
+    print("forward+backward time / F.cross_entropy forward+backward on the same tensors (median ratio)")
+    header = "| loss | " + " | ".join(f"{b} x {c}" for b, c in shapes) + " | target |"
+    print(header)
+    print("|" + "---|" * (len(shapes) + 2))
+    for name in columns[shapes[0]]:
+        target = TARGETS.get(name)
+        cells = " | ".join(f"{columns[shape][name]:.2f}x" for shape in shapes)
+        print(f"| {name} | {cells} | {'<= %.0fx' % target if target else '-'} |")
+    divergence = ratios_to_ce(divergence_contenders(device), args.repeats, device, min_seconds)["lda_divergence"]
+    print(f"| lda_divergence (8192 x 128, 1203 classes) vs CE 8192 x 1204 | {divergence:.2f}x | - | <= 1x |")
+
+
+if __name__ == "__main__":
+    main()

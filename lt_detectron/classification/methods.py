@@ -1,0 +1,393 @@
+"""Long-tailed training methods for classification, each selectable by `METHOD.NAME` alone.
+
+A method adapts a `LTClassifierNet` (it may replace `model.classifier` and own extra heads), computes the training
+loss of a batch, and produces inference logits. Every loss, class weight and balancer comes from
+`lt_detectron.losses` / `lt_detectron.meta`; this module only wires them to the network (METHODS §1-7).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lt_detectron import losses as L
+
+from .config import ConfigError
+from .m2m import M2mConfig, m2m_batch
+
+__all__ = [
+    "METHODS", "build_method", "ClassificationMethod", "LossMethod", "LADEMethod", "LDAMethod", "MetaMethod",
+    "M2mMethod", "NormedLinear", "StepContext", "parse_target_prior",
+]
+
+
+@dataclass
+class StepContext:
+    """Where training stands when a loss is computed (methods with schedules read it)."""
+
+    epoch: int
+    global_step: int
+    lr: float
+
+
+class NormedLinear(nn.Module):
+    """Cosine classifier `z_c = cos(x, w_c)` used with LDAM (Cao et al. 2019); the loss applies the scale s."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(in_features, out_features).uniform_(-1, 1).renorm_(2, 1, 1e-5).mul_(1e5))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(x, dim=1) @ F.normalize(self.weight, dim=0)
+
+
+def parse_target_prior(spec: str, train_counts: np.ndarray) -> Tensor:
+    """METHOD.TEST_PRIOR -> p_t: "uniform", "source", a json file with C numbers, or "n1 n2 ... nC" / "n1,...,nC"."""
+    num_classes = len(train_counts)
+    spec = spec.strip()
+    if spec == "uniform":
+        values = np.ones(num_classes)
+    elif spec == "source":
+        values = np.asarray(train_counts, dtype=np.float64)
+    elif os.path.isfile(spec):
+        with open(spec) as f:
+            values = np.asarray(json.load(f), dtype=np.float64)
+    else:
+        try:
+            values = np.asarray([float(v) for v in spec.replace(",", " ").split()], dtype=np.float64)
+        except ValueError:
+            raise ConfigError(f"METHOD.TEST_PRIOR={spec!r} is neither 'uniform', 'source', an existing json file nor "
+                              "a list of numbers; fix the key") from None
+    if values.shape != (num_classes,) or not np.all(np.isfinite(values)) or values.min() < 0 or values.sum() <= 0:
+        raise ConfigError(f"METHOD.TEST_PRIOR={spec!r}: need {num_classes} non-negative finite numbers with a positive "
+                          f"sum, got shape {values.shape}")
+    return torch.as_tensor(values / values.sum(), dtype=torch.float32)
+
+
+class ClassificationMethod(nn.Module):
+    """Base class. Subclasses set up heads in `__init__` and override `training_loss` / `inference_logits`.
+
+    Parameters of a method (extra heads) are optimised with the model's and saved in checkpoints; non-tensor
+    state (risk balancer, eps tracker) travels through `get_extra_state` / `set_extra_state`.
+    """
+
+    name = "base"
+    # Which prior the inference logits carry, for target-prior injection in the shifted-prior evaluation
+    # (metrics.evaluate prior_injection): "source" (trained on the long-tailed prior, e.g. CE) or "balanced"
+    # (re-weighted, re-sampled or prior-corrected, so the logits are for the uniform prior).
+    prior_kind = "source"
+
+    def __init__(self, cfg, model: nn.Module, train_counts: np.ndarray):
+        super().__init__()
+        counts = np.asarray(train_counts, dtype=np.int64)
+        self.num_classes = len(counts)
+        self.register_buffer("counts", torch.as_tensor(counts, dtype=torch.long), persistent=False)
+        self.register_buffer("source_prior", torch.as_tensor(counts / counts.sum(), dtype=torch.float32),
+                             persistent=False)
+        self.register_buffer("target_prior", parse_target_prior(cfg.METHOD.TEST_PRIOR, counts), persistent=False)
+
+    def training_loss(self, model: nn.Module, images: Tensor, targets: Tensor, ctx: StepContext
+                      ) -> tuple[Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def inference_logits(self, model: nn.Module, images: Tensor) -> Tensor:
+        """Logits whose softmax is the prediction for the test prior (uniform unless METHOD.TEST_PRIOR says)."""
+        return model(images)
+
+    def with_target_prior(self, target_prior: Tensor | None) -> "ClassificationMethod":
+        """Set p_t used at inference (shifted-prior evaluation; None = the configured one). Returns self."""
+        if target_prior is not None:
+            self.target_prior = target_prior.to(self.target_prior)
+        return self
+
+    def balanced_sampling(self, epoch: int) -> bool:
+        """Whether this method needs class-balanced batches at `epoch` (M2m after its deferred start)."""
+        return False
+
+
+class LossMethod(ClassificationMethod):
+    """One loss of `lt_detectron.losses.build_loss` on `model(x)`, with optional deferred re-weighting (DRW).
+
+    ce, cb_ce, focal, cb_focal, ldam, ldam_drw, balanced_softmax, and pc_softmax (CE training, PC-Softmax at
+    inference, METHODS §3).
+    """
+
+    def __init__(self, cfg, model: nn.Module, train_counts: np.ndarray, loss_name: str, inference: str = "plain",
+                 drw: bool = False, **loss_kwargs: Any):
+        super().__init__(cfg, model, train_counts)
+        self.name = cfg.METHOD.NAME
+        self.loss = L.build_loss(loss_name, counts=np.asarray(train_counts), **loss_kwargs)
+        self.inference = inference  # "plain" | "scaled" (LDAM: s * cos) | "prior" (z + log p_t) | "pc" (PC-Softmax)
+        self.scale = float(cfg.METHOD.LDAM.SCALE)
+        start = int(cfg.METHOD.DRW_START_EPOCH)
+        if drw and start < 0:
+            start = int(round(0.8 * cfg.SOLVER.EPOCHS))  # 160 of 200 (Cao et al.)
+        self.drw_start = start
+        self.drw_beta = float(cfg.METHOD.DRW_BETA)
+        balanced = loss_name in ("cb", "cb_focal", "balanced_softmax", "lade") or inference in ("prior", "pc")
+        self.prior_kind = "balanced" if balanced or self.drw_start >= 0 else "source"
+        if self.drw_start >= 0 and loss_name in ("cb", "cb_focal"):
+            raise ConfigError(f"METHOD.DRW_START_EPOCH={self.drw_start} with method {self.name!r}: the loss is already "
+                              "class-weighted; use DRW with ce/focal/ldam or set METHOD.DRW_START_EPOCH=-1")
+        if self.drw_start >= 0 and not self.loss.per_example:
+            raise ConfigError(f"DRW needs a per-example loss; {loss_name!r} is not (set METHOD.DRW_START_EPOCH=-1)")
+        if inference == "scaled":
+            model.classifier = NormedLinear(model.feat_dim, self.num_classes)
+
+    def training_loss(self, model, images, targets, ctx):
+        logits = model(images)
+        weights = None
+        if self.drw_start >= 0:
+            weights = L.drw_weights(self.counts.cpu().numpy(), ctx.epoch, self.drw_start, beta=self.drw_beta)
+        if weights is None:
+            return self.loss(logits, targets), {}
+        weights = torch.as_tensor(weights, dtype=logits.dtype, device=logits.device)
+        # CB convention (METHODS §2): batch mean of the weighted per-example losses.
+        return (weights[targets] * self.loss(logits, targets, reduction="none")).mean(), {"drw": 1.0}
+
+    def inference_logits(self, model, images):
+        logits = model(images)
+        if self.inference == "scaled":
+            return self.scale * logits
+        if self.inference == "prior":  # the logits already exclude the source prior (METHODS §4, eq. 17)
+            return L.adjust_logits(logits, torch.full_like(self.source_prior, 1.0 / self.num_classes),
+                                   self.target_prior)
+        if self.inference == "pc":
+            return L.adjust_logits(logits, self.source_prior, self.target_prior)
+        return logits
+
+
+class LDAMethod(ClassificationMethod):
+    """LDA (METHODS §5): unbalanced + balanced linear classifiers, projection head, adaptive risk balance.
+
+    `model.classifier` becomes the balanced classifier g_b, so `model(x)` is already the inference output.
+    """
+
+    name = "lda"
+    prior_kind = "balanced"
+
+    def __init__(self, cfg, model: nn.Module, train_counts: np.ndarray):
+        super().__init__(cfg, model, train_counts)
+        c = cfg.METHOD.LDA
+        d = model.feat_dim
+        model.classifier = nn.Linear(d, self.num_classes)  # g_b
+        self.unbalanced = nn.Linear(d, self.num_classes)  # g_u
+        if c.PROJ_HEAD == "linear":
+            self.projection = nn.Linear(d, c.PROJ_DIM)
+        elif c.PROJ_HEAD == "mlp":
+            self.projection = nn.Sequential(nn.Linear(d, 512), nn.ReLU(inplace=True), nn.Linear(512, c.PROJ_DIM))
+        else:
+            raise ConfigError(f"METHOD.LDA.PROJ_HEAD={c.PROJ_HEAD!r}; known: linear, mlp")
+        counts = np.asarray(train_counts)
+        self.register_buffer("balanced_weights", torch.as_tensor(
+            L.class_weights(counts, kind="lda"), dtype=torch.float32), persistent=False)
+        # WINDOW 0: K = max(1, N / (n_min * B)) computed by the balancer.
+        self.balancer = L.RiskBalancer(gamma=float(c.GAMMA), window=int(c.WINDOW) or None, counts=counts,
+                                       batch_size=int(cfg.SOLVER.BATCH_SIZE))
+        self.ce = L.build_loss("ce")
+        self.lambdas = (float(c.LAMBDA_U), float(c.LAMBDA_B), float(c.LAMBDA_D))
+        self.margin = float(c.MARGIN)
+        self.pair_weights = bool(c.PAIR_WEIGHTS)
+
+    def training_loss(self, model, images, targets, ctx):
+        features = model.backbone(images)
+        logits_u = self.unbalanced(features)
+        logits_b = model.classifier(features)
+        loss_u = self.ce(logits_u, targets)
+        # L_b = sum_i w_{y_i} CE_i with w_c = 1/(C n_c): a sum, not a mean (METHODS §5).
+        loss_b = (self.balanced_weights[targets] * self.ce(logits_b, targets, reduction="none")).sum()
+        alpha = self.balancer.update(L.accuracy_percent(logits_u, targets), L.accuracy_percent(logits_b, targets))
+        intra, inter = L.lda_divergence(self.projection(features), targets, margin=self.margin,
+                                        class_weights=self.balanced_weights if self.pair_weights else None)
+        lam_u, lam_b, lam_d = self.lambdas
+        loss = lam_u * loss_u + lam_b * alpha * loss_b + lam_d * (intra + inter)
+        return loss, {"loss_u": loss_u.item(), "loss_b": loss_b.item(), "lda_alpha": alpha,
+                      "lda_intra": float(intra), "lda_inter": float(inter)}
+
+    def get_extra_state(self) -> dict:
+        return {"balancer": self.balancer.state_dict()}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.balancer.load_state_dict(state["balancer"])
+
+
+class LADEMethod(LossMethod):
+    """LADE (METHODS §4): LADE-CE + alpha * LADER in training; `z + log p_t` at inference (eq. 17)."""
+
+    def __init__(self, cfg, model, train_counts):
+        c = cfg.METHOD.LADE
+        super().__init__(cfg, model, train_counts, "lade", inference="prior",
+                         alpha=float(c.ALPHA), lam=float(c.LAMBDA), importance=c.IMPORTANCE)
+
+
+class M2mMethod(ClassificationMethod):
+    """M2m (METHODS §7): plain CE until `START_EPOCH`, then class-balanced batches with major-to-minor translation.
+
+    The frozen ERM classifier g is given by `frozen_classifier` (the trainer loads it; see `M2M.G_CHECKPOINT`).
+    It is kept out of this module's parameters and state dict: it is an input, not something trained or resumed.
+    """
+
+    name = "m2m"
+    prior_kind = "balanced"  # class-balanced batches after the deferred start
+
+    def __init__(self, cfg, model, train_counts, frozen_classifier: nn.Module | None = None):
+        super().__init__(cfg, model, train_counts)
+        c = cfg.METHOD.M2M
+        self.start_epoch = int(c.START_EPOCH)
+        self.config = M2mConfig(steps=int(c.STEPS), step_size=float(c.STEP_SIZE), beta=float(c.BETA),
+                                lam=float(c.LAMBDA), gamma=float(c.GAMMA), noise_std=float(c.NOISE_STD))
+        self.ce = L.build_loss("ce")
+        self._g: list[nn.Module] = []  # a list keeps g out of parameters(), state_dict() and .to()
+        if frozen_classifier is not None:
+            self.set_frozen_classifier(frozen_classifier)
+
+    def set_frozen_classifier(self, g: nn.Module) -> None:
+        g.eval().requires_grad_(False)
+        self._g[:] = [g]
+
+    def balanced_sampling(self, epoch: int) -> bool:
+        return epoch >= self.start_epoch
+
+    def training_loss(self, model, images, targets, ctx):
+        stats: dict[str, float] = {}
+        if ctx.epoch >= self.start_epoch:
+            if not self._g:
+                raise RuntimeError("m2m: no frozen classifier g was given (METHOD.M2M.G_CHECKPOINT); the trainer "
+                                   "loads it before training")
+            g = self._g[0].to(images.device)
+            images, stats = m2m_batch(g, model, images, targets, self.counts, self.config)
+        return self.ce(model(images), targets), stats
+
+
+class MetaMethod(ClassificationMethod):
+    """Meta-learned conditional weights (METHODS §6, seed 000 Algorithm 1) on a CE / focal / LDAM loss.
+
+    Stage 1 (epochs before META.START_EPOCH): the plain loss. Stage 2: per-example weights w_y + eps_i from
+    `lt_detectron.meta.MetaReweighter` against a class-balanced dev batch; the returned loss is the weighted one
+    the optimizer steps on. `META.L2RW` is the L2RW ablation, `META.MODE: classifier` meta-differentiates only
+    the classifier on detached features (seed 000 §5.3).
+    """
+
+    def __init__(self, cfg, model, train_counts, base_loss: str, dev_data=None):
+        super().__init__(cfg, model, train_counts)
+        from lt_detectron import meta as M  # only the meta methods need torch.func
+
+        c = cfg.METHOD.META
+        self.base = LossMethod(cfg, model, train_counts, **_BASE_LOSSES[base_loss](cfg))
+        self.prior_kind = "balanced"
+        start = int(c.START_EPOCH)
+        self.start_epoch = start if start >= 0 else (int(cfg.SOLVER.STEPS[0]) if len(cfg.SOLVER.STEPS) else 0)
+        self.follow_lr = float(c.INNER_LR) <= 0  # eta = the optimizer's current lr
+        if c.MODE not in ("full", "classifier"):
+            raise ConfigError(f"METHOD.META.MODE={c.MODE!r}; known: full, classifier")
+        self.mode = c.MODE
+        counts = np.asarray(train_counts)
+        beta = c.BETA if c.BETA is not None else (counts.sum() - 1) / counts.sum()  # seed 000: (N-1)/N
+        self.reweighter = M.MetaReweighter(
+            L.class_weights(counts, kind="effective_number", beta=beta),
+            inner_lr=float(c.INNER_LR) if not self.follow_lr else float(cfg.SOLVER.BASE_LR),
+            eps_lr=float(c.EPS_LR), l2rw=bool(c.L2RW))
+        if dev_data is None or len(dev_data) == 0:
+            raise ConfigError(f"{cfg.METHOD.NAME}: no development set; see METHOD.META.DEV_SOURCE / DEV_PER_CLASS")
+        self.dev_data = dev_data
+        self.dev_sampler = M.DevBatchSampler(np.arange(len(dev_data)), int(c.DEV_BATCH_SIZE), seed=int(cfg.SEED))
+
+    def inference_logits(self, model, images):
+        return self.base.inference_logits(model, images)
+
+    def _dev_batch(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        items = [self.dev_data[int(i)] for i in self.dev_sampler.next_batch()]
+        images = torch.stack([torch.as_tensor(x) for x, _ in items]).to(device)
+        return images, torch.as_tensor([int(y) for _, y in items], device=device)
+
+    def training_loss(self, model, images, targets, ctx):
+        if ctx.epoch < self.start_epoch:
+            return self.base.training_loss(model, images, targets, ctx)
+        if self.follow_lr:
+            self.reweighter.inner_lr = ctx.lr
+        dev_images, dev_targets = self._dev_batch(images.device)
+
+        def per_example(logits: Tensor, y: Tensor) -> Tensor:
+            return self.base.loss(logits, y, reduction="none")
+
+        if self.mode == "full":
+            result = self.reweighter.step(model, per_example, images, targets, dev_images, dev_targets,
+                                          iteration=ctx.global_step, compute_loss=True)
+            loss = result.loss
+        else:  # meta-gradient through the classifier only; the real step still trains the whole network
+            features = model.backbone(images)
+            with torch.no_grad():
+                dev_features = model.backbone(dev_images)
+            result = self.reweighter.step(model.classifier, per_example, features.detach(), targets, dev_features,
+                                          dev_targets, iteration=ctx.global_step)
+            loss = self.reweighter.weighted_loss(per_example(model.classifier(features), targets), result)
+        return loss, {"meta_dev_loss": float(result.dev_loss), "meta_eps_mean": float(result.eps.mean())}
+
+    def eps_history(self) -> tuple[np.ndarray, np.ndarray]:
+        """(iterations, per-class mean eps) over training (seed 000 Figure 3)."""
+        return self.reweighter.tracker.history()
+
+    def get_extra_state(self) -> dict:
+        return {"reweighter": self.reweighter.state_dict(), "dev_sampler": self.dev_sampler.state_dict()}
+
+    def set_extra_state(self, state: dict) -> None:
+        # eta follows the lr schedule: take the saved value so the hyper-parameter check does not warn.
+        self.reweighter.inner_lr = state["reweighter"]["hparams"]["inner_lr"]
+        self.reweighter.load_state_dict(state["reweighter"])
+        self.dev_sampler.load_state_dict(state["dev_sampler"])
+
+
+def _cb_beta(cfg) -> float | None:
+    return cfg.METHOD.CB.BETA
+
+
+def _focal_kwargs(cfg) -> dict:
+    return {"gamma": float(cfg.METHOD.FOCAL.GAMMA), "form": cfg.METHOD.FOCAL.FORM}
+
+
+def _ldam_kwargs(cfg) -> dict:
+    return {"max_margin": float(cfg.METHOD.LDAM.MAX_MARGIN), "scale": float(cfg.METHOD.LDAM.SCALE)}
+
+
+# Base losses of the meta methods: LossMethod keyword arguments.
+_BASE_LOSSES: dict[str, Callable[[Any], dict]] = {
+    "ce": lambda cfg: {"loss_name": "ce"},
+    "focal": lambda cfg: {"loss_name": "focal", **_focal_kwargs(cfg)},
+    "ldam": lambda cfg: {"loss_name": "ldam", "inference": "scaled", **_ldam_kwargs(cfg)},
+}
+
+# METHOD.NAME -> builder(cfg, model, train_counts, **extras) -> ClassificationMethod.
+METHODS: dict[str, Callable[..., ClassificationMethod]] = {
+    "ce": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "ce"),
+    "cb_ce": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "cb", beta=_cb_beta(cfg)),
+    "focal": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "focal", **_focal_kwargs(cfg)),
+    "cb_focal": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "cb_focal", beta=_cb_beta(cfg), **_focal_kwargs(cfg)),
+    "ldam": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "ldam", inference="scaled", **_ldam_kwargs(cfg)),
+    "ldam_drw": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "ldam", inference="scaled", drw=True,
+                                                   **_ldam_kwargs(cfg)),
+    "balanced_softmax": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "balanced_softmax", inference="prior"),
+    "pc_softmax": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "ce", inference="pc"),
+    "lade": lambda cfg, m, n, **kw: LADEMethod(cfg, m, n),
+    "lda": lambda cfg, m, n, **kw: LDAMethod(cfg, m, n),
+    "meta_ce": lambda cfg, m, n, **kw: MetaMethod(cfg, m, n, "ce", **kw),
+    "meta_focal": lambda cfg, m, n, **kw: MetaMethod(cfg, m, n, "focal", **kw),
+    "meta_ldam": lambda cfg, m, n, **kw: MetaMethod(cfg, m, n, "ldam", **kw),
+    "m2m": lambda cfg, m, n, **kw: M2mMethod(cfg, m, n, **kw),
+}
+
+
+def build_method(cfg, model: nn.Module, train_counts: np.ndarray, **extras: Any) -> ClassificationMethod:
+    """The method named by `cfg.METHOD.NAME`, set up on `model` (whose classifier it may replace)."""
+    name = cfg.METHOD.NAME
+    if name not in METHODS:
+        raise ConfigError(f"unknown METHOD.NAME {name!r}; known methods: {', '.join(METHODS)}")
+    method = METHODS[name](cfg, model, train_counts, **extras)
+    method.name = name
+    return method

@@ -1,0 +1,107 @@
+"""`LTTrainer`: Detectron2's DefaultTrainer with LVIS evaluation at 300 detections and atomic checkpoints."""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any, Optional
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import MetadataCatalog
+from detectron2.engine import DefaultTrainer
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, LVISEvaluator
+from detectron2.utils.file_io import PathManager
+
+__all__ = ["LTTrainer", "AtomicDetectionCheckpointer", "build_lt_evaluator"]
+
+logger = logging.getLogger(__name__)
+
+
+def _atomic_write(path: str, write_fn) -> None:
+    """Write to a temporary file in the target folder, then os.replace it, so readers never see half a file."""
+    folder = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_fn(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+class AtomicDetectionCheckpointer(DetectionCheckpointer):
+    """DetectionCheckpointer whose `save` and `last_checkpoint` tag are atomic (fvcore writes in place).
+
+    An interrupted save leaves the previous checkpoint and tag intact instead of a truncated `.pth`
+    that `--resume` would then try to load.
+    """
+
+    def save(self, name: str, **kwargs: Any) -> None:
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        PathManager.mkdirs(self.save_dir)
+        _atomic_write(save_file, lambda f: torch.save(data, f))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        tag_file = os.path.join(self.save_dir, "last_checkpoint")
+        _atomic_write(tag_file, lambda f: f.write(last_filename_basename.encode()))
+
+
+def build_lt_evaluator(cfg, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:
+    """LVISEvaluator (cfg.TEST.DETECTIONS_PER_IMAGE detections, 300 in our configs) for LVIS-format datasets,
+    COCOEvaluator for COCO-format ones."""
+    if output_folder is None:
+        output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+    evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
+    if evaluator_type == "lvis":
+        return LVISEvaluator(
+            dataset_name, output_dir=output_folder, max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE
+        )
+    if evaluator_type == "coco":
+        return COCOEvaluator(
+            dataset_name, output_dir=output_folder, max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE
+        )
+    raise NotImplementedError(
+        f"Dataset {dataset_name!r} has evaluator_type={evaluator_type!r}; LTTrainer evaluates 'lvis' and 'coco' "
+        f"datasets. Set MetadataCatalog.get({dataset_name!r}).evaluator_type when registering it, "
+        f"or remove it from DATASETS.TEST."
+    )
+
+
+class LTTrainer(DefaultTrainer):
+    """DefaultTrainer for lt-detectron.
+
+    Inherits from Detectron2: the train loader (cfg.DATALOADER.SAMPLER_TRAIN = RepeatFactorTrainingSampler with
+    cfg.DATALOADER.REPEAT_THRESHOLD is handled by `build_detection_train_loader`), the SGD optimizer and LR
+    schedule, gradient clipping, and the default writers (console with ETA, metrics.json, TensorBoard events).
+    Adds: LVIS evaluation at 300 detections per image and atomic checkpoints.
+    """
+
+    def build_hooks(self):
+        # DefaultTrainer.__init__ creates the checkpointer just before calling build_hooks; swap in the atomic
+        # one here so the PeriodicCheckpointer hook and resume_or_load both use it.
+        old = self.checkpointer
+        self.checkpointer = AtomicDetectionCheckpointer(
+            old.model, old.save_dir, save_to_disk=old.save_to_disk, **old.checkpointables
+        )
+        return super().build_hooks()
+
+    def train(self):
+        """Train, then return the final evaluation results (Detectron2's EvalHook evaluates DATASETS.TEST after the
+        last iteration; DefaultTrainer.train only returns them when TEST.EXPECTED_RESULTS is set)."""
+        results = super().train()
+        return results if results is not None else getattr(self, "_last_eval_results", None)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:
+        return build_lt_evaluator(cfg, dataset_name, output_folder)

@@ -1,0 +1,152 @@
+"""Input checks shared by the loss functions.
+
+Every error names the function, the argument and the fix, because these functions are reached from
+config files (counts, priors) and from heads (shapes) far away from where the mistake was made.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+
+ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[float]]
+
+# A prior built as counts / counts.sum() in float32 is off by ~1e-6; a hand-written one by rounding.
+PRIOR_SUM_TOLERANCE = 1e-3
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def format_indices(mask: torch.Tensor, limit: int = 10) -> str:
+    """'[3, 7] (2 classes)' for the True entries of a 1-D mask, truncated after `limit` indices."""
+    indices = torch.nonzero(mask).flatten().tolist()
+    shown = ", ".join(str(i) for i in indices[:limit]) + (", ..." if len(indices) > limit else "")
+    return f"[{shown}] ({len(indices)} class{'es' if len(indices) != 1 else ''})"
+
+
+def as_tensor_like(values: ArrayLike, like: torch.Tensor) -> torch.Tensor:
+    """`values` in `like`'s dtype and device; lists go through float64 (a float32 detour would lose precision)."""
+    if not isinstance(values, torch.Tensor):
+        values = torch.as_tensor(np.asarray(values, dtype=np.float64))
+    return values.to(device=like.device, dtype=like.dtype)
+
+
+def check_logits_targets(logits: torch.Tensor, targets: torch.Tensor, fn: str) -> torch.Tensor:
+    """Check `logits` (B, C) floating and `targets` (B,) integer in [0, C); return targets as int64."""
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or not logits.is_floating_point():
+        got = f"{tuple(logits.shape)} {logits.dtype}" if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(
+            f"{fn}: `logits` must be a floating tensor of shape (B, C); got {got}. "
+            "Fix: pass one row of class scores per sample (flatten extra dimensions first)."
+        )
+    if not isinstance(targets, torch.Tensor) or targets.is_floating_point() or targets.is_complex():
+        got = targets.dtype if isinstance(targets, torch.Tensor) else type(targets).__name__
+        raise ValueError(f"{fn}: `targets` must be an integer tensor of class indices; got {got}. Fix: targets.long().")
+    if targets.shape != logits.shape[:1]:
+        raise ValueError(
+            f"{fn}: `targets` must have shape (B,) = ({logits.shape[0]},) to match `logits` {tuple(logits.shape)}; "
+            f"got {tuple(targets.shape)}. Fix: pass one class index per logits row (not one-hot)."
+        )
+    num_classes = logits.shape[1]
+    if targets.numel() > 0:
+        low, high = torch.aminmax(targets)
+        if low.item() < 0 or high.item() >= num_classes:
+            raise ValueError(
+                f"{fn}: `targets` must lie in [0, {num_classes - 1}] for {num_classes} logit columns; got values in "
+                f"[{low.item()}, {high.item()}]. Fix: map labels to contiguous 0-based ids (detection: background = C)."
+            )
+    return targets.long()
+
+
+def check_counts(counts: ArrayLike, fn: str, name: str = "counts", num_classes: int | None = None) -> torch.Tensor:
+    """Check per-class training counts n_c (1-D, finite, >= 0); return them as float64 on their own device."""
+    tensor = counts if isinstance(counts, torch.Tensor) else torch.as_tensor(np.asarray(counts, dtype=np.float64))
+    if tensor.dim() != 1 or tensor.numel() == 0:
+        raise ValueError(
+            f"{fn}: `{name}` must be a non-empty 1-D sequence of per-class training counts; got shape "
+            f"{tuple(tensor.shape)}. Fix: pass n_c for every class, e.g. lt_detectron.data.class_counts(...)."
+        )
+    if num_classes is not None and tensor.numel() != num_classes:
+        raise ValueError(
+            f"{fn}: `{name}` has {tensor.numel()} entries but the logits have {num_classes} columns. "
+            "Fix: give one count per logit column (detection: C foreground classes + 1 background)."
+        )
+    tensor = tensor.to(torch.float64)
+    # .item() per element, not .tolist(): tolist fails inside torch.func transforms (the meta-weighting engine).
+    total, smallest = (v.item() for v in torch.stack([tensor.sum(), tensor.min()]))  # one device sync for both checks
+    if not math.isfinite(total):
+        raise ValueError(f"{fn}: `{name}` contains NaN or inf at classes {format_indices(~torch.isfinite(tensor))}.")
+    if smallest < 0:
+        negative = tensor < 0
+        raise ValueError(
+            f"{fn}: `{name}` must be >= 0; classes {format_indices(negative)} are negative. "
+            "Fix: counts are numbers of training samples per class."
+        )
+    return tensor
+
+
+def check_prior(
+    prior: ArrayLike,
+    num_classes: int,
+    fn: str,
+    like: torch.Tensor,
+    name: str = "prior",
+    allow_zeros: bool = False,
+) -> torch.Tensor:
+    """Check a class distribution of length C summing to 1; return it with `like`'s dtype and device.
+
+    `allow_zeros=False` where log(prior) enters a loss (a zero would give -inf and NaN gradients).
+    """
+    tensor = as_tensor_like(prior, like)
+    if tensor.shape != (num_classes,):
+        raise ValueError(
+            f"{fn}: `{name}` must have shape (C,) = ({num_classes},) to match the logits; got {tuple(tensor.shape)}. "
+            "Fix: one probability per logit column (detection: C foreground classes + 1 background)."
+        )
+    # .item() per element, not .tolist(): tolist fails inside torch.func transforms (the meta-weighting engine).
+    total, smallest = (v.item() for v in torch.stack([tensor.sum(), tensor.min()]))  # one device sync for all checks
+    if not math.isfinite(total) or smallest < 0:
+        raise ValueError(
+            f"{fn}: `{name}` must be finite and >= 0; classes {format_indices(~(tensor >= 0))} are not. "
+            "Fix: a prior is a probability per class, e.g. prior_from_counts(counts)."
+        )
+    if abs(total - 1.0) > PRIOR_SUM_TOLERANCE:
+        raise ValueError(
+            f"{fn}: `{name}` must sum to 1; it sums to {total:.6g}. Fix: normalise it, e.g. "
+            "lt_detectron.losses.prior_from_counts(counts)."
+        )
+    if not allow_zeros and smallest <= 0:
+        raise ValueError(
+            f"{fn}: `{name}` is zero for classes {format_indices(tensor <= 0)}, and its log enters the loss. "
+            "Fix: drop classes without training samples, or build the prior from counts + a pseudo-count."
+        )
+    return tensor
+
+
+def check_class_weight(weight: ArrayLike | None, num_classes: int, fn: str, like: torch.Tensor) -> torch.Tensor | None:
+    """Check optional per-class loss weights w_c (length C, finite, >= 0); return them like `like`."""
+    if weight is None:
+        return None
+    tensor = as_tensor_like(weight, like)
+    if tensor.shape != (num_classes,):
+        raise ValueError(
+            f"{fn}: `weight` must have shape (C,) = ({num_classes},); got {tuple(tensor.shape)}. "
+            "Fix: one weight per logit column, e.g. lt_detectron.losses.class_weights(counts)."
+        )
+    if not torch.isfinite(tensor).all() or (tensor < 0).any():
+        raise ValueError(f"{fn}: `weight` must be finite and >= 0. Fix: see class_weights(..., zero_policy=...).")
+    return tensor
+
+
+def check_reduction(reduction: str, fn: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{fn}: `reduction` must be one of {REDUCTIONS}; got {reduction!r}.")
+
+
+def reduce_loss(per_example: torch.Tensor, reduction: str) -> torch.Tensor:
+    """'mean' is the batch mean of the (weighted) per-example losses (METHODS §2); an empty batch gives 0."""
+    if reduction == "none":
+        return per_example
+    total = per_example.sum()
+    return total if reduction == "sum" else total / max(per_example.numel(), 1)

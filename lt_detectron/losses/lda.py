@@ -1,0 +1,171 @@
+"""LDA: intra/inter-class divergence on projected features and the adaptive risk balancer (METHODS §5, seed 002)."""
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any, Dict
+
+import torch
+import torch.nn.functional as F
+
+from ._validation import ArrayLike, as_tensor_like, check_counts
+
+
+def lda_divergence(
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    margin: float = 1.0,
+    class_weights: ArrayLike | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(L_intra, L_inter)` of projected features f_i (METHODS §5; seed 002 eq. 7-8).
+
+    L_intra: mean over classes with >= 2 samples of mean_i (1 - cos(mu_c, f_i)), mu_c the class centre.
+    L_inter: mean over ordered pairs c != c' of classes in the batch of max(0, margin - (1 - cos(mu_c, mu_c'))),
+    or with `class_weights` (indexed by class id) each pair weighted by (w_c + w_c') and normalised (eq. 8).
+    Terms without a class (pair) to average over are 0.
+    """
+    fn = "lda_divergence"
+    if not isinstance(features, torch.Tensor) or features.dim() != 2 or not features.is_floating_point():
+        raise ValueError(f"{fn}: `features` must be a floating tensor of shape (B, d); got {getattr(features, 'shape', features)}.")
+    if not isinstance(targets, torch.Tensor) or targets.is_floating_point() or targets.shape != features.shape[:1]:
+        raise ValueError(
+            f"{fn}: `targets` must be an integer tensor of shape ({features.shape[0]},), one class id per feature row; "
+            f"got {getattr(targets, 'dtype', type(targets))} {tuple(getattr(targets, 'shape', ()))}."
+        )
+    if features.shape[0] == 0:
+        zero = features.sum()
+        return zero, zero
+    if bool((targets < 0).any()):
+        raise ValueError(f"{fn}: `targets` must be >= 0 class ids.")
+
+    classes, inverse, class_sizes = torch.unique(targets, return_inverse=True, return_counts=True)
+    num_present = classes.numel()
+    sizes = class_sizes.to(features.dtype)[:, None]
+    # Only (S, d) and (S, S) tensors after the two per-class sums; no per-sample gather of the centres.
+    unit_features = F.normalize(features, dim=1)
+    centres = features.new_zeros(num_present, features.shape[1]).index_add_(0, inverse, features) / sizes
+    unit_centres = F.normalize(centres, dim=1)
+
+    # Intra-class: mean_i (1 - cos(mu_c, f_i)) = 1 - <mu_c/|mu_c|, mean_i f_i/|f_i|>.
+    mean_directions = torch.zeros_like(centres).index_add_(0, inverse, unit_features) / sizes
+    spread_per_class = 1.0 - (unit_centres * mean_directions).sum(dim=1)
+    has_spread = class_sizes >= 2
+    intra = torch.where(has_spread, spread_per_class, 0.0).sum() / has_spread.sum().clamp_min(1)
+
+    # Inter-class: max(0, m - (1 - cos)) = relu(cos + m - 1) for every ordered pair; the diagonal is removed
+    # from the sums instead of masking an (S, S) tensor.
+    hinge = torch.relu(unit_centres @ unit_centres.T + (margin - 1.0))
+    if class_weights is None:
+        total = hinge.sum() - hinge.diagonal().sum()
+        normaliser = float(num_present * num_present - num_present)
+    else:
+        weights = as_tensor_like(class_weights, features)
+        if weights.dim() != 1 or int(classes[-1]) >= weights.numel():
+            raise ValueError(
+                f"{fn}: `class_weights` must be 1-D with one weight per class id (max id in batch {int(classes[-1])}); "
+                f"got shape {tuple(weights.shape)}. Fix: pass class_weights(counts, kind='lda') for all C classes."
+            )
+        w = weights[classes]
+        # sum_{c != c'} (w_c + w_c') h_cc' from row and column sums; normaliser sum_{c != c'} (w_c + w_c').
+        total = w @ hinge.sum(dim=1) + w @ hinge.sum(dim=0) - 2.0 * (w * hinge.diagonal()).sum()
+        normaliser = 2.0 * (num_present - 1) * w.sum()
+    inter = total / normaliser if num_present > 1 else total * 0.0
+    return intra, inter
+
+
+def accuracy_percent(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Top-1 training accuracy in percent, the input of `RiskBalancer.update` (METHODS §5)."""
+    if logits.dim() != 2 or targets.shape != logits.shape[:1] or logits.shape[0] == 0:
+        raise ValueError(
+            f"accuracy_percent: need logits (B, C) and targets (B,) with B > 0; got {tuple(logits.shape)} and "
+            f"{tuple(targets.shape)}. Fix: skip the RiskBalancer update on batches without samples."
+        )
+    with torch.no_grad():
+        return 100.0 * float((logits.argmax(dim=1) == targets).to(torch.float64).mean())
+
+
+def default_window(num_samples: float, min_count: float, batch_size: int) -> int:
+    """Risk-balancer window K = max(1, N / (n_min * B)) mini-batches, rounded up (METHODS §5)."""
+    if num_samples <= 0 or min_count <= 0 or batch_size <= 0:
+        raise ValueError(
+            f"default_window: N, n_min and B must be > 0; got N={num_samples}, n_min={min_count}, B={batch_size}."
+        )
+    return max(1, math.ceil(num_samples / (min_count * batch_size)))
+
+
+class RiskBalancer:
+    """Adaptive risk balance `a_t = max(0, A_u - A_b)^gamma` (METHODS §5; seed 002 eq. 6).
+
+    A_u, A_b: the unbalanced and balanced classifiers' training top-1 accuracies (percent), each averaged over
+    the last `window` mini-batches. `alpha` is a plain float (a constant for autograd); it is 0 before the first
+    update. `window=None` derives K from `counts` and `batch_size` with `default_window`.
+    """
+
+    def __init__(
+        self,
+        gamma: float = 2.0,
+        window: int | None = 100,
+        *,
+        counts: ArrayLike | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        if gamma < 0:
+            raise ValueError(f"RiskBalancer: gamma must be >= 0; got {gamma}.")
+        if window is None:
+            if counts is None or batch_size is None:
+                raise ValueError(
+                    "RiskBalancer(window=None) derives K = max(1, N / (n_min * B)) and needs counts= and batch_size=. "
+                    "Fix: pass them, or an explicit window=K."
+                )
+            n = check_counts(counts, "RiskBalancer")
+            window = default_window(float(n.sum()), float(n[n > 0].min()), batch_size)
+        if int(window) < 1:
+            raise ValueError(f"RiskBalancer: window must be >= 1 mini-batch; got {window}.")
+        self.gamma = float(gamma)
+        self.window = int(window)
+        self._acc_unbalanced: deque[float] = deque(maxlen=self.window)
+        self._acc_balanced: deque[float] = deque(maxlen=self.window)
+
+    def update(self, acc_unbalanced: float, acc_balanced: float) -> float:
+        """Record one mini-batch's accuracies (percent, 0..100) and return the new alpha."""
+        for name, value in (("acc_unbalanced", acc_unbalanced), ("acc_balanced", acc_balanced)):
+            if not 0.0 <= float(value) <= 100.0:
+                raise ValueError(
+                    f"RiskBalancer.update: {name} must be a percentage in [0, 100]; got {float(value)}. "
+                    "Fix: use lt_detectron.losses.accuracy_percent(logits, targets)."
+                )
+        self._acc_unbalanced.append(float(acc_unbalanced))
+        self._acc_balanced.append(float(acc_balanced))
+        return self.alpha
+
+    @property
+    def alpha(self) -> float:
+        if not self._acc_unbalanced:
+            return 0.0
+        gap = math.fsum(self._acc_unbalanced) / len(self._acc_unbalanced) - math.fsum(self._acc_balanced) / len(
+            self._acc_balanced
+        )
+        return max(0.0, gap) ** self.gamma
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Plain Python values, so the state can live inside a torch checkpoint."""
+        return {
+            "gamma": self.gamma,
+            "window": self.window,
+            "acc_unbalanced": list(self._acc_unbalanced),
+            "acc_balanced": list(self._acc_balanced),
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        missing = {"gamma", "window", "acc_unbalanced", "acc_balanced"} - set(state)
+        if missing:
+            raise ValueError(f"RiskBalancer.load_state_dict: state is missing {sorted(missing)}.")
+        if len(state["acc_unbalanced"]) != len(state["acc_balanced"]):
+            raise ValueError("RiskBalancer.load_state_dict: the two accuracy histories differ in length.")
+        self.gamma = float(state["gamma"])
+        self.window = int(state["window"])
+        self._acc_unbalanced = deque((float(a) for a in state["acc_unbalanced"]), maxlen=self.window)
+        self._acc_balanced = deque((float(a) for a in state["acc_balanced"]), maxlen=self.window)
+
+    def __repr__(self) -> str:
+        return f"RiskBalancer(gamma={self.gamma}, window={self.window}, alpha={self.alpha:.4g})"

@@ -1,0 +1,193 @@
+"""`build_loss(name, counts, **kwargs)`: one registry from a config string to a classification loss module.
+
+Detection box heads and the classification trainer select losses through it, so both use the same functions.
+Class statistics are non-persistent buffers: they move with `.to(device)` but are rebuilt from the dataset,
+never loaded from a checkpoint that may come from another dataset.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Callable, Dict, Type
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._validation import ArrayLike, check_counts, check_logits_targets, check_reduction, reduce_loss
+from .class_weights import class_weights, prior_from_counts
+from .lade import balanced_softmax_loss, lade_loss
+from .ldam import drw_weights, ldam_loss
+from .reweighted import cb_cross_entropy, focal_loss
+
+LOSS_REGISTRY: Dict[str, Type["LTLoss"]] = {}
+
+
+def register_loss(name: str) -> Callable[[Type["LTLoss"]], Type["LTLoss"]]:
+    def decorator(cls: Type["LTLoss"]) -> Type["LTLoss"]:
+        if name in LOSS_REGISTRY:
+            raise KeyError(f"register_loss: a loss named {name!r} is already registered ({LOSS_REGISTRY[name]}).")
+        LOSS_REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+class LTLoss(nn.Module):
+    """A loss over K-way logits: `forward(logits, targets, reduction="mean")`.
+
+    `per_example` is True when reduction="none" gives meaningful per-sample losses (False for batch-level losses).
+    """
+
+    per_example: bool = True
+    needs_counts: bool = False
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        raise NotImplementedError
+
+    def _require_per_example(self, reduction: str) -> None:
+        if reduction != "mean" and not self.per_example:
+            raise ValueError(
+                f"{type(self).__name__} is a batch-level loss: only reduction='mean' is defined; got {reduction!r}."
+            )
+
+
+@register_loss("ce")
+class CrossEntropyLoss(LTLoss):
+    """Plain softmax cross-entropy (the baseline)."""
+
+    def __init__(self, counts: ArrayLike | None = None) -> None:
+        super().__init__()
+
+    def forward(self, logits, targets, reduction="mean"):
+        check_reduction(reduction, "ce")
+        targets = check_logits_targets(logits, targets, "ce")
+        return reduce_loss(F.cross_entropy(logits, targets, reduction="none"), reduction)
+
+
+@register_loss("cb")
+class ClassBalancedCELoss(LTLoss):
+    """Effective-number weighted cross-entropy (METHODS §1-2)."""
+
+    needs_counts = True
+
+    def __init__(self, counts: ArrayLike, beta: float | None = None, zero_policy: str = "error") -> None:
+        super().__init__()
+        self.register_buffer("weight", class_weights(counts, beta=beta, zero_policy=zero_policy), persistent=False)
+
+    def forward(self, logits, targets, reduction="mean"):
+        return cb_cross_entropy(logits, targets, self.weight, reduction)
+
+
+@register_loss("focal")
+class FocalLoss(LTLoss):
+    """Focal loss, softmax or sigmoid form (METHODS §2)."""
+
+    def __init__(self, counts: ArrayLike | None = None, gamma: float = 2.0, form: str = "softmax") -> None:
+        super().__init__()
+        self.gamma = gamma
+        self.form = form
+        self.register_buffer("weight", None, persistent=False)
+
+    def forward(self, logits, targets, reduction="mean"):
+        return focal_loss(logits, targets, self.gamma, self.weight, self.form, reduction)
+
+
+@register_loss("cb_focal")
+class ClassBalancedFocalLoss(FocalLoss):
+    """Focal loss times effective-number class weights (METHODS §1-2)."""
+
+    needs_counts = True
+
+    def __init__(
+        self,
+        counts: ArrayLike,
+        gamma: float = 2.0,
+        form: str = "softmax",
+        beta: float | None = None,
+        zero_policy: str = "error",
+    ) -> None:
+        super().__init__(gamma=gamma, form=form)
+        self.weight = class_weights(counts, beta=beta, zero_policy=zero_policy)
+
+
+@register_loss("ldam")
+class LDAMLoss(LTLoss):
+    """LDAM with optional deferred re-weighting: call `set_iteration(it)` each step (METHODS §2)."""
+
+    needs_counts = True
+
+    def __init__(
+        self,
+        counts: ArrayLike,
+        max_margin: float = 0.5,
+        scale: float = 30.0,
+        drw_start: int = -1,
+        drw_beta: float = 0.9999,
+    ) -> None:
+        super().__init__()
+        self.max_margin = max_margin
+        self.scale = scale
+        self.drw_start = drw_start
+        self.drw_beta = drw_beta
+        counts = check_counts(counts, "build_loss('ldam')")
+        self.register_buffer("counts", counts.to(torch.get_default_dtype()), persistent=False)
+        self.register_buffer("weight", None, persistent=False)
+
+    def set_iteration(self, iteration: int) -> None:
+        """Switch the DRW class weights on once `iteration >= drw_start` (never when drw_start < 0)."""
+        weight = drw_weights(self.counts, iteration, self.drw_start, self.drw_beta)
+        self.weight = None if weight is None else weight.to(self.counts.device)
+
+    def forward(self, logits, targets, reduction="mean"):
+        return ldam_loss(logits, targets, self.counts, self.max_margin, self.scale, self.weight, reduction)
+
+
+@register_loss("balanced_softmax")
+class BalancedSoftmaxLoss(LTLoss):
+    """Balanced softmax / LADE-CE `CE(z + log p_s, y)` (METHODS §2, §4)."""
+
+    needs_counts = True
+
+    def __init__(self, counts: ArrayLike) -> None:
+        super().__init__()
+        self.register_buffer("prior", prior_from_counts(counts), persistent=False)
+
+    def forward(self, logits, targets, reduction="mean"):
+        return balanced_softmax_loss(logits, targets, self.prior, reduction=reduction)
+
+
+@register_loss("lade")
+class LADELoss(LTLoss):
+    """LADE = LADE-CE + alpha * LADER, a batch-level loss (METHODS §4)."""
+
+    per_example = False
+    needs_counts = True
+
+    def __init__(self, counts: ArrayLike, alpha: float = 0.1, lam: float = 0.1, importance: str = "label") -> None:
+        super().__init__()
+        self.alpha = alpha
+        self.lam = lam
+        self.importance = importance
+        self.register_buffer("prior", prior_from_counts(counts), persistent=False)
+
+    def forward(self, logits, targets, reduction="mean"):
+        self._require_per_example(reduction)
+        return lade_loss(logits, targets, self.prior, self.alpha, self.lam, self.importance)
+
+
+def build_loss(name: str, counts: ArrayLike | None = None, **kwargs) -> LTLoss:
+    """Build the loss registered as `name` (see LOSS_REGISTRY) from per-class training counts and its options.
+
+    `counts` has one entry per logit column (detection: C foreground classes + background). Losses that do not
+    use class statistics ("ce", "focal") accept and ignore it.
+    """
+    if name not in LOSS_REGISTRY:
+        raise ValueError(f"build_loss: unknown loss {name!r}; known losses: {', '.join(sorted(LOSS_REGISTRY))}.")
+    cls = LOSS_REGISTRY[name]
+    if cls.needs_counts and counts is None:
+        raise ValueError(f"build_loss: loss {name!r} needs per-class training counts; pass counts=n_c (length C).")
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "counts")]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise TypeError(f"build_loss: loss {name!r} got unknown options {unknown}; it accepts {accepted}.")
+    return cls(counts=counts, **kwargs)

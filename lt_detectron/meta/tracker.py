@@ -1,0 +1,96 @@
+"""Per-class running mean of the conditional weights eps over training (seed 000 Figure 3; METHODS §6)."""
+from __future__ import annotations
+
+from typing import Any, Dict, Tuple
+
+import numpy as np
+from torch import Tensor
+
+__all__ = ["EpsTracker"]
+
+
+class EpsTracker:
+    """Accumulates eps per class and closes one time point every `period` updates.
+
+    `history()` gives the iterations at which points were closed and the per-class mean of eps over the
+    updates since the previous point (NaN for a class that had no example in that window).
+    """
+
+    def __init__(self, num_classes: int, period: int = 20):
+        if num_classes < 1 or period < 1:
+            raise ValueError(f"EpsTracker: num_classes ({num_classes}) and period ({period}) must be >= 1")
+        self.num_classes = int(num_classes)
+        self.period = int(period)
+        self._window_sum = np.zeros(self.num_classes)
+        self._window_count = np.zeros(self.num_classes, dtype=np.int64)
+        self._total_sum = np.zeros(self.num_classes)
+        self._total_count = np.zeros(self.num_classes, dtype=np.int64)
+        self._updates = 0
+        self._iterations: list[int] = []
+        self._means: list[np.ndarray] = []
+
+    def update(self, eps: Tensor, labels: Tensor, iteration: int) -> None:
+        """Add one batch of conditional weights `eps[i]` for examples of class `labels[i]`."""
+        eps_np = eps.detach().double().cpu().numpy().reshape(-1)
+        labels_np = labels.detach().cpu().numpy().reshape(-1).astype(np.int64)
+        if eps_np.shape != labels_np.shape:
+            raise ValueError(f"EpsTracker.update: eps has {eps_np.size} entries but labels {labels_np.size}")
+        if labels_np.size and (labels_np.min() < 0 or labels_np.max() >= self.num_classes):
+            raise ValueError(
+                f"EpsTracker.update: labels must lie in [0, {self.num_classes}); got {labels_np.min()}..{labels_np.max()}"
+            )
+        sums = np.bincount(labels_np, weights=eps_np, minlength=self.num_classes)
+        counts = np.bincount(labels_np, minlength=self.num_classes)
+        self._window_sum += sums
+        self._window_count += counts
+        self._total_sum += sums
+        self._total_count += counts
+        self._updates += 1
+        if self._updates % self.period == 0:
+            self._close_point(iteration)
+
+    def _close_point(self, iteration: int) -> None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(self._window_count > 0, self._window_sum / np.maximum(self._window_count, 1), np.nan)
+        self._iterations.append(int(iteration))
+        self._means.append(mean)
+        self._window_sum[:] = 0.0
+        self._window_count[:] = 0
+
+    def history(self) -> Tuple[np.ndarray, np.ndarray]:
+        """(iterations [T], per-class mean eps [T, num_classes])."""
+        if not self._means:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.num_classes))
+        return np.asarray(self._iterations, dtype=np.int64), np.stack(self._means)
+
+    def overall_mean(self) -> np.ndarray:
+        """Per-class mean of eps over every update so far (NaN for classes never seen)."""
+        return np.where(self._total_count > 0, self._total_sum / np.maximum(self._total_count, 1), np.nan)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {
+            "num_classes": self.num_classes,
+            "period": self.period,
+            "window_sum": self._window_sum.copy(),
+            "window_count": self._window_count.copy(),
+            "total_sum": self._total_sum.copy(),
+            "total_count": self._total_count.copy(),
+            "updates": self._updates,
+            "iterations": list(self._iterations),
+            "means": [m.copy() for m in self._means],
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if int(state["num_classes"]) != self.num_classes:
+            raise ValueError(
+                f"EpsTracker.load_state_dict: checkpoint tracks {state['num_classes']} classes, this run "
+                f"{self.num_classes}; resume with the same dataset (or start a fresh run)"
+            )
+        self.period = int(state["period"])
+        self._window_sum = np.asarray(state["window_sum"], dtype=np.float64).copy()
+        self._window_count = np.asarray(state["window_count"], dtype=np.int64).copy()
+        self._total_sum = np.asarray(state["total_sum"], dtype=np.float64).copy()
+        self._total_count = np.asarray(state["total_count"], dtype=np.int64).copy()
+        self._updates = int(state["updates"])
+        self._iterations = [int(i) for i in state["iterations"]]
+        self._means = [np.asarray(m, dtype=np.float64).copy() for m in state["means"]]

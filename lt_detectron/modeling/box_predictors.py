@@ -1,0 +1,400 @@
+"""Box predictors for `LTROIHeads`: Detectron2's FastRCNNOutputLayers with a long-tail classification loss.
+
+Each predictor keeps Detectron2's box regression (`box_reg_loss`, `predict_boxes`) and inference
+(`fast_rcnn_inference`) and changes only the C+1-way classification loss and, where METHODS §3-4 define it,
+the inference scores. The loss math lives in `lt_detectron.losses`; this module only wires counts, priors
+and the background class (see `priors.py` for the background decision).
+
+Every predictor exposes, for the meta-weighting hook:
+  per_example: bool                                      the loss is the mean of a per-RoI loss
+  per_roi_classification_loss(scores, gt_classes) -> [R]  unreduced classification loss per RoI
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec, cat, cross_entropy
+from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
+from detectron2.structures import Instances
+from detectron2.utils.events import get_event_storage
+
+from lt_detectron import losses as lt_losses
+
+from .priors import (
+    detection_source_prior,
+    detection_target_prior,
+    prior_counts,
+    read_class_counts,
+    resolve_background_prior,
+    weights_from_counts,
+)
+
+__all__ = [
+    "StockBoxPredictor",
+    "LTBoxPredictor",
+    "CBBoxPredictor",
+    "FocalBoxPredictor",
+    "CBFocalBoxPredictor",
+    "LDAMBoxPredictor",
+    "BalancedSoftmaxBoxPredictor",
+    "LADEBoxPredictor",
+    "CosineLinear",
+    "put_scalars",
+]
+
+
+def put_scalars(**values: float) -> None:
+    """Write scalars to Detectron2's EventStorage when one is active (training); a no-op otherwise."""
+    try:
+        storage = get_event_storage()
+    except AssertionError:  # no EventStorage outside a trainer (inference, unit tests)
+        return
+    storage.put_scalars(**{k: float(v) for k, v in values.items()})
+
+
+def current_iteration() -> int:
+    """The trainer's iteration (restored on resume), or 0 outside a trainer."""
+    try:
+        return get_event_storage().iter
+    except AssertionError:
+        return 0
+
+
+def gt_classes_of(proposals: List[Instances], device: torch.device) -> torch.Tensor:
+    if not len(proposals):
+        return torch.empty(0, dtype=torch.long, device=device)
+    return cat([p.gt_classes for p in proposals], dim=0)
+
+
+def regression_loss(predictor: FastRCNNOutputLayers, proposal_deltas, proposals, gt_classes) -> torch.Tensor:
+    """Detectron2's box regression loss with the inputs gathered as FastRCNNOutputLayers.losses does."""
+    if len(proposals):
+        proposal_boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
+        # All-background images carry no gt_boxes; their placeholder boxes are never used by box_reg_loss.
+        gt_boxes = cat([(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals], dim=0)
+    else:
+        proposal_boxes = gt_boxes = torch.empty((0, 4), device=proposal_deltas.device)
+    loss = predictor.box_reg_loss(proposal_boxes, gt_boxes, proposal_deltas, gt_classes)
+    return loss * predictor.loss_weight.get("loss_box_reg", 1.0)
+
+
+def _reject_stock_loss_options(cfg, name: str) -> None:
+    if cfg.MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE or cfg.MODEL.ROI_BOX_HEAD.USE_FED_LOSS:
+        raise ValueError(
+            f"MODEL.LT.BOX_CLASSIFIER = {name!r} defines its own classification loss, so "
+            "MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE / USE_FED_LOSS must be False; use BOX_CLASSIFIER 'softmax' "
+            "for Detectron2's sigmoid / federated loss."
+        )
+
+
+class StockBoxPredictor(FastRCNNOutputLayers):
+    """BOX_CLASSIFIER "softmax": Detectron2's FastRCNNOutputLayers unchanged, plus the per-RoI loss view.
+
+    Same parameters and state_dict keys as the stock class, so stock checkpoints load as they are;
+    USE_SIGMOID_CE and USE_FED_LOSS keep working.
+    """
+
+    per_example = True
+
+    def per_roi_classification_loss(self, scores: torch.Tensor, gt_classes: torch.Tensor) -> torch.Tensor:
+        """Per-RoI view of the stock loss: its mean over RoIs equals `losses()["loss_cls"]`."""
+        if not self.use_sigmoid_ce:
+            return F.cross_entropy(scores, gt_classes, reduction="none")
+        num_classes = scores.shape[1] - 1
+        target = F.one_hot(gt_classes, num_classes + 1)[:, :num_classes].to(scores.dtype)
+        per_class = F.binary_cross_entropy_with_logits(scores[:, :-1], target, reduction="none")
+        if self.use_fed_loss:
+            fed_classes = self.get_fed_loss_classes(
+                gt_classes, self.fed_loss_num_classes, num_classes, self.fed_loss_cls_weights
+            )
+            mask = scores.new_zeros(num_classes + 1)
+            mask[fed_classes] = 1
+            per_class = per_class * mask[:num_classes]
+        return per_class.sum(dim=1)
+
+
+class LTBoxPredictor(FastRCNNOutputLayers):
+    """Base of the C+1-way long-tail box classifiers (background = class C).
+
+    Subclasses implement `_classification_loss(scores, gt_classes, reduction)` with `lt_detectron.losses`
+    and may override `predict_probs`. `counts` are the foreground training counts n_c (length C).
+    """
+
+    per_example = True
+    # Whether MODEL.LT.TEST_TARGET_PRIOR changes this head's inference scores (METHODS §3-4).
+    uses_target_prior = False
+
+    @configurable
+    def __init__(
+        self,
+        input_shape: ShapeSpec,
+        *,
+        class_counts,
+        background_prior: float = 0.75,
+        zero_count_policy: str = "error",
+        test_target_prior: str = "uniform",
+        **kwargs,
+    ):
+        super().__init__(input_shape, **kwargs)
+        counts = torch.as_tensor(class_counts, dtype=torch.float64)
+        if counts.shape != (self.num_classes,):
+            raise ValueError(
+                f"{type(self).__name__}: class_counts has shape {tuple(counts.shape)} but NUM_CLASSES is "
+                f"{self.num_classes}; pass one training count per foreground class."
+            )
+        self.background_prior = float(background_prior)
+        self.zero_count_policy = zero_count_policy
+        # Derived from the config at build time (not persistent): a checkpoint never overrides them.
+        self.register_buffer("class_counts", counts.float(), persistent=False)
+        source = detection_source_prior(counts, self.background_prior)
+        self.register_buffer("source_prior", source, persistent=False)
+        self.register_buffer("log_source_prior", source.log(), persistent=False)
+        self.register_buffer("log_target_prior", torch.zeros_like(source), persistent=False)
+        self.set_target_prior(test_target_prior)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        _reject_stock_loss_options(cfg, cfg.MODEL.LT.BOX_CLASSIFIER)
+        ret = super().from_config(cfg, input_shape)
+        ret.update(
+            class_counts=read_class_counts(cfg),
+            background_prior=resolve_background_prior(cfg),
+            zero_count_policy=cfg.MODEL.LT.ZERO_COUNT_POLICY,
+            test_target_prior=cfg.MODEL.LT.TEST_TARGET_PRIOR,
+        )
+        return ret
+
+    def set_target_prior(self, spec: str) -> None:
+        """Switch the inference target prior ("uniform", "source" or a json path); see priors.py."""
+        prior = detection_target_prior(spec, self.class_counts.double(), self.background_prior)
+        self.log_target_prior.copy_(prior.log().to(self.log_target_prior))
+        self.target_prior_spec = spec
+
+    def foreground_class_weights(self, kind: str = "effective_number", beta: Optional[float] = None):
+        """C+1 weights: foreground `class_weights(n)` (normalised to sum C), background 1.0."""
+        fg = weights_from_counts(self.class_counts, self.zero_count_policy, kind=kind, beta=beta)
+        return torch.cat([fg, fg.new_ones(1)]).float()
+
+    # --- losses -------------------------------------------------------------------------------------
+    def _classification_loss(self, scores: torch.Tensor, gt_classes: torch.Tensor, reduction: str):
+        raise NotImplementedError
+
+    def per_roi_classification_loss(self, scores: torch.Tensor, gt_classes: torch.Tensor) -> torch.Tensor:
+        return self._classification_loss(scores, gt_classes, "none")
+
+    def losses(self, predictions, proposals: List[Instances]) -> Dict[str, torch.Tensor]:
+        scores, proposal_deltas = predictions
+        gt_classes = gt_classes_of(proposals, scores.device)
+        _log_classification_stats(scores.detach(), gt_classes)
+        if gt_classes.numel():
+            fg_fraction = (gt_classes < self.num_classes).float().mean()
+            put_scalars(**{"lt/fg_fraction": fg_fraction})
+        if scores.shape[0] == 0:  # no RoIs at all: keep the graph connected, no NaN from an empty mean
+            loss_cls = scores.sum() * 0.0
+        else:
+            loss_cls = self._classification_loss(scores, gt_classes, "mean")
+        return {
+            "loss_cls": loss_cls * self.loss_weight.get("loss_cls", 1.0),
+            "loss_box_reg": regression_loss(self, proposal_deltas, proposals, gt_classes),
+        }
+
+    # --- inference ----------------------------------------------------------------------------------
+    def class_probabilities(self, scores: torch.Tensor) -> torch.Tensor:
+        return F.softmax(scores, dim=-1)
+
+    def predict_probs(self, predictions, proposals: List[Instances]) -> Tuple[torch.Tensor, ...]:
+        scores = predictions[0]
+        probs = self.class_probabilities(scores)
+        return probs.split([len(p) for p in proposals], dim=0)
+
+
+class CBBoxPredictor(LTBoxPredictor):
+    """"cb": effective-number class-balanced softmax CE (METHODS §1-2); background weight 1."""
+
+    @configurable
+    def __init__(self, input_shape: ShapeSpec, *, cb_beta: Optional[float] = None, **kwargs):
+        super().__init__(input_shape, **kwargs)
+        self.register_buffer("class_weight", self.foreground_class_weights(beta=cb_beta), persistent=False)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        ret["cb_beta"] = cfg.MODEL.LT.CB.BETA
+        return ret
+
+    def _classification_loss(self, scores, gt_classes, reduction):
+        return lt_losses.cb_cross_entropy(scores, gt_classes, self.class_weight, reduction=reduction)
+
+
+class FocalBoxPredictor(LTBoxPredictor):
+    """"focal": focal loss (METHODS §2, Lin et al.) on the C+1 classes; "cb_focal" adds CB weights."""
+
+    class_balanced = False
+
+    @configurable
+    def __init__(
+        self, input_shape: ShapeSpec, *, gamma: float = 2.0, form: str = "softmax", cb_beta=None, **kwargs
+    ):
+        super().__init__(input_shape, **kwargs)
+        if form not in ("softmax", "sigmoid"):
+            raise ValueError(f"MODEL.LT.FOCAL.FORM must be 'softmax' or 'sigmoid', got {form!r}.")
+        self.gamma = gamma
+        self.form = form
+        weight = self.foreground_class_weights(beta=cb_beta) if self.class_balanced else None
+        self.register_buffer("class_weight", weight, persistent=False)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        ret.update(gamma=cfg.MODEL.LT.FOCAL.GAMMA, form=cfg.MODEL.LT.FOCAL.FORM, cb_beta=cfg.MODEL.LT.CB.BETA)
+        return ret
+
+    def _classification_loss(self, scores, gt_classes, reduction):
+        return lt_losses.focal_loss(
+            scores, gt_classes, gamma=self.gamma, weight=self.class_weight, form=self.form, reduction=reduction
+        )
+
+    def class_probabilities(self, scores):
+        # The sigmoid form trains one independent binary classifier per class (background column included).
+        return scores.sigmoid() if self.form == "sigmoid" else F.softmax(scores, dim=-1)
+
+
+class CBFocalBoxPredictor(FocalBoxPredictor):
+    """"cb_focal": focal loss weighted by effective-number class weights (Cui et al.; METHODS §2)."""
+
+    class_balanced = True
+
+
+class CosineLinear(nn.Module):
+    """Cosine classifier `cos(w_c, x)` (LDAM's normalised last layer: logits in [-1, 1], scaled in the loss)."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.normal_(self.weight, std=0.01)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
+
+
+class LDAMBoxPredictor(LTBoxPredictor):
+    """"ldam": LDAM margins on the foreground classes, background margin 0, optional DRW (METHODS §2)."""
+
+    @configurable
+    def __init__(
+        self,
+        input_shape: ShapeSpec,
+        *,
+        max_margin: float = 0.5,
+        scale: float = 30.0,
+        drw_start_iter: int = -1,
+        drw_beta: float = 0.9999,
+        cosine_classifier: bool = True,
+        **kwargs,
+    ):
+        super().__init__(input_shape, **kwargs)
+        self.max_margin = max_margin
+        self.scale = scale
+        self.drw_start_iter = drw_start_iter
+        self.drw_beta = drw_beta
+        self.cosine_classifier = cosine_classifier
+        if cosine_classifier:
+            self.cls_score = CosineLinear(self.cls_score.in_features, self.num_classes + 1)
+        # Background margin 0: ldam_loss derives margins K / n^(1/4) from counts, so the background gets the
+        # largest finite count (margin ~1e-77 * K, i.e. 0); unseen classes count once (priors.prior_counts).
+        background_count = torch.tensor([torch.finfo(torch.float64).max], dtype=torch.float64)
+        # A plain CPU float64 tensor, not a buffer: a float32 cast would turn that count into inf.
+        self.margin_counts = torch.cat([prior_counts(self.class_counts), background_count])
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        ldam = cfg.MODEL.LT.LDAM
+        ret.update(
+            max_margin=ldam.MAX_MARGIN,
+            scale=ldam.SCALE,
+            drw_start_iter=ldam.DRW_START_ITER,
+            drw_beta=ldam.DRW_BETA,
+            cosine_classifier=ldam.COSINE_CLASSIFIER,
+        )
+        return ret
+
+    def _drw_weight(self) -> Optional[torch.Tensor]:
+        if self.drw_start_iter < 0:
+            return None
+        fg = lt_losses.drw_weights(
+            prior_counts(self.class_counts.cpu()), current_iteration(), self.drw_start_iter, beta=self.drw_beta
+        )
+        if fg is None:
+            return None
+        return torch.cat([fg.float(), fg.new_ones(1).float()]).to(self.class_counts.device)
+
+    def _classification_loss(self, scores, gt_classes, reduction):
+        return lt_losses.ldam_loss(
+            scores,
+            gt_classes,
+            self.margin_counts,
+            max_margin=self.max_margin,
+            scale=self.scale,
+            weight=self._drw_weight(),
+            reduction=reduction,
+        )
+
+    def class_probabilities(self, scores):
+        # Training sees s * z (margins only on the true class), so s * z is the logit at test time.
+        return F.softmax(self.scale * scores, dim=-1)
+
+
+class BalancedSoftmaxBoxPredictor(LTBoxPredictor):
+    """"balanced_softmax": LADE-CE `CE(z + log p_s, y)` (METHODS §2, §4 eq. 18-19); target prior at test."""
+
+    uses_target_prior = True
+
+    def _classification_loss(self, scores, gt_classes, reduction):
+        return lt_losses.balanced_softmax_loss(scores, gt_classes, self.source_prior, reduction=reduction)
+
+    def class_probabilities(self, scores):
+        # p_t(y|x) ∝ p_t(y) exp(z_y) (METHODS §3 / §4 eq. 17): z is trained free of the source prior.
+        return F.softmax(scores + self.log_target_prior, dim=-1)
+
+
+class LADEBoxPredictor(BalancedSoftmaxBoxPredictor):
+    """"lade": LADE-CE + alpha * LADER (METHODS §4 eq. 11-20); target prior at test.
+
+    LADER is a batch-level term, so `per_example` is False; `per_roi_classification_loss` returns the
+    per-RoI LADE-CE part only.
+    """
+
+    per_example = False
+
+    @configurable
+    def __init__(
+        self, input_shape: ShapeSpec, *, alpha: float = 0.1, lam: float = 0.1, importance: str = "label", **kwargs
+    ):
+        super().__init__(input_shape, **kwargs)
+        self.alpha = alpha
+        self.lam = lam
+        self.importance = importance
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        lade = cfg.MODEL.LT.LADE
+        ret.update(alpha=lade.ALPHA, lam=lade.LAMBDA, importance=lade.IMPORTANCE)
+        return ret
+
+    def per_roi_classification_loss(self, scores, gt_classes):
+        return lt_losses.balanced_softmax_loss(scores, gt_classes, self.source_prior, reduction="none")
+
+    def _classification_loss(self, scores, gt_classes, reduction):
+        if reduction == "none":
+            return self.per_roi_classification_loss(scores, gt_classes)
+        loss = lt_losses.lade_loss(
+            scores, gt_classes, self.source_prior, alpha=self.alpha, lam=self.lam, importance=self.importance
+        )
+        return loss * scores.shape[0] if reduction == "sum" else loss

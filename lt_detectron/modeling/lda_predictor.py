@@ -1,0 +1,297 @@
+"""LDA box predictor (METHODS §5, seed 002 Appendix B): FgBg + unbalanced + balanced classifiers.
+
+On the box head feature x:
+  fgbg        Linear(d, 2), columns (foreground, background), CE on all sampled RoIs
+  unbalanced  Linear(d, C), CE on foreground RoIs                                  (L_u)
+  balanced    Linear(d, C), sum_i w_y CE with w_c = 1 / (C n_c) on foreground RoIs  (L_b)
+  projection  Linear(d, 128) or MLP d->512->128, intra/inter divergence on foreground RoIs
+Total: L_fgbg + lambda_u L_u + lambda_b a_t L_b + lambda_d (L_intra + L_inter) + L_box, with a_t from the
+RiskBalancer. Inference: score_c = p_fg * softmax(balanced(x))_c, background column 1 - p_fg, then
+Detectron2's fast_rcnn_inference. Box regression (`bbox_pred`) is Detectron2's.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec, cross_entropy
+from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
+from detectron2.structures import Instances
+
+from lt_detectron import losses as lt_losses
+
+from .box_predictors import _reject_stock_loss_options, gt_classes_of, put_scalars, regression_loss
+from .priors import read_class_counts, weights_from_counts
+
+__all__ = ["LDAScores", "LDABoxPredictor", "balancer_state_to_tensor", "balancer_state_from_tensor"]
+
+FOREGROUND, BACKGROUND = 0, 1  # columns of the FgBg classifier
+
+
+class LDAScores(NamedTuple):
+    """Classification outputs of LDABoxPredictor.forward (the first element of its predictions)."""
+
+    fgbg: torch.Tensor  # (R, 2)
+    unbalanced: torch.Tensor  # (R, C)
+    balanced: torch.Tensor  # (R, C)
+    embedding: Optional[torch.Tensor]  # (R, proj_dim) in training, None at inference
+
+
+def _projection_head(kind: str, in_dim: int, out_dim: int) -> nn.Module:
+    if kind == "linear":
+        return nn.Linear(in_dim, out_dim)
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(in_dim, 512), nn.ReLU(inplace=True), nn.Linear(512, out_dim))
+    raise ValueError(f"MODEL.LT.LDA.PROJ_HEAD must be 'linear' or 'mlp', got {kind!r}.")
+
+
+class LDABoxPredictor(FastRCNNOutputLayers):
+    """BOX_CLASSIFIER "lda". The stock `cls_score` is replaced by the three classifiers above."""
+
+    # The divergence terms and a_t are batch-level: the loss is not a mean of per-RoI losses.
+    per_example = False
+
+    @configurable
+    def __init__(
+        self,
+        input_shape: ShapeSpec,
+        *,
+        class_counts,
+        gamma: float = 1.5,
+        window: int = 100,
+        lambda_u: float = 1.0,
+        lambda_b: float = 2.0,
+        lambda_d: float = 0.1,
+        margin: float = 1.0,
+        proj_head: str = "linear",
+        proj_dim: int = 128,
+        pair_weights: bool = False,
+        zero_count_policy: str = "error",
+        **kwargs,
+    ):
+        super().__init__(input_shape, **kwargs)
+        in_dim = self.cls_score.in_features
+        del self.cls_score
+        num_classes = self.num_classes
+        self.fgbg_score = nn.Linear(in_dim, 2)
+        self.unbalanced_score = nn.Linear(in_dim, num_classes)
+        self.balanced_score = nn.Linear(in_dim, num_classes)
+        for layer in (self.fgbg_score, self.unbalanced_score, self.balanced_score):
+            nn.init.normal_(layer.weight, std=0.01)  # as Detectron2 initialises cls_score
+            nn.init.constant_(layer.bias, 0.0)
+        self.projection = _projection_head(proj_head, in_dim, proj_dim)
+        counts = torch.as_tensor(class_counts, dtype=torch.float64)
+        if counts.shape != (num_classes,):
+            raise ValueError(
+                f"LDABoxPredictor: class_counts has shape {tuple(counts.shape)} but NUM_CLASSES is {num_classes}."
+            )
+        # w_c = 1 / (C n_c) (METHODS §5); derived from the config at build time, not checkpointed.
+        weights = weights_from_counts(counts, zero_count_policy, kind="lda")
+        self.register_buffer("balanced_weight", weights.float(), persistent=False)
+        self.register_buffer("class_counts", counts.float(), persistent=False)
+        self.lambda_u, self.lambda_b, self.lambda_d = lambda_u, lambda_b, lambda_d
+        self.margin = margin
+        self.pair_weights = pair_weights
+        self.risk_balancer = lt_losses.RiskBalancer(gamma=gamma, window=window)
+        # Where the classifiers came from when a stock checkpoint was loaded (see checkpoint.py).
+        self.initialised_from_stock: List[Tuple[str, str]] = []
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        _reject_stock_loss_options(cfg, "lda")
+        ret = super().from_config(cfg, input_shape)
+        counts = read_class_counts(cfg)
+        lda = cfg.MODEL.LT.LDA
+        window = lda.WINDOW
+        if window <= 0:
+            # METHODS §5: K = max(1, N / (n_min * B)), B = the expected foreground RoIs per batch.
+            fg_per_batch = round(
+                cfg.SOLVER.IMS_PER_BATCH * cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE * cfg.MODEL.ROI_HEADS.POSITIVE_FRACTION
+            )
+            seen = counts[counts > 0]
+            window = lt_losses.default_window(float(seen.sum()), float(seen.min()), max(1, fg_per_batch))
+        ret.update(
+            class_counts=counts,
+            gamma=lda.GAMMA,
+            window=window,
+            lambda_u=lda.LAMBDA_U,
+            lambda_b=lda.LAMBDA_B,
+            lambda_d=lda.LAMBDA_D,
+            margin=lda.MARGIN,
+            proj_head=lda.PROJ_HEAD,
+            proj_dim=lda.PROJ_DIM,
+            pair_weights=lda.PAIR_WEIGHTS,
+            zero_count_policy=cfg.MODEL.LT.ZERO_COUNT_POLICY,
+        )
+        return ret
+
+    # --- forward / inference ------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor):
+        if x.dim() > 2:
+            x = torch.flatten(x, start_dim=1)
+        scores = LDAScores(
+            fgbg=self.fgbg_score(x),
+            unbalanced=self.unbalanced_score(x),
+            balanced=self.balanced_score(x),
+            embedding=self.projection(x) if self.training else None,
+        )
+        return scores, self.bbox_pred(x)
+
+    @staticmethod
+    def fused_probabilities(scores: LDAScores) -> torch.Tensor:
+        """(R, C+1): `p_fg * softmax(balanced)` for the classes, `1 - p_fg` for the background column."""
+        p_fg = F.softmax(scores.fgbg, dim=-1)[:, FOREGROUND : FOREGROUND + 1]
+        return torch.cat([p_fg * F.softmax(scores.balanced, dim=-1), 1.0 - p_fg], dim=1)
+
+    def predict_probs(self, predictions, proposals: List[Instances]):
+        probs = self.fused_probabilities(predictions[0])
+        return probs.split([len(p) for p in proposals], dim=0)
+
+    # --- losses -------------------------------------------------------------------------------------
+    def _divergence_weights(self) -> Optional[torch.Tensor]:
+        return self.balanced_weight if self.pair_weights else None
+
+    def per_roi_classification_loss(self, scores: LDAScores, gt_classes: torch.Tensor) -> torch.Tensor:
+        """Per-RoI part of the LDA loss: FgBg CE on every RoI plus, on foreground RoIs,
+        lambda_u CE_u + lambda_b a_t w_y CE_b. The divergence terms are batch-level and not included."""
+        is_fg = gt_classes < self.num_classes
+        per_roi = F.cross_entropy(scores.fgbg, (~is_fg).long() * BACKGROUND, reduction="none")
+        if is_fg.any():
+            y = gt_classes[is_fg]
+            fg_loss = self.lambda_u * F.cross_entropy(scores.unbalanced[is_fg], y, reduction="none")
+            fg_loss = fg_loss + self.lambda_b * self.risk_balancer.alpha * lt_losses.cb_cross_entropy(
+                scores.balanced[is_fg], y, self.balanced_weight, reduction="none"
+            )
+            per_roi = per_roi.index_put((is_fg.nonzero()[:, 0],), fg_loss, accumulate=True)
+        return per_roi
+
+    def losses(self, predictions, proposals: List[Instances]) -> Dict[str, torch.Tensor]:
+        scores, proposal_deltas = predictions
+        gt_classes = gt_classes_of(proposals, proposal_deltas.device)
+        is_fg = gt_classes < self.num_classes
+        # Detectron2's accuracy / false-negative stats on the fused C+1 scores, comparable to the baseline.
+        _log_classification_stats(self.fused_probabilities(scores).detach().clamp_min(1e-12).log(), gt_classes)
+
+        loss_fgbg = cross_entropy(scores.fgbg, (~is_fg).long() * BACKGROUND, reduction="mean")
+        num_fg = int(is_fg.sum())
+        if num_fg > 0:
+            y = gt_classes[is_fg]
+            logits_u, logits_b = scores.unbalanced[is_fg], scores.balanced[is_fg]
+            loss_u = F.cross_entropy(logits_u, y)
+            # L_b sums w_y CE over the batch without normalising (METHODS §5, the public code).
+            loss_b = lt_losses.cb_cross_entropy(logits_b, y, self.balanced_weight, reduction="sum")
+            intra, inter = lt_losses.lda_divergence(
+                scores.embedding[is_fg], y, margin=self.margin, class_weights=self._divergence_weights()
+            )
+            acc_u = lt_losses.accuracy_percent(logits_u, y)
+            acc_b = lt_losses.accuracy_percent(logits_b, y)
+            if self.training:
+                self.risk_balancer.update(acc_u, acc_b)
+            put_scalars(**{"lda/acc_unbalanced": acc_u, "lda/acc_balanced": acc_b, "lda/acc_gap": acc_u - acc_b})
+        else:
+            # No foreground RoI: the foreground terms are zero but stay in the graph (no NaN, no missing grad).
+            zero = scores.unbalanced.sum() * 0.0 + scores.balanced.sum() * 0.0
+            if scores.embedding is not None:
+                zero = zero + scores.embedding.sum() * 0.0
+            loss_u = loss_b = intra = inter = zero
+        alpha = float(self.risk_balancer.alpha)
+
+        raw = {"fgbg": loss_fgbg, "unbalanced": loss_u, "balanced": loss_b, "intra": intra, "inter": inter}
+        put_scalars(
+            **{f"lda/raw_{k}": v.detach() for k, v in raw.items()},
+            **{"lda/alpha": alpha, "lt/fg_fraction": num_fg / max(gt_classes.numel(), 1)},
+        )
+        return {
+            "loss_fgbg": loss_fgbg,
+            "loss_cls_unbalanced": self.lambda_u * loss_u,
+            "loss_cls_balanced": self.lambda_b * alpha * loss_b,
+            "loss_lda_intra": self.lambda_d * intra,
+            "loss_lda_inter": self.lambda_d * inter,
+            "loss_box_reg": regression_loss(self, proposal_deltas, proposals, gt_classes),
+        }
+
+    # --- loading a stock Detectron2 checkpoint -------------------------------------------------------
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        # A stock checkpoint has `cls_score` (C+1 rows, background last) and none of our classifiers: start
+        # them from it. The children read `state_dict` after this call, so the converted keys load normally.
+        stock_w, stock_b = prefix + "cls_score.weight", prefix + "cls_score.bias"
+        if stock_w in state_dict and prefix + "balanced_score.weight" not in state_dict:
+            self._convert_stock_classifier(state_dict, prefix, state_dict.pop(stock_w), state_dict.pop(stock_b, None))
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+    def _convert_stock_classifier(self, state_dict, prefix: str, weight: torch.Tensor, bias) -> None:
+        num_classes = self.num_classes
+        if weight.shape != (num_classes + 1, self.balanced_score.in_features):
+            # Different class count or feature size: nothing to start from; report it as unexpected.
+            state_dict[prefix + "cls_score.weight"] = weight
+            if bias is not None:
+                state_dict[prefix + "cls_score.bias"] = bias
+            return
+        weight = torch.as_tensor(weight)
+        bias = torch.zeros(num_classes + 1, dtype=weight.dtype) if bias is None else torch.as_tensor(bias)
+        fg_w, fg_b = weight[:num_classes], bias[:num_classes]
+        for name in ("unbalanced_score", "balanced_score"):
+            state_dict[f"{prefix}{name}.weight"] = fg_w.clone()
+            state_dict[f"{prefix}{name}.bias"] = fg_b.clone()
+            self.initialised_from_stock += [
+                (f"{prefix}{name}.weight", f"{prefix}cls_score.weight[:{num_classes}]"),
+                (f"{prefix}{name}.bias", f"{prefix}cls_score.bias[:{num_classes}]"),
+            ]
+        # FgBg: background row as in the stock classifier; the foreground logit log sum_c exp(z_c) is
+        # approximated linearly by mean_c z_c + log C (exact when the class logits are equal).
+        fgbg_w = torch.stack([fg_w.mean(dim=0), weight[num_classes]])
+        fgbg_b = torch.stack([fg_b.mean() + math.log(num_classes), bias[num_classes]])
+        state_dict[prefix + "fgbg_score.weight"] = fgbg_w
+        state_dict[prefix + "fgbg_score.bias"] = fgbg_b
+        self.initialised_from_stock += [
+            (prefix + "fgbg_score.weight", f"[mean of {prefix}cls_score.weight[:{num_classes}], background row]"),
+            (prefix + "fgbg_score.bias", f"[mean of the class biases + log C, background bias]"),
+        ]
+
+    # --- state that survives resume -----------------------------------------------------------------
+    def get_extra_state(self) -> torch.Tensor:
+        return balancer_state_to_tensor(self.risk_balancer)
+
+    def set_extra_state(self, state) -> None:
+        balancer_state_from_tensor(self.risk_balancer, state)
+
+
+def balancer_state_to_tensor(balancer) -> torch.Tensor:
+    """RiskBalancer state as one fixed-shape float64 tensor `[gamma, window, n, acc_u (window), acc_b (window)]`.
+
+    Detectron2's checkpointer only accepts tensors, and compares shapes: a fixed shape (given the window)
+    lets a checkpoint of the same config load, and a changed window be reported as a shape mismatch.
+    """
+    state = balancer.state_dict()
+    window, num = int(state["window"]), len(state["acc_unbalanced"])
+    out = torch.zeros(3 + 2 * window, dtype=torch.float64)
+    out[0], out[1], out[2] = float(state["gamma"]), window, num
+    out[3 : 3 + num] = torch.tensor(state["acc_unbalanced"], dtype=torch.float64)
+    out[3 + window : 3 + window + num] = torch.tensor(state["acc_balanced"], dtype=torch.float64)
+    return out
+
+
+def balancer_state_from_tensor(balancer, state: torch.Tensor) -> None:
+    """Inverse of `balancer_state_to_tensor`."""
+    state = torch.as_tensor(state, dtype=torch.float64).cpu()
+    window, num = int(state[1]), int(state[2])
+    if state.shape != (3 + 2 * window,) or not 0 <= num <= window:
+        raise ValueError(
+            f"The LDA risk-balancer state in the checkpoint is malformed (shape {tuple(state.shape)}); "
+            "it must come from LDABoxPredictor.get_extra_state."
+        )
+    balancer.load_state_dict(
+        {
+            "gamma": float(state[0]),
+            "window": window,
+            "acc_unbalanced": state[3 : 3 + num].tolist(),
+            "acc_balanced": state[3 + window : 3 + window + num].tolist(),
+        }
+    )

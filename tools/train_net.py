@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""Train or evaluate an lt-detectron model (Detectron2-style entry point).
+
+    python tools/train_net.py --config-file configs/demo/lt_shapes_baseline.yaml
+    python tools/train_net.py --config-file configs/demo/lt_shapes_baseline.yaml --eval-only MODEL.WEIGHTS out/model_final.pth
+    python tools/train_net.py --num-gpus 8 --config-file configs/lvis_baseline.yaml SOLVER.IMS_PER_BATCH 16
+
+Everything but argument handling lives in lt_detectron.engine.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import detectron2.utils.comm as comm
+from detectron2.engine import default_argument_parser, launch
+from detectron2.evaluation import verify_results
+
+from lt_detectron.engine import AtomicDetectionCheckpointer, LTTrainer, setup_cfg
+
+
+def _eval_weights(cfg) -> str:
+    """The checkpoint --eval-only evaluates: MODEL.WEIGHTS, else OUTPUT_DIR's last checkpoint; fail clearly if none."""
+    if cfg.MODEL.WEIGHTS:
+        return cfg.MODEL.WEIGHTS
+    tag = os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")
+    if os.path.isfile(tag):
+        with open(tag) as f:
+            return os.path.join(cfg.OUTPUT_DIR, f.read().strip())
+    raise FileNotFoundError(
+        f"--eval-only needs trained weights: MODEL.WEIGHTS is empty and {tag} does not exist. "
+        f"Pass MODEL.WEIGHTS path/to/model_final.pth, or OUTPUT_DIR of a finished training run."
+    )
+
+
+def main(args):
+    cfg = setup_cfg(args)
+    if args.eval_only:
+        model = LTTrainer.build_model(cfg)
+        AtomicDetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(_eval_weights(cfg), resume=False)
+        results = LTTrainer.test(cfg, model)
+        if comm.is_main_process():
+            verify_results(cfg, results)
+        return results
+    trainer = LTTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def invoke_main() -> None:
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args, file=sys.stderr)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
+
+
+if __name__ == "__main__":
+    invoke_main()
