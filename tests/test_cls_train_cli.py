@@ -45,7 +45,8 @@ def test_every_shipped_config_loads_and_names_a_known_method():
     names = sorted(f for f in os.listdir(CONFIGS) if f.endswith(".yaml"))
     assert {"cifar100_lt_lade.yaml", "cifar100_lt_lda.yaml", "cifar10_lt_meta.yaml", "cifar10_lt_m2m.yaml",
             "imagenet_lt_lade.yaml"} <= set(names)
-    digits = {n[len("digits_lt_"):-len(".yaml")] for n in names if n.startswith("digits_lt_") and n != "digits_lt_base.yaml"}
+    digits = {n[len("digits_lt_"):-len(".yaml")] for n in names
+              if n.startswith("digits_lt_") and n != "digits_lt_base.yaml"}
     assert digits == set(METHODS)  # one digits config per method
     for name in names:
         cfg = load_config(os.path.join(CONFIGS, name))

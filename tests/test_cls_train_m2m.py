@@ -98,3 +98,22 @@ def test_no_attempt_without_a_more_frequent_class_in_the_batch():
     targets = torch.ones(50, dtype=torch.long)  # only the minority class present
     out, stats = m2m_batch(g, f, images, targets, torch.tensor([1000, 1]), M2mConfig(beta=0.0, gamma=1e9))
     assert stats["m2m_attempted"] == 0 and torch.equal(out, images)
+
+
+def test_trainer_pretrains_g_with_ce_when_no_checkpoint_is_given(tmp_path):
+    import os
+
+    from _cls_train_helpers import tiny_cfg
+    from lt_detectron.classification.config import load_config
+    from lt_detectron.classification.trainer import FINAL_WEIGHTS, ClassificationTrainer
+
+    cfg = tiny_cfg(tmp_path, "m2m", "SOLVER.EPOCHS=1", "METHOD.M2M.START_EPOCH=0")
+    trainer = ClassificationTrainer(cfg)
+    g_weights = os.path.join(tmp_path, "m2m_g", FINAL_WEIGHTS)
+    assert os.path.isfile(g_weights)
+    assert load_config(os.path.join(tmp_path, "m2m_g", "config.yaml")).METHOD.NAME == "ce"  # ERM, same recipe
+    g = trainer.method._g[0]
+    assert not g.training and not any(p.requires_grad for p in g.parameters())
+    saved = torch.load(g_weights)["model"]
+    assert all(torch.equal(saved[k], v) for k, v in g.state_dict().items())
+    assert not any(k.startswith("_g") for k in trainer.method.state_dict())  # g is an input, not trained state

@@ -117,3 +117,25 @@ def test_drs_and_m2m_switch_to_balanced_batches(tmp_path):
     m2m = ClassificationTrainer(tiny_cfg(tmp_path / "m2m", "m2m", "METHOD.M2M.START_EPOCH=1"),
                                 frozen_classifier=build_model("digits_mlp", 10))
     assert not m2m.balanced_sampling(0) and m2m.balanced_sampling(1)
+
+
+def test_meta_variants_classifier_mode_l2rw_and_dev_from_train(tmp_path):
+    clf = _trainer(tmp_path / "clf", "meta_ce", "METHOD.META.MODE=classifier")
+    backbone_before = [p.detach().clone() for p in clf.model.backbone.parameters()]
+    clf.run_step(*next(iter(clf._train_loader(0, 0))))
+    # Meta-gradient through the classifier only, but the real step still trains the backbone.
+    assert any(not torch.equal(a, b) for a, b in zip(backbone_before, clf.model.backbone.parameters()))
+
+    l2rw = _trainer(tmp_path / "l2rw", "meta_ce", "METHOD.META.L2RW=True")
+    batch = next(iter(l2rw._train_loader(0, 0)))
+    dev = l2rw.method._dev_batch(torch.device("cpu"))
+    per_example = lambda z, y: torch.nn.functional.cross_entropy(z, y, reduction="none")  # noqa: E731
+    result = l2rw.method.reweighter.step(l2rw.model, per_example, batch[0], batch[1], *dev, iteration=0)
+    assert (result.weights >= 0).all() and result.weights.mean().item() == pytest.approx(1.0, rel=1e-5)
+
+    held_out = _trainer(tmp_path / "train_dev", "meta_ce", "METHOD.META.DEV_SOURCE=train",
+                        "METHOD.META.DEV_PER_CLASS=2")
+    full = np.asarray(held_out.data.train_counts)
+    # Two images per class leave the training set (every class has at least 3), and the counts follow.
+    assert np.array_equal(held_out.train_counts, full - 2) and len(held_out.method.dev_data) == 20
+    assert len(held_out.train_set) == full.sum() - 20

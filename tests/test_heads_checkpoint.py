@@ -187,3 +187,18 @@ def test_demo_head_configs_differ_from_the_base_only_in_the_head_and_build(head)
     cfg.MODEL.RESNETS.DEPTH = 10
     model = build_model(cfg)
     assert type(model.roi_heads).__name__ == "LTROIHeads"
+
+
+@pytest.mark.parametrize("head", ["lda", "lade", "cb", "balanced_softmax", "fed"])
+def test_lvis_configs_use_the_lda_lvis_recipe(head):
+    cfg = get_cfg()
+    add_lt_config(cfg)
+    merge_config_file(cfg, os.path.join(REPO, "configs", f"lvis_{head}.yaml"))
+    iters_per_epoch = 100170 / cfg.SOLVER.IMS_PER_BATCH  # LVIS v1 train images
+    assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR) == (8, 0.01)
+    assert cfg.SOLVER.MAX_ITER == round(12 * iters_per_epoch)
+    assert cfg.SOLVER.STEPS == (round(8 * iters_per_epoch), round(11 * iters_per_epoch))
+    assert tuple(cfg.INPUT.MIN_SIZE_TRAIN) == (640, 672, 704, 736, 768, 800) and cfg.INPUT.MIN_SIZE_TEST == 800
+    assert cfg.DATALOADER.SAMPLER_TRAIN == "RepeatFactorTrainingSampler" and cfg.DATALOADER.REPEAT_THRESHOLD == 0.001
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1203 and cfg.MODEL.ROI_HEADS.NAME == "LTROIHeads"
+    assert cfg.MODEL.ROI_BOX_HEAD.USE_FED_LOSS == (head == "fed")

@@ -5,7 +5,6 @@ import io
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -18,7 +17,7 @@ from detectron2.utils.events import EventStorage
 
 from lt_detectron.config import add_lt_config
 from lt_detectron.losses import adjust_logits
-from lt_detectron.modeling import BOX_PREDICTORS, LDABoxPredictor, LTROIHeads, StockBoxPredictor
+from lt_detectron.modeling import BOX_PREDICTORS, LTROIHeads, StockBoxPredictor
 
 COUNTS = [40, 12, 5, 2, 1]  # instances per class of the tiny training set
 NUM_CLASSES = len(COUNTS)
@@ -125,12 +124,15 @@ def train_steps(heads, steps: int = 2, with_objects: bool = True, classes=(0, 3,
 @pytest.mark.parametrize("classifier", sorted(BOX_PREDICTORS))
 def test_every_classifier_trains_two_iterations_with_finite_losses(classifier):
     heads = build_heads(tiny_cfg(classifier))
+    before = {k: v.clone() for k, v in heads.box_predictor.named_parameters()}
     history, scalars = train_steps(heads, steps=2)
     for losses in history:
         assert "loss_box_reg" in losses
         assert all(math.isfinite(v) for v in losses.values()), losses
-    # The parameters moved: the losses are connected to the heads.
-    assert history[0] != history[1]
+    # The losses reach the predictor: box regression and the classifier(s) were updated.
+    moved = {k for k, v in heads.box_predictor.named_parameters() if not torch.equal(v, before[k])}
+    assert "bbox_pred.weight" in moved
+    assert moved & {"cls_score.weight", "unbalanced_score.weight", "fgbg_score.weight"}, moved
     if classifier != "softmax":
         assert 0.0 < scalars["lt/fg_fraction"] < 1.0
 
@@ -155,20 +157,23 @@ def test_inference_returns_detections(classifier):
     assert ((instances[0].scores >= 0) & (instances[0].scores <= 1)).all()
 
 
-def test_per_roi_loss_mean_equals_training_loss_for_per_example_heads():
+@pytest.mark.parametrize("classifier", sorted(BOX_PREDICTORS))
+def test_per_roi_loss_is_the_unreduced_training_loss(classifier):
+    """The meta hook's view: for per-example heads, mean over RoIs of per_roi_classification_loss == loss_cls."""
+    predictor = build_heads(tiny_cfg(classifier)).box_predictor
     gt = torch.tensor([0, 1, 5, 5, 4, 2])
-    for name, cls in BOX_PREDICTORS.items():
-        heads = build_heads(tiny_cfg(name))
-        predictor = heads.box_predictor
-        assert isinstance(predictor.per_example, bool)
-        x = torch.randn(len(gt), 16)
-        scores, _ = predictor(x)
-        per_roi = predictor.per_roi_classification_loss(scores, gt)
-        assert per_roi.shape == (len(gt),) and torch.isfinite(per_roi).all()
-        if predictor.per_example and name != "softmax":
-            torch.testing.assert_close(per_roi.mean(), predictor._classification_loss(scores, gt, "mean"))
-        if name == "softmax":
-            torch.testing.assert_close(per_roi.mean(), torch.nn.functional.cross_entropy(scores, gt))
+    boxes = Boxes(torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(len(gt), 1))
+    proposals = [Instances((IMAGE_SIZE, IMAGE_SIZE), proposal_boxes=boxes, gt_boxes=boxes, gt_classes=gt)]
+    predictions = predictor(torch.randn(len(gt), 16))
+    per_roi = predictor.per_roi_classification_loss(predictions[0], gt)
+    assert per_roi.shape == (len(gt),) and torch.isfinite(per_roi).all()
+    assert isinstance(predictor.per_example, bool)
+    if predictor.per_example:
+        with EventStorage(0):  # Detectron2's stock losses() logs its accuracy there
+            loss_cls = predictor.losses(predictions, proposals)["loss_cls"]
+        torch.testing.assert_close(per_roi.mean(), loss_cls)
+    else:
+        assert classifier == "lda"
 
 
 def test_stock_softmax_is_detectron2_predictor_with_the_same_state_dict():
@@ -183,6 +188,19 @@ def test_sigmoid_fed_loss_still_works_through_softmax_option():
     heads = build_heads(cfg)
     history, _ = train_steps(heads, steps=1)
     assert math.isfinite(history[0]["loss_cls"])
+
+
+def test_lade_terms_sum_to_the_library_lade_loss():
+    from lt_detectron.losses import lade_loss
+
+    predictor = build_heads(tiny_cfg("lade", **{"MODEL.LT.LADE.ALPHA": 0.3})).box_predictor
+    scores = torch.randn(8, NUM_CLASSES + 1)
+    gt = torch.tensor([0, 0, 5, 5, 5, 3, 4, 1])
+    boxes = Boxes(torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(8, 1))
+    proposals = [Instances((IMAGE_SIZE, IMAGE_SIZE), proposal_boxes=boxes, gt_boxes=boxes, gt_classes=gt)]
+    losses = predictor.losses((scores, torch.zeros(8, 4 * NUM_CLASSES)), proposals)
+    expected = lade_loss(scores, gt, predictor.source_prior, alpha=0.3, lam=0.1)
+    torch.testing.assert_close(losses["loss_cls"] + losses["loss_lader"], expected)
 
 
 # --- background decision and target prior (METHODS §3) --------------------------------------------------
@@ -211,6 +229,17 @@ def test_ldam_background_margin_is_zero():
     margins = ldam_margins(predictor.margin_counts, predictor.max_margin)
     assert margins[-1].item() < 1e-30
     assert margins[:-1].max().item() == pytest.approx(0.5)
+
+
+def test_ldam_drw_switches_on_at_the_configured_iteration():
+    predictor = build_heads(tiny_cfg("ldam", **{"MODEL.LT.LDAM.DRW_START_ITER": 10})).box_predictor
+    with EventStorage(9):
+        assert predictor._drw_weight() is None
+    with EventStorage(10):
+        weight = predictor._drw_weight()
+    assert weight.shape == (NUM_CLASSES + 1,) and weight[-1].item() == 1.0
+    assert weight[:-1].sum().item() == pytest.approx(NUM_CLASSES, rel=1e-5)
+    assert weight[NUM_CLASSES - 1] > weight[0]
 
 
 @pytest.mark.parametrize("classifier", ["balanced_softmax", "lade"])

@@ -1,4 +1,5 @@
 """Bad input to lt_detectron.losses gives a clear error naming the function, the argument and the fix."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Properties that pin the semantics of lt_detectron.losses (METHODS §1-5), the risk balancer and the registry."""
+
 from __future__ import annotations
 
 import io
@@ -23,7 +24,9 @@ def batch(num: int = 12, num_classes: int = 5, seed: int = 0, dtype=torch.float3
 
 def test_lade_with_alpha_zero_is_balanced_softmax():
     logits, targets = batch()
-    assert torch.equal(L.lade_loss(logits, targets, PRIOR, alpha=0.0), L.balanced_softmax_loss(logits, targets, PRIOR))
+    assert torch.allclose(
+        L.lade_loss(logits, targets, PRIOR, alpha=0.0), L.balanced_softmax_loss(logits, targets, PRIOR)
+    )
 
 
 def test_balanced_softmax_with_uniform_prior_is_cross_entropy():
@@ -208,3 +211,16 @@ def test_build_loss_on_cuda(name):
     assert torch.allclose(value.cpu(), module.cpu()(logits, targets), atol=1e-5)
     intra, inter = L.lda_divergence(logits.detach().cuda(), targets.cuda())
     assert torch.allclose(torch.stack([intra, inter]).cpu(), torch.stack(L.lda_divergence(logits.detach(), targets)))
+
+
+def test_half_precision_logits_keep_float32_class_statistics():
+    counts = torch.tensor([1e9, 1.0, 1.0])  # a prior of 1e-9 is 0 in float16: it must stay float32
+    prior = counts / counts.sum()
+    logits = torch.randn(4, 3).to(torch.bfloat16).requires_grad_()
+    targets = torch.tensor([0, 1, 2, 0])
+    value = L.lade_loss(logits, targets, prior)
+    reference = L.lade_loss(logits.detach().float(), targets, prior)
+    assert value.dtype == torch.float32 and torch.allclose(value, reference)
+    (grad,) = torch.autograd.grad(value, logits)
+    assert grad.dtype == torch.bfloat16 and torch.isfinite(grad).all()
+    assert torch.isfinite(L.balanced_softmax_loss(logits.detach().half(), targets, prior))

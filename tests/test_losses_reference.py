@@ -1,5 +1,6 @@
 """lt_detectron.losses against deliberately naive references: explicit Python loops over samples and classes,
 written straight from the METHODS.md formulas (§1-5), on random inputs and edge-case batches."""
+
 from __future__ import annotations
 
 import math
@@ -123,7 +124,7 @@ def test_cb_cross_entropy_and_focal_match_loops(batch):
 def test_ldam_matches_loop(batch):
     logits, targets = make_batch(batch)
     z, y = logits.tolist(), targets.tolist()
-    raw = [n ** -0.25 for n in COUNTS]
+    raw = [n**-0.25 for n in COUNTS]
     margins = [0.5 * r / max(raw) for r in raw]
     scale = 30.0
     want = []
@@ -199,9 +200,14 @@ def test_gradcheck_float64(batch):
     assert torch.autograd.gradcheck(lambda z: L.ldam_loss(z, targets, COUNTS, scale=3.0), (logits,))
     features = torch.randn(len(targets), 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     # Margin 1.5 keeps every hinge active, away from its kink, for finite differences.
+    features.requires_grad_()
+    assert torch.autograd.gradcheck(lambda f: L.lda_divergence(f, targets, margin=1.5), (features,))
+    pair_weights = L.class_weights(COUNTS, kind="lda", dtype=torch.float64)
     assert torch.autograd.gradcheck(
-        lambda f: L.lda_divergence(f, targets, margin=1.5), (features.requires_grad_(),)
+        lambda f: L.lda_divergence(f, targets, margin=1.5, class_weights=pair_weights), (features,)
     )
+    weight = L.class_weights(COUNTS, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda z: L.focal_loss(z, targets, 1.5, weight), (logits,))
 
 
 EXTREME_LOSSES = {

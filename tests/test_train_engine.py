@@ -41,7 +41,7 @@ def _load_tool(name: str):
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("lt_shapes_tiny")
-    generate_lt_shapes(str(root), seed=0, overwrite=True, num_train_images=12, num_val_images=4)
+    generate_lt_shapes(str(root), seed=0, overwrite=True, num_train_images=12, num_val_images=8)
     yield str(root)
     register_lt_shapes()  # back to the default root for other tests (registration is lazy: nothing generated)
 
@@ -60,7 +60,7 @@ def trained(tiny_root, tmp_path_factory):
 
 def test_two_iterations_train_and_evaluate_with_lvis_metrics(trained):
     cfg, trainer, results = trained
-    assert trainer.iter == cfg.SOLVER.MAX_ITER - 1
+    assert trainer.iter == cfg.SOLVER.MAX_ITER
     losses = trainer.storage.history("total_loss").values()
     assert len(losses) == 2 and all(math.isfinite(v) for v, _ in losses)
     for task in ("bbox", "segm"):

@@ -7,7 +7,6 @@ loss of a batch, and produces inference logits. Every loss, class weight and bal
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -131,6 +130,7 @@ class LossMethod(ClassificationMethod):
             start = int(round(0.8 * cfg.SOLVER.EPOCHS))  # 160 of 200 (Cao et al.)
         self.drw_start = start
         self.drw_beta = float(cfg.METHOD.DRW_BETA)
+        self._drw_cache: Tensor | None = None
         balanced = loss_name in ("cb", "cb_focal", "balanced_softmax", "lade") or inference in ("prior", "pc")
         self.prior_kind = "balanced" if balanced or self.drw_start >= 0 else "source"
         if self.drw_start >= 0 and loss_name in ("cb", "cb_focal"):
@@ -143,14 +143,19 @@ class LossMethod(ClassificationMethod):
 
     def training_loss(self, model, images, targets, ctx):
         logits = model(images)
-        weights = None
-        if self.drw_start >= 0:
-            weights = L.drw_weights(self.counts.cpu().numpy(), ctx.epoch, self.drw_start, beta=self.drw_beta)
+        weights = self._drw_weights(ctx.epoch)
         if weights is None:
             return self.loss(logits, targets), {}
-        weights = torch.as_tensor(weights, dtype=logits.dtype, device=logits.device)
         # CB convention (METHODS §2): batch mean of the weighted per-example losses.
+        weights = weights.to(device=logits.device, dtype=logits.dtype)
         return (weights[targets] * self.loss(logits, targets, reduction="none")).mean(), {"drw": 1.0}
+
+    def _drw_weights(self, epoch: int) -> Tensor | None:
+        if self.drw_start < 0 or epoch < self.drw_start:
+            return None
+        if self._drw_cache is None:  # the weights do not change once switched on
+            self._drw_cache = L.drw_weights(self.counts.cpu(), epoch, self.drw_start, beta=self.drw_beta)
+        return self._drw_cache
 
     def inference_logits(self, model, images):
         logits = model(images)
@@ -202,7 +207,7 @@ class LDAMethod(ClassificationMethod):
         logits_b = model.classifier(features)
         loss_u = self.ce(logits_u, targets)
         # L_b = sum_i w_{y_i} CE_i with w_c = 1/(C n_c): a sum, not a mean (METHODS §5).
-        loss_b = (self.balanced_weights[targets] * self.ce(logits_b, targets, reduction="none")).sum()
+        loss_b = L.cb_cross_entropy(logits_b, targets, self.balanced_weights, reduction="sum")
         alpha = self.balancer.update(L.accuracy_percent(logits_u, targets), L.accuracy_percent(logits_b, targets))
         intra, inter = L.lda_divergence(self.projection(features), targets, margin=self.margin,
                                         class_weights=self.balanced_weights if self.pair_weights else None)

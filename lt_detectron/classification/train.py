@@ -29,7 +29,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-only", action="store_true", help="evaluate a checkpoint instead of training")
     parser.add_argument("--checkpoint", default="", help="weights for --eval-only (default: from OUTPUT_DIR)")
     parser.add_argument("--no-resume", action="store_true", help="ignore OUTPUT_DIR/last.pth and train from scratch")
-    parser.add_argument("--tag", default="", help="evaluation folder name under OUTPUT_DIR/eval (default: final / eval_only)")
+    parser.add_argument("--tag", default="",
+                        help="evaluation folder under OUTPUT_DIR/eval (default: final, or eval_only with --eval-only)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. SOLVER.EPOCHS=10")
     return parser.parse_args(argv)
 

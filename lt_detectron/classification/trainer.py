@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import random
-import time
 from collections import defaultdict
 from typing import Any, Iterator
 
@@ -157,7 +156,8 @@ class ClassificationTrainer:
         self.train_labels = np.asarray(self.data.train.targets, dtype=np.int64)
         self.train_counts = np.asarray(self.data.train_counts)
         extras: dict[str, Any] = {}
-        if cfg.METHOD.NAME == "m2m" and training:  # before seeding: training g (when needed) must not shift this run's RNG
+        # Before seeding: training g (when needed) must not shift this run's RNG.
+        if cfg.METHOD.NAME == "m2m" and training:
             extras["frozen_classifier"] = frozen_classifier or load_frozen_classifier(cfg, self.data.num_classes)
         if cfg.METHOD.NAME.startswith("meta_"):
             extras["dev_data"] = self._meta_dev_set()
@@ -258,9 +258,15 @@ class ClassificationTrainer:
             raise FileNotFoundError(f"checkpoint {path} does not exist; train first or pass --checkpoint PATH")
         state = torch.load(path, map_location=self.device)
         if not isinstance(state, dict) or "model" not in state:
-            raise ValueError(f"checkpoint {path}: expected a dict with a 'model' entry (a file written by this trainer)")
-        self.model.load_state_dict(state["model"])
-        self.method.load_state_dict(state.get("method", {}))
+            raise ValueError(f"checkpoint {path}: expected a dict with a 'model' entry (a file written by this "
+                             "trainer)")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.method.load_state_dict(state.get("method", {}))
+        except RuntimeError as err:
+            raise ValueError(f"checkpoint {path} does not fit MODEL.NAME={self.cfg.MODEL.NAME!r} with METHOD.NAME="
+                             f"{self.cfg.METHOD.NAME!r} ({str(err).splitlines()[0]}); evaluate it with the config it "
+                             "was trained with") from None
         if weights_only:
             return
         self.optimizer.load_state_dict(state["optimizer"])
@@ -316,7 +322,8 @@ class ClassificationTrainer:
         Returns the final evaluation, or None when stopped early by `max_steps`.
         """
         cfg = self.cfg
-        self.resume_or_load(resume)
+        if not self.resume_or_load(resume) and self.global_step == 0 and os.path.isfile(self._metrics_path()):
+            os.remove(self._metrics_path())  # a fresh run in a used folder: do not append to the old run's rows
         _atomic_write_text(os.path.join(self.output_dir, "config.yaml"), cfg.dump())
         from tqdm import tqdm
 
@@ -336,7 +343,8 @@ class ClassificationTrainer:
                 seen += 1
                 bar.set_postfix(loss=f"{logs['loss']:.4f}")
                 # Stop before the next batch is loaded: its augmentation would consume RNG the resume must replay.
-                if max_steps is not None and self.global_step >= max_steps and self.iter_in_epoch < self.iters_per_epoch:
+                mid_epoch = self.iter_in_epoch < self.iters_per_epoch
+                if max_steps is not None and self.global_step >= max_steps and mid_epoch:
                     self.save_checkpoint()
                     bar.close()
                     return None

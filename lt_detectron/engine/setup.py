@@ -29,7 +29,10 @@ def register_lt_components() -> None:
 
 
 def build_cfg(config_file: str = "", opts: list | None = None) -> CfgNode:
-    """get_cfg + add_lt_config + config file (`_BASE_` may be `model_zoo://...`) + KEY VALUE overrides."""
+    """get_cfg + add_lt_config + config file (`_BASE_` may be `model_zoo://...`) + KEY VALUE overrides.
+
+    Also imports lt-detectron's registered components, so the returned config's names resolve."""
+    register_lt_components()
     cfg = get_cfg()
     add_lt_config(cfg)
     if config_file:
@@ -58,7 +61,6 @@ def check_cfg_datasets(cfg: CfgNode, train: bool = True) -> None:
 def setup_cfg(args: argparse.Namespace) -> CfgNode:
     """Detectron2-style `setup(args)`: build the config from args, freeze it, and run `default_setup`
     (output dir, logging, config dump, seeding)."""
-    register_lt_components()
     cfg = build_cfg(args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)

@@ -103,5 +103,12 @@ class LTTrainer(DefaultTrainer):
         return results if results is not None else getattr(self, "_last_eval_results", None)
 
     @classmethod
+    def build_model(cls, cfg):
+        from .setup import register_lt_components
+
+        register_lt_components()  # our backbone / ROI heads must be in Detectron2's registries
+        return super().build_model(cfg)
+
+    @classmethod
     def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:
         return build_lt_evaluator(cfg, dataset_name, output_folder)

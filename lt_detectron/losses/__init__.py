@@ -2,6 +2,7 @@
 
 Logits are (B, C), `counts` / `prior` are length-C; detection passes C+1-way logits with C+1 counts.
 """
+
 from .class_weights import class_weights, prior_from_counts
 from .lade import adjust_logits, balanced_softmax_loss, lade_loss, lader, pc_softmax
 from .lda import RiskBalancer, accuracy_percent, default_window, lda_divergence

@@ -3,6 +3,7 @@
 Every error names the function, the argument and the fix, because these functions are reached from
 config files (counts, priors) and from heads (shapes) far away from where the mistake was made.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,10 +27,11 @@ def format_indices(mask: torch.Tensor, limit: int = 10) -> str:
 
 
 def as_tensor_like(values: ArrayLike, like: torch.Tensor) -> torch.Tensor:
-    """`values` in `like`'s dtype and device; lists go through float64 (a float32 detour would lose precision)."""
+    """`values` on `like`'s device in its dtype, but at least float32 (a float16 prior of a rare class would be 0);
+    lists go through float64 (a float32 detour would lose precision)."""
     if not isinstance(values, torch.Tensor):
         values = torch.as_tensor(np.asarray(values, dtype=np.float64))
-    return values.to(device=like.device, dtype=like.dtype)
+    return values.to(device=like.device, dtype=torch.promote_types(like.dtype, torch.float32))
 
 
 def check_logits_targets(logits: torch.Tensor, targets: torch.Tensor, fn: str) -> torch.Tensor:
@@ -74,7 +76,7 @@ def check_counts(counts: ArrayLike, fn: str, name: str = "counts", num_classes: 
         )
     tensor = tensor.to(torch.float64)
     # .item() per element, not .tolist(): tolist fails inside torch.func transforms (the meta-weighting engine).
-    total, smallest = (v.item() for v in torch.stack([tensor.sum(), tensor.min()]))  # one device sync for both checks
+    total, smallest = (v.item() for v in torch.stack([tensor.sum(), tensor.min()]))
     if not math.isfinite(total):
         raise ValueError(f"{fn}: `{name}` contains NaN or inf at classes {format_indices(~torch.isfinite(tensor))}.")
     if smallest < 0:
@@ -105,7 +107,7 @@ def check_prior(
             "Fix: one probability per logit column (detection: C foreground classes + 1 background)."
         )
     # .item() per element, not .tolist(): tolist fails inside torch.func transforms (the meta-weighting engine).
-    total, smallest = (v.item() for v in torch.stack([tensor.sum(), tensor.min()]))  # one device sync for all checks
+    total, smallest = (v.item() for v in torch.stack([tensor.sum(), tensor.min()]))
     if not math.isfinite(total) or smallest < 0:
         raise ValueError(
             f"{fn}: `{name}` must be finite and >= 0; classes {format_indices(~(tensor >= 0))} are not. "

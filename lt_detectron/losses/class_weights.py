@@ -1,4 +1,5 @@
 """Per-class weights w_c and priors p_s(c) from training counts n_c (METHODS §1, §3)."""
+
 from __future__ import annotations
 
 import math
@@ -20,7 +21,7 @@ def class_weights(
     zero_policy: str = "error",
     dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Class weights w_c (METHODS §1; effective number: Cui et al. 2019 via seed 000 §4.1; "lda": seed 002, METHODS §5).
+    """Class weights w_c (METHODS §1; effective number: Cui et al. 2019, seed 000 §4.1; "lda": METHODS §5).
 
     kind: "inverse" (w ∝ 1/n_c), "effective_number" (w = (1-beta)/(1-beta^n_c), beta None = (N-1)/N),
     "lda" (1/(C n_c); never normalised, its scale is part of the LDA loss). With `normalize`, weights sum to

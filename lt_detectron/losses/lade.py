@@ -1,4 +1,5 @@
-"""Label-distribution disentangling: balanced softmax (LADE-CE), LADER, LADE and PC Softmax (METHODS §3-4, seed 003)."""
+"""Balanced softmax (LADE-CE), LADER, LADE and PC Softmax (METHODS §3-4, seed 003)."""
+
 from __future__ import annotations
 
 import math
@@ -24,13 +25,8 @@ def balanced_softmax_loss(
     targets = check_logits_targets(logits, targets, fn)
     prior = check_prior(prior, logits.shape[1], fn, logits)
     weight = check_class_weight(weight, logits.shape[1], fn, logits)
-    return reduce_loss(_balanced_softmax(logits, targets, prior.log(), weight), reduction)
-
-
-def _balanced_softmax(
-    logits: torch.Tensor, targets: torch.Tensor, log_prior: torch.Tensor, weight: torch.Tensor | None = None
-) -> torch.Tensor:
-    return F.cross_entropy(logits + log_prior, targets, weight=weight, reduction="none")
+    per_example = F.cross_entropy(logits + prior.log(), targets, weight=weight, reduction="none")
+    return reduce_loss(per_example, reduction)
 
 
 def lader(
@@ -50,7 +46,7 @@ def lader(
     _check_importance(importance, fn)
     targets = check_logits_targets(logits, targets, fn)
     prior = check_prior(prior, logits.shape[1], fn, logits)
-    return _lader(logits, targets, prior, prior.log(), lam, importance)
+    return _lade(logits, targets, prior, prior.log(), 0.0, 1.0, lam, importance)
 
 
 def _check_importance(importance: str, fn: str) -> None:
@@ -58,17 +54,21 @@ def _check_importance(importance: str, fn: str) -> None:
         raise ValueError(f"{fn}: importance must be one of {IMPORTANCE_KINDS}; got {importance!r}.")
 
 
-def _lader(
+def _lade(
     logits: torch.Tensor,
     targets: torch.Tensor,
     prior: torch.Tensor,
     log_prior: torch.Tensor,
+    ce_weight: float,
+    lader_weight: float,
     lam: float,
     importance: str,
 ) -> torch.Tensor:
+    """`ce_weight * L_LADE-CE + lader_weight * L_LADER` on validated inputs."""
     batch_size, num_classes = logits.shape
     if batch_size == 0:
         return logits.sum()
+    logits = logits.to(prior.dtype)  # float16/bfloat16 (autocast) logits: the fused exp/log run in float32
     log_uniform = -math.log(num_classes)
     samples_per_class = torch.bincount(targets, minlength=num_classes)
     if importance == "label":
@@ -77,50 +77,65 @@ def _lader(
     else:
         log_importance = (log_uniform - log_prior)[None, :]  # p_u(c) / p_s(c), all C classes
         class_weight = prior
-    loss, _, _ = _LaderFunction.apply(logits, targets, log_importance, class_weight, samples_per_class, lam)
-    return loss
+    return _LadeFunction.apply(
+        logits, targets, log_prior, log_importance, class_weight, samples_per_class, ce_weight, lader_weight, lam
+    )
 
 
-class _LaderFunction(torch.autograd.Function):
-    """LADER value and its hand-written gradient, one (B, C) pass each way.
+class _LadeFunction(torch.autograd.Function):
+    """LADE-CE and LADER values with a hand-written gradient whose backward needs one new (B, C) buffer.
 
-    `torch.logsumexp` over the batch plus autograd costs about 3x a cross-entropy at detection scale; here the
-    batch-softmax P is computed in place once and reused by the backward. `log_importance` is (B, 1) or (1, C);
-    the class statistics are constants. Per class c (eq. 11-16, alpha_c = class_weight_c):
-      first_c  = sum_{i: y_i = c} z_ic / N_c,   second_c = logsumexp_i(z_ic + log w_ic) - log B,
-      L = sum_c alpha_c (-first_c + second_c + lam second_c^2),
-      dL/dz_ic = alpha_c ((1 + 2 lam second_c) P_ic - [y_i = c] / N_c),  P_ic = softmax_i(z_ic + log w_ic).
+    Composed from autograd ops (torch.logsumexp over the batch, cross-entropy, accumulating the two gradients) it
+    needs about twice the (B, C) buffers and memory passes, which broke the 3x-of-cross-entropy budget at small
+    batches (benchmarks/loss_throughput.py). Class statistics are constants. With
+    log Q_i = log_softmax_c(z_ic + log p_s(c)) and E_ic = w_ic e^{z_ic - m_c}, S_c = sum_i E_ic (m_c: column max):
+      LADE-CE = -mean_i log Q_iy_i                                                         (eq. 19)
+      first_c = sum_{i: y_i = c} z_ic / N_c,  second_c = m_c + log S_c - log B                (eq. 11-13)
+      LADER   = sum_c alpha_c (-first_c + second_c + lam second_c^2)                         (eq. 15-16)
+      dL/dz_ic = ce_weight (Q_ic - [y_i = c]) / B
+                 + lader_weight alpha_c ((1 + 2 lam second_c) E_ic / S_c - [y_i = c] / N_c).
     """
 
     @staticmethod
-    def forward(logits, targets, log_importance, class_weight, samples_per_class, lam):
-        batch_softmax = logits + log_importance
-        column_max = batch_softmax.amax(dim=0)
-        column_sum = batch_softmax.sub_(column_max).exp_().sum(dim=0)
-        batch_softmax.div_(column_sum)
-        second = column_max + column_sum.log() - math.log(logits.shape[0])
+    def forward(
+        ctx, logits, targets, log_prior, log_importance, class_weight, samples_per_class, ce_weight, lader_weight, lam
+    ):
+        batch_size = logits.shape[0]
         target_logits = logits.gather(1, targets[:, None]).squeeze(1)
-        first = torch.zeros_like(second).index_add_(0, targets, target_logits) / samples_per_class.clamp_min(1)
-        loss = (class_weight * (-first + second + lam * second.square())).sum()
-        return loss, batch_softmax, second
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        _, targets, _, class_weight, samples_per_class, lam = inputs
-        _, batch_softmax, second = output
-        ctx.mark_non_differentiable(batch_softmax, second)
-        ctx.save_for_backward(targets, class_weight, samples_per_class, batch_softmax, second)
-        ctx.lam = lam
+        # Column (batch-direction) exponentials, stabilised per class; normalised only inside the gradient.
+        column_exp = logits + log_importance
+        column_max = column_exp.amax(dim=0)
+        column_sum = column_exp.sub_(column_max).exp_().sum(dim=0)
+        second = column_max + column_sum.log() - math.log(batch_size)
+        inverse_count = samples_per_class.clamp_min(1).to(logits.dtype).reciprocal_()  # 1 / N_c (0 unused if absent)
+        first = torch.zeros_like(second).index_add_(0, targets, target_logits).mul_(inverse_count)
+        loss = lader_weight * (class_weight * (-first + second + lam * second.square())).sum()
+
+        log_q = None
+        if ce_weight != 0:
+            log_q = torch.log_softmax(logits + log_prior, dim=1)
+            loss = loss - ce_weight * log_q.gather(1, targets[:, None]).mean()
+
+        ctx.save_for_backward(targets, class_weight, inverse_count, column_exp, column_sum, log_q, second)
+        ctx.ce_weight, ctx.lader_weight, ctx.lam = ce_weight, lader_weight, lam
+        return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_loss, _grad_softmax, _grad_second):
-        targets, class_weight, samples_per_class, batch_softmax, second = ctx.saved_tensors
-        weighted = grad_loss * class_weight
-        grad_logits = batch_softmax * (weighted * (1.0 + 2.0 * ctx.lam * second))
-        first_grad = weighted / samples_per_class.clamp_min(1)
-        grad_logits.scatter_add_(1, targets[:, None], -first_grad[targets][:, None])
-        return grad_logits, None, None, None, None, None
+    def backward(ctx, grad_loss):
+        targets, class_weight, inverse_count, column_exp, column_sum, log_q, second = ctx.saved_tensors
+        lader_class = grad_loss * ctx.lader_weight * class_weight
+        column_scale = lader_class * (1.0 + 2.0 * ctx.lam * second) / column_sum
+        target_grad = -(lader_class * inverse_count)[targets]
+        if log_q is None:
+            grad_logits = column_exp * column_scale
+        else:
+            ce_scale = grad_loss * (ctx.ce_weight / targets.numel())
+            grad_logits = log_q.exp().mul_(ce_scale).addcmul_(column_exp, column_scale)
+            target_grad = target_grad - ce_scale
+        grad_logits.scatter_add_(1, targets[:, None], target_grad[:, None])
+        return grad_logits, None, None, None, None, None, None, None, None
 
 
 def lade_loss(
@@ -136,14 +151,10 @@ def lade_loss(
     _check_importance(importance, fn)
     targets = check_logits_targets(logits, targets, fn)
     prior = check_prior(prior, logits.shape[1], fn, logits)
-    log_prior = prior.log()
-    balanced = reduce_loss(_balanced_softmax(logits, targets, log_prior), "mean")
-    return balanced + alpha * _lader(logits, targets, prior, log_prior, lam, importance)
+    return _lade(logits, targets, prior, prior.log(), 1.0, alpha, lam, importance)
 
 
-def adjust_logits(
-    logits: torch.Tensor, source_prior: ArrayLike, target_prior: ArrayLike | None = None
-) -> torch.Tensor:
+def adjust_logits(logits: torch.Tensor, source_prior: ArrayLike, target_prior: ArrayLike | None = None) -> torch.Tensor:
     """Post-compensation `z_c - log p_s(c) + log p_t(c)`, p_t uniform when None (METHODS §3; seed 003 eq. 4-7, 17).
 
     Works on any (..., C) tensor. `target_prior` may contain zeros: those classes get logit -inf (probability 0).

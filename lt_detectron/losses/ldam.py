@@ -1,4 +1,5 @@
 """LDAM margin loss and its deferred re-weighting (DRW) schedule (METHODS §2; Cao et al. 2019)."""
+
 from __future__ import annotations
 
 import torch
@@ -17,7 +18,7 @@ from .class_weights import class_weights
 
 
 def ldam_margins(counts: ArrayLike, max_margin: float = 0.5) -> torch.Tensor:
-    """Margins `Delta_c = K / n_c^{1/4}` with K such that `max_c Delta_c = max_margin` (METHODS §2; Cao et al. 2019 §3.2).
+    """Margins `Delta_c = K / n_c^{1/4}`, K such that `max_c Delta_c = max_margin` (METHODS §2; Cao et al. 2019 §3.2).
 
     Returned in float64 on the device of `counts`; classes with n_c = 0 have no finite margin and raise.
     """

@@ -4,6 +4,7 @@ Detection box heads and the classification trainer select losses through it, so 
 Class statistics are non-persistent buffers: they move with `.to(device)` but are rebuilt from the dataset,
 never loaded from a checkpoint that may come from another dataset.
 """
+
 from __future__ import annotations
 
 import inspect

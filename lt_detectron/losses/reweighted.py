@@ -1,4 +1,5 @@
 """Re-weighted losses: class-balanced cross-entropy and focal loss (METHODS §2)."""
+
 from __future__ import annotations
 
 import torch

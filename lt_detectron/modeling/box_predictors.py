@@ -11,6 +11,7 @@ Every predictor exposes, for the meta-weighting hook:
 """
 from __future__ import annotations
 
+import logging
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -18,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec, cat, cross_entropy
+from detectron2.layers import ShapeSpec, cat
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
@@ -47,22 +48,27 @@ __all__ = [
     "put_scalars",
 ]
 
+logger = logging.getLogger(__name__)
+
+
+def event_storage_active() -> bool:
+    """Whether a Detectron2 EventStorage is open (inside a trainer), not e.g. at inference or in a unit test."""
+    try:
+        get_event_storage()
+    except AssertionError:
+        return False
+    return True
+
 
 def put_scalars(**values: float) -> None:
     """Write scalars to Detectron2's EventStorage when one is active (training); a no-op otherwise."""
-    try:
-        storage = get_event_storage()
-    except AssertionError:  # no EventStorage outside a trainer (inference, unit tests)
-        return
-    storage.put_scalars(**{k: float(v) for k, v in values.items()})
+    if event_storage_active():
+        get_event_storage().put_scalars(**{k: float(v) for k, v in values.items()})
 
 
 def current_iteration() -> int:
     """The trainer's iteration (restored on resume), or 0 outside a trainer."""
-    try:
-        return get_event_storage().iter
-    except AssertionError:
-        return 0
+    return get_event_storage().iter if event_storage_active() else 0
 
 
 def gt_classes_of(proposals: List[Instances], device: torch.device) -> torch.Tensor:
@@ -153,9 +159,13 @@ class LTBoxPredictor(FastRCNNOutputLayers):
         self.register_buffer("class_counts", counts.float(), persistent=False)
         source = detection_source_prior(counts, self.background_prior)
         self.register_buffer("source_prior", source, persistent=False)
-        self.register_buffer("log_source_prior", source.log(), persistent=False)
         self.register_buffer("log_target_prior", torch.zeros_like(source), persistent=False)
         self.set_target_prior(test_target_prior)
+        if test_target_prior != "uniform" and not self.uses_target_prior:
+            logger.warning(
+                f"MODEL.LT.TEST_TARGET_PRIOR = {test_target_prior!r} has no effect on {type(self).__name__}; "
+                "only 'balanced_softmax' and 'lade' use a target prior (METHODS §3-4)."
+            )
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -190,7 +200,8 @@ class LTBoxPredictor(FastRCNNOutputLayers):
     def losses(self, predictions, proposals: List[Instances]) -> Dict[str, torch.Tensor]:
         scores, proposal_deltas = predictions
         gt_classes = gt_classes_of(proposals, scores.device)
-        _log_classification_stats(scores.detach(), gt_classes)
+        if event_storage_active():  # Detectron2's accuracy / false-negative stats, as the stock head logs them
+            _log_classification_stats(scores.detach(), gt_classes)
         if gt_classes.numel():
             fg_fraction = (gt_classes < self.num_classes).float().mean()
             put_scalars(**{"lt/fg_fraction": fg_fraction})
@@ -200,8 +211,13 @@ class LTBoxPredictor(FastRCNNOutputLayers):
             loss_cls = self._classification_loss(scores, gt_classes, "mean")
         return {
             "loss_cls": loss_cls * self.loss_weight.get("loss_cls", 1.0),
+            **self._extra_losses(scores, gt_classes),
             "loss_box_reg": regression_loss(self, proposal_deltas, proposals, gt_classes),
         }
+
+    def _extra_losses(self, scores: torch.Tensor, gt_classes: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Batch-level loss terms beside the per-RoI `loss_cls` (none by default)."""
+        return {}
 
     # --- inference ----------------------------------------------------------------------------------
     def class_probabilities(self, scores: torch.Tensor) -> torch.Tensor:
@@ -364,13 +380,12 @@ class BalancedSoftmaxBoxPredictor(LTBoxPredictor):
 
 
 class LADEBoxPredictor(BalancedSoftmaxBoxPredictor):
-    """"lade": LADE-CE + alpha * LADER (METHODS §4 eq. 11-20); target prior at test.
+    """"lade": L_LADE = LADE-CE + alpha * LADER (METHODS §4 eq. 11-20); target prior at test.
 
-    LADER is a batch-level term, so `per_example` is False; `per_roi_classification_loss` returns the
-    per-RoI LADE-CE part only.
+    The two terms are separate losses, as Detectron2 keeps its loss terms: `loss_cls` is the per-RoI LADE-CE
+    (so `per_example` holds and the meta hook can re-weight it) and `loss_lader` = alpha * LADER, a batch-level
+    regulariser. Their sum is `lt_detectron.losses.lade_loss`.
     """
-
-    per_example = False
 
     @configurable
     def __init__(
@@ -388,13 +403,6 @@ class LADEBoxPredictor(BalancedSoftmaxBoxPredictor):
         ret.update(alpha=lade.ALPHA, lam=lade.LAMBDA, importance=lade.IMPORTANCE)
         return ret
 
-    def per_roi_classification_loss(self, scores, gt_classes):
-        return lt_losses.balanced_softmax_loss(scores, gt_classes, self.source_prior, reduction="none")
-
-    def _classification_loss(self, scores, gt_classes, reduction):
-        if reduction == "none":
-            return self.per_roi_classification_loss(scores, gt_classes)
-        loss = lt_losses.lade_loss(
-            scores, gt_classes, self.source_prior, alpha=self.alpha, lam=self.lam, importance=self.importance
-        )
-        return loss * scores.shape[0] if reduction == "sum" else loss
+    def _extra_losses(self, scores, gt_classes):
+        lader = lt_losses.lader(scores, gt_classes, self.source_prior, lam=self.lam, importance=self.importance)
+        return {"loss_lader": self.alpha * lader}

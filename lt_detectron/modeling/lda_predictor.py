@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, cross_entropy
-from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
+from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Instances
 
 from lt_detectron import losses as lt_losses
@@ -34,12 +34,15 @@ FOREGROUND, BACKGROUND = 0, 1  # columns of the FgBg classifier
 
 
 class LDAScores(NamedTuple):
-    """Classification outputs of LDABoxPredictor.forward (the first element of its predictions)."""
+    """First element of LDABoxPredictor's predictions: the FgBg logits and the box-head features.
 
-    fgbg: torch.Tensor  # (R, 2)
-    unbalanced: torch.Tensor  # (R, C)
-    balanced: torch.Tensor  # (R, C)
-    embedding: Optional[torch.Tensor]  # (R, proj_dim) in training, None at inference
+    The C-way classifiers and the projection head run in `losses` on the foreground rows only (in training
+    they see no background RoI) and in `predict_probs` on every row; this keeps the head's cost close to the
+    stock predictor's although it has two C-way classifiers.
+    """
+
+    fgbg: torch.Tensor  # (R, 2), columns (foreground, background)
+    features: torch.Tensor  # (R, d) box-head features
 
 
 def _projection_head(kind: str, in_dim: int, out_dim: int) -> nn.Module:
@@ -134,19 +137,12 @@ class LDABoxPredictor(FastRCNNOutputLayers):
     def forward(self, x: torch.Tensor):
         if x.dim() > 2:
             x = torch.flatten(x, start_dim=1)
-        scores = LDAScores(
-            fgbg=self.fgbg_score(x),
-            unbalanced=self.unbalanced_score(x),
-            balanced=self.balanced_score(x),
-            embedding=self.projection(x) if self.training else None,
-        )
-        return scores, self.bbox_pred(x)
+        return LDAScores(fgbg=self.fgbg_score(x), features=x), self.bbox_pred(x)
 
-    @staticmethod
-    def fused_probabilities(scores: LDAScores) -> torch.Tensor:
+    def fused_probabilities(self, scores: LDAScores) -> torch.Tensor:
         """(R, C+1): `p_fg * softmax(balanced)` for the classes, `1 - p_fg` for the background column."""
         p_fg = F.softmax(scores.fgbg, dim=-1)[:, FOREGROUND : FOREGROUND + 1]
-        return torch.cat([p_fg * F.softmax(scores.balanced, dim=-1), 1.0 - p_fg], dim=1)
+        return torch.cat([p_fg * F.softmax(self.balanced_score(scores.features), dim=-1), 1.0 - p_fg], dim=1)
 
     def predict_probs(self, predictions, proposals: List[Instances]):
         probs = self.fused_probabilities(predictions[0])
@@ -156,16 +152,20 @@ class LDABoxPredictor(FastRCNNOutputLayers):
     def _divergence_weights(self) -> Optional[torch.Tensor]:
         return self.balanced_weight if self.pair_weights else None
 
+    @staticmethod
+    def _fgbg_targets(is_fg: torch.Tensor) -> torch.Tensor:
+        return torch.where(is_fg, FOREGROUND, BACKGROUND)
+
     def per_roi_classification_loss(self, scores: LDAScores, gt_classes: torch.Tensor) -> torch.Tensor:
         """Per-RoI part of the LDA loss: FgBg CE on every RoI plus, on foreground RoIs,
         lambda_u CE_u + lambda_b a_t w_y CE_b. The divergence terms are batch-level and not included."""
         is_fg = gt_classes < self.num_classes
-        per_roi = F.cross_entropy(scores.fgbg, (~is_fg).long() * BACKGROUND, reduction="none")
+        per_roi = F.cross_entropy(scores.fgbg, self._fgbg_targets(is_fg), reduction="none")
         if is_fg.any():
-            y = gt_classes[is_fg]
-            fg_loss = self.lambda_u * F.cross_entropy(scores.unbalanced[is_fg], y, reduction="none")
+            y, x = gt_classes[is_fg], scores.features[is_fg]
+            fg_loss = self.lambda_u * F.cross_entropy(self.unbalanced_score(x), y, reduction="none")
             fg_loss = fg_loss + self.lambda_b * self.risk_balancer.alpha * lt_losses.cb_cross_entropy(
-                scores.balanced[is_fg], y, self.balanced_weight, reduction="none"
+                self.balanced_score(x), y, self.balanced_weight, reduction="none"
             )
             per_roi = per_roi.index_put((is_fg.nonzero()[:, 0],), fg_loss, accumulate=True)
         return per_roi
@@ -174,30 +174,34 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         scores, proposal_deltas = predictions
         gt_classes = gt_classes_of(proposals, proposal_deltas.device)
         is_fg = gt_classes < self.num_classes
-        # Detectron2's accuracy / false-negative stats on the fused C+1 scores, comparable to the baseline.
-        _log_classification_stats(self.fused_probabilities(scores).detach().clamp_min(1e-12).log(), gt_classes)
-
-        loss_fgbg = cross_entropy(scores.fgbg, (~is_fg).long() * BACKGROUND, reduction="mean")
         num_fg = int(is_fg.sum())
+        fgbg_targets = self._fgbg_targets(is_fg)
+        loss_fgbg = cross_entropy(scores.fgbg, fgbg_targets, reduction="mean")
+        if gt_classes.numel():
+            fgbg_pred = scores.fgbg.detach().argmax(dim=1)
+            put_scalars(**{"lda/fgbg_accuracy": (fgbg_pred == fgbg_targets).float().mean()})
         if num_fg > 0:
-            y = gt_classes[is_fg]
-            logits_u, logits_b = scores.unbalanced[is_fg], scores.balanced[is_fg]
+            y, x = gt_classes[is_fg], scores.features[is_fg]
+            logits_u, logits_b = self.unbalanced_score(x), self.balanced_score(x)
             loss_u = F.cross_entropy(logits_u, y)
             # L_b sums w_y CE over the batch without normalising (METHODS §5, the public code).
             loss_b = lt_losses.cb_cross_entropy(logits_b, y, self.balanced_weight, reduction="sum")
             intra, inter = lt_losses.lda_divergence(
-                scores.embedding[is_fg], y, margin=self.margin, class_weights=self._divergence_weights()
+                self.projection(x), y, margin=self.margin, class_weights=self._divergence_weights()
             )
             acc_u = lt_losses.accuracy_percent(logits_u, y)
             acc_b = lt_losses.accuracy_percent(logits_b, y)
             if self.training:
                 self.risk_balancer.update(acc_u, acc_b)
-            put_scalars(**{"lda/acc_unbalanced": acc_u, "lda/acc_balanced": acc_b, "lda/acc_gap": acc_u - acc_b})
+            put_scalars(**{
+                "lda/acc_unbalanced": acc_u, "lda/acc_balanced": acc_b, "lda/acc_gap": acc_u - acc_b,
+                # Detectron2's name for the foreground classification accuracy, as the stock head logs it.
+                "fast_rcnn/fg_cls_accuracy": acc_b / 100.0,
+            })
         else:
-            # No foreground RoI: the foreground terms are zero but stay in the graph (no NaN, no missing grad).
-            zero = scores.unbalanced.sum() * 0.0 + scores.balanced.sum() * 0.0
-            if scores.embedding is not None:
-                zero = zero + scores.embedding.sum() * 0.0
+            # No foreground RoI: the foreground terms are zero; every classifier stays in the graph (no NaN,
+            # no parameter without a gradient under DDP).
+            zero = sum(p.sum() for p in self.parameters()) * 0.0
             loss_u = loss_b = intra = inter = zero
         alpha = float(self.risk_balancer.alpha)
 
