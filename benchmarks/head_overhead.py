@@ -93,8 +93,8 @@ def timed(fn: Callable[[], None]) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # "softmax" is the stock predictor plus a per-RoI view (same computation): off by default, a noise check.
-    lt_heads = sorted(set(BOX_PREDICTORS) - {"softmax"})
+    # "softmax" and "pc_softmax" train with the stock computation (off by default; "softmax" is a noise check).
+    lt_heads = sorted(set(BOX_PREDICTORS) - {"softmax", "pc_softmax"})
     parser.add_argument("--heads", nargs="+", default=lt_heads, choices=sorted(BOX_PREDICTORS))
     parser.add_argument("--iters", type=int, default=2, help="whole-iteration rounds (after one warm-up iteration)")
     parser.add_argument("--head-iters", type=int, default=3, help="box-head-only rounds (after one warm-up run)")

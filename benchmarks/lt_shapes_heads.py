@@ -2,11 +2,12 @@
 
 Each (head, seed) run is `tools/demo.py --config configs/demo/lt_shapes_<head>.yaml SEED <seed>` in its own
 process (the configs share lt_shapes_base.yaml, so only the head differs) and leaves
-`<root>/<head>/seed<seed>/demo_results.json`. Finished runs are skipped, so an interrupted sweep resumes where it
+`<root>/<head>/seed<seed>/demo_results.json`. `pc_softmax` trains nothing: it evaluates the baseline's weights
+of the same seed with PC Softmax (uniform target prior), a post-hoc prior correction to compare the heads with. Finished runs are skipped, so an interrupted sweep resumes where it
 stopped. The summary (bbox and segm AP / APr / APc / APf, mean ± sample std over seeds, and each head's APr minus
 the baseline's) goes to `<root>/summary.md` and the per-run numbers to `<root>/results.csv`.
 
-    python benchmarks/lt_shapes_heads.py                                   # full sweep: 8 heads x 2 seeds
+    python benchmarks/lt_shapes_heads.py                                   # full sweep: 9 heads x 2 seeds
     python benchmarks/lt_shapes_heads.py --heads baseline lda --seeds 0 --max-iter 2 --root /tmp/heads_smoke
 """
 from __future__ import annotations
@@ -24,13 +25,16 @@ import time
 from typing import Dict, List, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HEADS = ["baseline", "fed", "cb", "focal", "ldam", "balanced_softmax", "lade", "lda"]
+HEADS = ["baseline", "pc_softmax", "fed", "cb", "focal", "ldam", "balanced_softmax", "lade", "lda"]
+# Post-hoc heads: no training; the baseline's weights are evaluated with another box classifier.
+POSTHOC = {"pc_softmax": "baseline"}
 TASKS = ("bbox", "segm")
 METRICS = ("AP", "APr", "APc", "APf")
 RESULTS_FILE = "demo_results.json"
 
 
 def config_of(head: str) -> str:
+    head = POSTHOC.get(head, head)
     path = os.path.join(REPO, "configs", "demo", f"lt_shapes_{head}.yaml")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} does not exist; --heads takes names of configs/demo/lt_shapes_<head>.yaml.")
@@ -73,6 +77,33 @@ def run_one(head: str, seed: int, run_dir: str, max_iter: Optional[int], opts: L
     if summary is None:
         raise RuntimeError(f"{head} seed {seed} exited 0 but wrote no {RESULTS_FILE} in {run_dir}.")
     print(f"[heads] {head} seed {seed} done in {(time.time() - start) / 60:.1f} min", flush=True)
+    return summary
+
+
+def evaluate_posthoc(head: str, seed: int, run_dir: str, trained_dir: str, max_iter: int, opts: List[str]) -> dict:
+    """Evaluate the trained baseline of `seed` with BOX_CLASSIFIER `head` (same weights, other inference)."""
+    weights = os.path.join(trained_dir, "model_final.pth")
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"{head} evaluates {weights}, which does not exist; run the baseline first.")
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    from lt_detectron.data import default_lt_shapes_root, ensure_lt_shapes, register_lt_shapes
+    from lt_detectron.engine import LTTrainer, build_cfg, register_lt_components
+
+    register_lt_components()
+    overrides = ["MODEL.ROI_HEADS.NAME", "LTROIHeads", "MODEL.LT.BOX_CLASSIFIER", head, "OUTPUT_DIR", run_dir]
+    cfg = build_cfg(config_of(head), ["SEED", str(seed)] + opts + overrides)
+    root = cfg.DATASETS.LT_SHAPES_DIR or default_lt_shapes_root()
+    ensure_lt_shapes(root)
+    register_lt_shapes(root)
+    cfg.freeze()
+    print(f"[heads] {head} seed {seed}: evaluating {weights} post hoc", flush=True)
+    model = LTTrainer.build_model(cfg)
+    DetectionCheckpointer(model).load(weights)
+    results = LTTrainer.test(cfg, model)
+    summary = {"max_iter": max_iter, "results": {k: dict(v) for k, v in results.items()}, "weights": weights}
+    os.makedirs(run_dir, exist_ok=True)
+    _write_atomic(os.path.join(run_dir, RESULTS_FILE), json.dumps(summary, indent=2))
     return summary
 
 
@@ -150,7 +181,13 @@ def main(argv=None) -> int:
         for seed in args.seeds:
             run_dir = os.path.join(args.root, head, f"seed{seed}")
             summary = load_results(run_dir, scheduled_iterations(head, args.max_iter))
-            if summary is None:
+            if summary is None and head in POSTHOC:
+                trained_dir = os.path.join(args.root, POSTHOC[head], f"seed{seed}")
+                if load_results(trained_dir, scheduled_iterations(head, args.max_iter)) is None:
+                    run_one(POSTHOC[head], seed, trained_dir, args.max_iter, list(args.opts))
+                iters = scheduled_iterations(head, args.max_iter)
+                summary = evaluate_posthoc(head, seed, run_dir, trained_dir, iters, list(args.opts))
+            elif summary is None:
                 summary = run_one(head, seed, run_dir, args.max_iter, list(args.opts))
             else:
                 print(f"[heads] {head} seed {seed}: finished earlier, skipped ({run_dir})", flush=True)

@@ -28,6 +28,8 @@ def add_lt_config(cfg: CN) -> CN:
     #   "cb"               effective-number weighted softmax CE (METHODS §1-2).
     #   "focal"/"cb_focal" softmax focal loss, optionally with CB weights (METHODS §2).
     #   "ldam"             LDAM margins (METHODS §2), optional DRW.
+    #   "pc_softmax"       stock softmax CE training, PC Softmax with TEST_TARGET_PRIOR at test (METHODS §3); same
+    #                      weights as "softmax", so a trained baseline can be evaluated post hoc (helper HEADS).
     #   "balanced_softmax" LADE-CE / logit adjustment (METHODS §2, §4).
     #   "lade"             LADE-CE + alpha * LADER (METHODS §4).
     #   "lda"              FgBg + unbalanced + balanced classifiers, projection head, risk balancer (METHODS §5).
@@ -38,7 +40,7 @@ def add_lt_config(cfg: CN) -> CN:
     # What to do with a class that never occurs in training (n_c = 0): "error" or "warn" (the class is
     # excluded from the weighting with a warning naming it; METHODS §1).
     _C.MODEL.LT.ZERO_COUNT_POLICY = "error"
-    # Target prior p_t used at inference by the prior-aware heads ("balanced_softmax", "lade", "lda" is
+    # Target prior p_t used at inference by the prior-aware heads ("pc_softmax", "balanced_softmax", "lade"; "lda" is
     # unaffected): "uniform" (default, METHODS §3), "source" (the training prior), or a path to a json
     # file holding a list of C non-negative numbers (normalised on load).
     _C.MODEL.LT.TEST_TARGET_PRIOR = "uniform"

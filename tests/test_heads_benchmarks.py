@@ -29,6 +29,8 @@ def test_finished_runs_are_skipped_only_for_the_same_schedule(sweep, tmp_path):
     assert sweep.load_results(str(tmp_path), 1000) is None  # a smoke run does not count as the full run
     assert sweep.load_results(str(tmp_path / "missing"), 2) is None
     assert sweep.scheduled_iterations("lda", None) == sweep.scheduled_iterations("baseline", None) > 2
+    # The post-hoc head evaluates the baseline's weights, so it shares the baseline's config and schedule.
+    assert sweep.config_of("pc_softmax") == sweep.config_of("baseline")
 
 
 def test_summary_reports_mean_spread_and_paired_apr_gain(sweep):

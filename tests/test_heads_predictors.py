@@ -268,6 +268,28 @@ def test_target_prior_switch_changes_scores_as_pc_softmax(classifier, tmp_path):
     torch.testing.assert_close(predictor.predict_probs((scores, None), proposals)[0], probs["source"])
 
 
+def test_pc_softmax_is_posthoc_prior_correction_of_the_stock_head():
+    from lt_detectron.losses import pc_softmax
+
+    stock = build_heads(tiny_cfg("softmax")).box_predictor
+    predictor = build_heads(tiny_cfg("pc_softmax")).box_predictor.eval()
+    predictor.load_state_dict(stock.state_dict())  # the same weights: a trained baseline evaluates post hoc
+    x = torch.randn(5, 16)
+    proposals = [Instances((IMAGE_SIZE, IMAGE_SIZE), proposal_boxes=Boxes(torch.zeros(5, 4)))]
+    scores = stock(x)[0]
+    probs = predictor.predict_probs(predictor(x), proposals)[0]
+    b = predictor.source_prior[-1]
+    target = torch.cat([(1 - b) * torch.full((NUM_CLASSES,), 1.0 / NUM_CLASSES), b[None]])
+    torch.testing.assert_close(probs, pc_softmax(scores, predictor.source_prior, target))
+    # The background prior cancels: the fg columns move by log(q_c / (n_c / N)) whatever b is.
+    log_ratio = probs.log() - torch.softmax(scores, dim=1).log()
+    expected = -torch.log(torch.tensor(COUNTS) / sum(COUNTS)) + math.log(1.0 / NUM_CLASSES)
+    shift = log_ratio[:, :-1] - expected
+    torch.testing.assert_close(shift, shift[:, :1].expand_as(shift), rtol=0, atol=1e-5)
+    predictor.set_target_prior("source")
+    torch.testing.assert_close(predictor.predict_probs(predictor(x), proposals)[0], torch.softmax(scores, dim=1))
+
+
 def test_target_prior_json_errors_name_the_file(tmp_path):
     predictor = build_heads(tiny_cfg("balanced_softmax")).box_predictor
     bad = tmp_path / "bad.json"

@@ -71,13 +71,13 @@ def _write_json_atomic(path: str, obj) -> None:
 
 def run_demo(args: argparse.Namespace) -> dict:
     start = time.time()
+    import torch
     from detectron2.engine import default_setup
     from detectron2.utils.logger import setup_logger
 
     from lt_detectron.data import default_lt_shapes_root, ensure_lt_shapes, register_lt_shapes
-    from lt_detectron.engine import LTTrainer, build_cfg, check_cfg_datasets, register_lt_components
+    from lt_detectron.engine import LTTrainer, build_cfg, check_cfg_datasets
 
-    register_lt_components()
     opts = list(args.opts)
     if args.output:
         opts += ["OUTPUT_DIR", args.output]
@@ -99,7 +99,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     setup_logger(output=cfg.OUTPUT_DIR, name="lt_detectron")
     print(
         f"[demo] training {cfg.SOLVER.MAX_ITER} iterations into {cfg.OUTPUT_DIR} "
-        f"(torch threads: {__import__('torch').get_num_threads()}; progress every 20 iterations with ETA)",
+        f"(torch threads: {torch.get_num_threads()}; progress every 20 iterations with ETA)",
         flush=True,
     )
     t0 = time.time()
@@ -118,7 +118,7 @@ def run_demo(args: argparse.Namespace) -> dict:
         "results": results,
         "train_and_eval_seconds": round(train_and_eval_s, 1),
         "total_seconds": round(total_s, 1),
-        "torch_threads": __import__("torch").get_num_threads(),
+        "torch_threads": torch.get_num_threads(),
     }
     _write_json_atomic(os.path.join(cfg.OUTPUT_DIR, "demo_results.json"), summary)
     print("\n" + table)

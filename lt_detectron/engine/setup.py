@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 
 from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import default_setup
@@ -12,18 +11,16 @@ from ..config import add_lt_config, merge_config_file
 
 __all__ = ["build_cfg", "check_cfg_datasets", "setup_cfg", "register_lt_components"]
 
-logger = logging.getLogger(__name__)
-
 
 def register_lt_components() -> None:
     """Import the modules whose import registers datasets, backbones and heads with Detectron2's registries."""
-    importlib.import_module("lt_detectron.modeling.backbone")  # narrow ResNet-FPN for the CPU demo
     importlib.import_module("lt_detectron.data")  # lt_shapes_train / lt_shapes_val
     try:
         importlib.import_module("lt_detectron.modeling")  # LTROIHeads and the LT box predictors
+        importlib.import_module("lt_detectron.modeling.backbone")  # narrow ResNet-FPN for the CPU demo
     except ImportError as err:
         raise ImportError(
-            f"Could not import lt_detectron.modeling ({err}); the LT ROI heads are unavailable. "
+            f"Could not import lt_detectron.modeling ({err}); its backbone and ROI heads cannot be registered. "
             f"Reinstall the package with `pip install -e .` from the repository root."
         ) from err
 

@@ -12,6 +12,7 @@ from .box_predictors import (
     LADEBoxPredictor,
     LDAMBoxPredictor,
     LTBoxPredictor,
+    PCSoftmaxBoxPredictor,
     StockBoxPredictor,
 )
 from .checkpoint import StockLoadReport, load_stock_checkpoint
@@ -30,6 +31,7 @@ __all__ = [
     "LDAScores",
     "LTBoxPredictor",
     "LTROIHeads",
+    "PCSoftmaxBoxPredictor",
     "StockBoxPredictor",
     "StockLoadReport",
     "build_box_predictor",

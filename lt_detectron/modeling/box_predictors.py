@@ -42,6 +42,7 @@ __all__ = [
     "FocalBoxPredictor",
     "CBFocalBoxPredictor",
     "LDAMBoxPredictor",
+    "PCSoftmaxBoxPredictor",
     "BalancedSoftmaxBoxPredictor",
     "LADEBoxPredictor",
     "CosineLinear",
@@ -164,7 +165,7 @@ class LTBoxPredictor(FastRCNNOutputLayers):
         if test_target_prior != "uniform" and not self.uses_target_prior:
             logger.warning(
                 f"MODEL.LT.TEST_TARGET_PRIOR = {test_target_prior!r} has no effect on {type(self).__name__}; "
-                "only 'balanced_softmax' and 'lade' use a target prior (METHODS §3-4)."
+                "only 'pc_softmax', 'balanced_softmax' and 'lade' use a target prior (METHODS §3-4)."
             )
 
     @classmethod
@@ -364,6 +365,22 @@ class LDAMBoxPredictor(LTBoxPredictor):
     def class_probabilities(self, scores):
         # Training sees s * z (margins only on the true class), so s * z is the logit at test time.
         return F.softmax(self.scale * scores, dim=-1)
+
+
+class PCSoftmaxBoxPredictor(LTBoxPredictor):
+    """"pc_softmax": the stock softmax CE at training, PC Softmax at test (METHODS §3, seed 003 eq. 4-7).
+
+    Same parameters as Detectron2's predictor, so a trained stock model (e.g. the baseline's model_final.pth)
+    can be evaluated post hoc with MODEL.LT.BOX_CLASSIFIER pc_softmax and any TEST_TARGET_PRIOR.
+    """
+
+    uses_target_prior = True
+
+    def _classification_loss(self, scores, gt_classes, reduction):
+        return F.cross_entropy(scores, gt_classes, reduction=reduction)  # Detectron2's loss, unchanged
+
+    def class_probabilities(self, scores):
+        return lt_losses.pc_softmax(scores, self.source_prior, self.log_target_prior.exp())
 
 
 class BalancedSoftmaxBoxPredictor(LTBoxPredictor):

@@ -17,6 +17,7 @@ from .box_predictors import (
     FocalBoxPredictor,
     LADEBoxPredictor,
     LDAMBoxPredictor,
+    PCSoftmaxBoxPredictor,
     StockBoxPredictor,
 )
 from .lda_predictor import LDABoxPredictor
@@ -30,6 +31,7 @@ BOX_PREDICTORS: Dict[str, Type[FastRCNNOutputLayers]] = {
     "focal": FocalBoxPredictor,
     "cb_focal": CBFocalBoxPredictor,
     "ldam": LDAMBoxPredictor,
+    "pc_softmax": PCSoftmaxBoxPredictor,
     "balanced_softmax": BalancedSoftmaxBoxPredictor,
     "lade": LADEBoxPredictor,
     "lda": LDABoxPredictor,
