@@ -3,8 +3,10 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Threads for torch on CPU; these machines have 2 cores.
+# Threads for torch on CPU; these machines have 2 cores. OpenMP's default spin-waiting made 2-thread training
+# ~10x slower whenever another process shared the cores (measured, see README "Demo"), so threads sleep instead.
 export OMP_NUM_THREADS ?= 2
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup test demo clean-venv
 

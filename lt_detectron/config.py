@@ -97,6 +97,7 @@ def add_lt_config(cfg: CN) -> CN:
     _C.MODEL.LT.META = CN()
     _C.MODEL.LT.META.ENABLED = False
     # Stage 1 length t1: plain training until this iteration; the meta stage runs after it.
+    # Negative: the first lr decay, SOLVER.STEPS[0] (METHODS §6: "Meta stage starts at the first lr decay").
     _C.MODEL.LT.META.START_ITER = 0
     # Virtual-step learning rate eta (<= 0: the optimizer's current lr) and conditional-weight step tau.
     _C.MODEL.LT.META.INNER_LR = 0.01

@@ -139,17 +139,20 @@ def test_meta_training_on_lt_shapes_finite_losses_plot_and_resume(tmp_path, tiny
     assert rhook.reweighter.tracker.history()[0].tolist() == [1, 2]
 
 
-def test_hook_rejects_batch_level_classifier_and_full_mode(tmp_path):
+def test_hook_config_checks_and_start_at_first_lr_decay(tmp_path):
     name = "meta_hook_tiny_errors"
     _register_tiny_dataset(tmp_path, name)
     cfg = prepare_meta_datasets(_cfg(tmp_path, name, max_iter=1, image_size=64))
     from detectron2.modeling import build_model
 
     cfg.defrost()
-    cfg.MODEL.LT.BOX_CLASSIFIER = "lade"
+    cfg.MODEL.LT.BOX_CLASSIFIER = "lda"  # a batch-level classification loss
     with pytest.raises(ValueError, match="per_example is False"):
         MetaWeightingHook(cfg, build_model(cfg))
     cfg.MODEL.LT.BOX_CLASSIFIER = "softmax"
+    cfg.MODEL.LT.META.START_ITER = -1  # negative: the meta stage starts at the first lr decay
+    cfg.SOLVER.STEPS = (7, 9)
+    assert MetaWeightingHook(cfg, build_model(cfg)).reweighter.start_iter == 7
     cfg.MODEL.LT.META.MODE = "full"
     with pytest.raises(ValueError, match="MODE"):
         MetaWeightingHook(cfg, build_model(cfg))
@@ -159,7 +162,7 @@ def test_meta_step_composes_with_per_roi_box_classifiers(tmp_path):
     """One meta iteration with each per-RoI LT box classifier: loss_cls is replaced by a finite weighted loss."""
     name = "meta_hook_tiny_classifiers"
     _register_tiny_dataset(tmp_path, name)
-    for classifier in ("focal", "ldam", "balanced_softmax"):
+    for classifier in ("focal", "ldam", "balanced_softmax", "lade"):
         torch.manual_seed(0)
         cfg = _cfg(tmp_path / classifier, name, max_iter=1, image_size=64, EPS_LR=10.0)
         cfg.merge_from_list(["MODEL.LT.BOX_CLASSIFIER", classifier])

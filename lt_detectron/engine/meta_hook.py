@@ -135,7 +135,7 @@ class MetaWeightingHook(HookBase):
             raise ValueError(
                 f"MODEL.LT.BOX_CLASSIFIER = {cfg.MODEL.LT.BOX_CLASSIFIER!r} ({type(self.predictor).__name__}) has no "
                 "per-RoI classification loss (per_example is False), so it cannot be meta-weighted; use one of "
-                "softmax, focal, ldam, balanced_softmax (or cb / cb_focal, whose class weights then multiply w_y)."
+                "softmax, focal, ldam, balanced_softmax, lade (or cb / cb_focal, whose class weights then multiply w_y)."
             )
         if getattr(self.predictor, "class_weight", None) is not None:
             logger.warning(
@@ -155,10 +155,15 @@ class MetaWeightingHook(HookBase):
         )
         # INNER_LR <= 0: eta follows the optimizer's current lr (seed 000 uses the model's lr for the virtual step).
         self.follow_lr = meta.INNER_LR <= 0
+        # START_ITER < 0: the meta stage starts at the first lr decay (METHODS §6), SOLVER.STEPS[0].
+        start_iter = int(meta.START_ITER) if meta.START_ITER >= 0 else int(min(cfg.SOLVER.STEPS, default=0))
         # Background RoIs are not meta examples: weight 1, as in the unweighted detection loss.
         self.reweighter = MetaReweighter(
             torch.cat([fg_weights, fg_weights.new_ones(1)]),
-            inner_lr=cfg.SOLVER.BASE_LR if self.follow_lr else meta.INNER_LR, eps_lr=meta.EPS_LR, start_iter=meta.START_ITER, l2rw=meta.L2RW,
+            inner_lr=cfg.SOLVER.BASE_LR if self.follow_lr else meta.INNER_LR,
+            eps_lr=meta.EPS_LR,
+            start_iter=start_iter,
+            l2rw=meta.L2RW,
             track_period=meta.LOG_PERIOD,
         )
 
@@ -179,7 +184,7 @@ class MetaWeightingHook(HookBase):
         ]
         logger.info(
             f"meta weighting: {len(self.dev_dicts)} dev images from {list(meta.DEV_DATASETS)}, meta steps from "
-            f"iteration {meta.START_ITER}, eta={'optimizer lr' if self.follow_lr else meta.INNER_LR}, "
+            f"iteration {start_iter}, eta={'optimizer lr' if self.follow_lr else meta.INNER_LR}, "
             f"tau={meta.EPS_LR}, L2RW={meta.L2RW}"
         )
 

@@ -114,7 +114,10 @@ class _LadeFunction(torch.autograd.Function):
 
         log_q = None
         if ce_weight != 0:
-            log_q = torch.log_softmax(logits + log_prior, dim=1)
+            shifted = logits + log_prior
+            # In place (one (B, C) buffer fewer) where the kernel finishes reading a row before writing it.
+            in_place = shifted.device.type == "cpu" and shifted.is_contiguous()
+            log_q = torch.log_softmax(shifted, dim=1, out=shifted if in_place else None)
             loss = loss - ce_weight * log_q.gather(1, targets[:, None]).mean()
 
         ctx.save_for_backward(targets, class_weight, inverse_count, column_exp, column_sum, log_q, second)

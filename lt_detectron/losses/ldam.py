@@ -58,11 +58,46 @@ def ldam_loss(
     weight = check_class_weight(weight, logits.shape[1], fn, logits)
     margins = _margins(counts, max_margin).to(device=logits.device, dtype=logits.dtype)
 
-    scaled = logits * scale
-    # Subtract s * Delta_y from the target logit only; in place on `scaled` to avoid a second (B, C) tensor
-    # (the backward of a multiplication by a Python scalar does not need its output).
-    scaled.scatter_add_(1, targets[:, None], (-scale * margins[targets])[:, None])
-    return reduce_loss(F.cross_entropy(scaled, targets, weight=weight, reduction="none"), reduction)
+    target_shift = scale * margins[targets]  # s * Delta_{y_i}, subtracted from the target logit only
+    if torch._C._are_functorch_transforms_active():
+        # torch.func (the meta-weighting engine differentiates this loss twice): plain autograd ops.
+        scaled = (logits * scale).scatter_add(1, targets[:, None], -target_shift[:, None])
+        per_example = F.cross_entropy(scaled, targets, reduction="none")
+    else:
+        per_example = _LdamFunction.apply(logits, targets, target_shift, scale)
+    if weight is not None:
+        per_example = per_example * weight[targets]
+    return reduce_loss(per_example, reduction)
+
+
+class _LdamFunction(torch.autograd.Function):
+    """Per-example `CE(s * z_i - s * Delta_{y_i} onehot(y_i), y_i)` with a hand-written gradient.
+
+    With log q_i = log_softmax(s * z_i - s * Delta_{y_i} onehot(y_i)): loss_i = -log q_{i y_i} and
+    dL/dz_ic = s * g_i * (q_ic - [c = y_i]). Composed from autograd ops, the backward multiplies the whole (B, C)
+    gradient by s; with s = 30 most softmax entries are float32 denormals, which make that multiplication (and the
+    extra (B, C) buffers) cost about as much as cross-entropy itself at 256 x 1000 (benchmarks/loss_throughput.py).
+    Here s goes onto the (B,) incoming gradient and the forward reuses one (B, C) buffer.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets, target_shift, scale):
+        scaled = (logits * scale).scatter_add_(1, targets[:, None], -target_shift[:, None])
+        # In place where the kernel is known to finish reading a row before writing it (contiguous CPU rows).
+        in_place = scaled.device.type == "cpu" and scaled.is_contiguous()
+        log_q = torch.log_softmax(scaled, dim=1, out=scaled if in_place else None)
+        ctx.save_for_backward(log_q, targets)
+        ctx.scale = scale
+        return -log_q.gather(1, targets[:, None]).squeeze(1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_per_example):
+        log_q, targets = ctx.saved_tensors
+        row_scale = (ctx.scale * grad_per_example)[:, None]
+        # softmax(log q) = q; unlike exp(log q) it runs the vectorised softmax kernel, fast on denormal outputs.
+        grad_logits = torch.softmax(log_q, dim=1).mul_(row_scale)
+        return grad_logits.scatter_add_(1, targets[:, None], -row_scale), None, None, None
 
 
 def drw_weights(counts: ArrayLike, step: int, start: int, beta: float = 0.9999) -> torch.Tensor | None:
