@@ -59,11 +59,17 @@ def _run(task: tuple[str, str, list[str], int, str, list[str]]) -> tuple[str, in
         overrides.append(f"METHOD.M2M.G_CHECKPOINT={os.path.join(root, f'ce_seed{seed}', FINAL_WEIGHTS)}")
     cfg = load_config(os.path.join(CONFIGS, f"digits_lt_{method}.yaml"), overrides)
     start = time.perf_counter()
-    result = ClassificationTrainer(cfg).train(resume=False)
+    try:
+        result = ClassificationTrainer(cfg).train(resume=False)
+    except FloatingPointError as err:  # a diverged run is a result too: reported, not fatal
+        print(f"  {name} seed {seed} diverged: {err}", flush=True)
+        return name, seed, None, time.perf_counter() - start
     return name, seed, {k: result[k] for k in ("bacc", "few", "ece", "top1")}, time.perf_counter() - start
 
 
 def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "n/a"
     if len(values) == 1:
         return f"{values[0]:.1f}"
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
@@ -77,11 +83,14 @@ def format_table(results: dict[str, dict[int, dict]], times: dict[str, list[floa
         if name not in results:
             continue
         runs = results[name]
-        delta = [runs[s]["bacc"] - ce[s]["bacc"] for s in seeds] if name != "ce" else None
+        ok = [s for s in seeds if runs.get(s) is not None and ce.get(s) is not None]  # diverged runs left out
+        delta = [runs[s]["bacc"] - ce[s]["bacc"] for s in ok] if name != "ce" else None
+        sign = "+" if delta and statistics.mean(delta) >= 0 else ""
+        note = f" ({len(seeds) - len(ok)} of {len(seeds)} seeds diverged)" if len(ok) < len(seeds) else ""
         lines.append(
-            f"| {name} | {_mean_std([runs[s]['bacc'] for s in seeds])} | "
-            f"{'—' if delta is None else ('+' if statistics.mean(delta) >= 0 else '') + _mean_std(delta)} | "
-            f"{_mean_std([runs[s]['few'] for s in seeds])} | {_mean_std([runs[s]['ece'] for s in seeds])} | "
+            f"| {name}{note} | {_mean_std([runs[s]['bacc'] for s in ok])} | "
+            f"{'—' if delta is None else sign + _mean_std(delta)} | "
+            f"{_mean_std([runs[s]['few'] for s in ok])} | {_mean_std([runs[s]['ece'] for s in ok])} | "
             f"{statistics.mean(times[name]):.1f} |")
     return "\n".join(lines)
 
@@ -116,8 +125,9 @@ def main(argv: list[str] | None = None) -> str:
                 for name, seed, metrics, seconds in pool.imap_unordered(_run, tasks):
                     results.setdefault(name, {})[seed] = metrics
                     times.setdefault(name, []).append(seconds)
-                    print(f"  {name:18s} seed {seed}: bACC {metrics['bacc']:.1f}  few {metrics['few']:.1f}  "
-                          f"ECE {metrics['ece']:.1f}  ({seconds:.1f} s)", flush=True)
+                    if metrics is not None:
+                        print(f"  {name:18s} seed {seed}: bACC {metrics['bacc']:.1f}  few {metrics['few']:.1f}  "
+                              f"ECE {metrics['ece']:.1f}  ({seconds:.1f} s)", flush=True)
             pool.close()
         except BaseException:
             pool.terminate()
