@@ -79,10 +79,11 @@ class _LdamFunction(torch.autograd.Function):
     """Per-example `CE(s * z_i - s * Delta_{y_i} onehot(y_i), y_i)` with a hand-written gradient.
 
     With log q_i = log_softmax(s * z_i - s * Delta_{y_i} onehot(y_i)): loss_i = -log q_{i y_i} and
-    dL/dz_ic = s * g_i * (q_ic - [c = y_i]). Composed from autograd ops, the backward multiplies the whole (B, C)
-    gradient by s; with s = 30 most softmax entries are float32 denormals, which make that multiplication (and the
-    extra (B, C) buffers) cost about as much as cross-entropy itself at 256 x 1000 (benchmarks/loss_throughput.py).
-    Here s goes onto the (B,) incoming gradient and the forward reuses one (B, C) buffer.
+    dL/dz_ic = s * g_i * (q_ic - [c = y_i]). Composed from autograd ops (scaled copy, log-softmax, NLL's zero-filled
+    gradient, log-softmax backward, multiplication by s) it needs about two more (B, C) buffers and passes than
+    cross-entropy, which broke the 2x-of-cross-entropy budget at 256 x 1000 (benchmarks/loss_throughput.py). Here s
+    goes onto the (B,) incoming gradient and the forward reuses one (B, C) buffer. Not twice differentiable: under
+    torch.func transforms `ldam_loss` uses the composed form instead.
     """
 
     @staticmethod
