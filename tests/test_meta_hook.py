@@ -10,7 +10,7 @@ import torch
 
 pytest.importorskip("detectron2")
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from detectron2.engine import DefaultTrainer  # noqa: E402
+from lt_detectron.engine import LTTrainer  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -18,7 +18,6 @@ from lt_detectron.engine import build_cfg, register_lt_components  # noqa: E402
 from lt_detectron.engine.meta_hook import (  # noqa: E402
     EPS_PLOT_NAME,
     MetaWeightingHook,
-    MetaWeightingTrainerMixin,
     prepare_meta_datasets,
 )
 
@@ -48,8 +47,8 @@ def _register_tiny_dataset(root, name: str) -> None:
     MetadataCatalog.get(name).set(thing_classes=["red", "green", "blue"])
 
 
-class _Trainer(MetaWeightingTrainerMixin, DefaultTrainer):
-    pass
+# The trainer tools/train_net.py uses (LTTrainer = MetaWeightingTrainerMixin + DefaultTrainer + LVIS evaluation).
+_Trainer = LTTrainer
 
 
 def _cfg(tmp_path, name: str, max_iter: int, image_size: int = 128, **meta):

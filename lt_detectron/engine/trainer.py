@@ -13,6 +13,8 @@ from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, LVISEvaluator
 from detectron2.utils.file_io import PathManager
 
+from .meta_hook import MetaWeightingTrainerMixin
+
 __all__ = ["LTTrainer", "AtomicDetectionCheckpointer", "build_lt_evaluator"]
 
 logger = logging.getLogger(__name__)
@@ -78,13 +80,14 @@ def build_lt_evaluator(cfg, dataset_name: str, output_folder: Optional[str] = No
     )
 
 
-class LTTrainer(DefaultTrainer):
+class LTTrainer(MetaWeightingTrainerMixin, DefaultTrainer):
     """DefaultTrainer for lt-detectron.
 
     Inherits from Detectron2: the train loader (cfg.DATALOADER.SAMPLER_TRAIN = RepeatFactorTrainingSampler with
     cfg.DATALOADER.REPEAT_THRESHOLD is handled by `build_detection_train_loader`), the SGD optimizer and LR
     schedule, gradient clipping, and the default writers (console with ETA, metrics.json, TensorBoard events).
-    Adds: LVIS evaluation at 300 detections per image and atomic checkpoints.
+    Adds: LVIS evaluation at 300 detections per image, atomic checkpoints, and (MODEL.LT.META.ENABLED) the
+    meta-learned per-example weights of METHODS §6 through `MetaWeightingTrainerMixin`.
     """
 
     def build_hooks(self):
