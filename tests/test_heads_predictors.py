@@ -226,9 +226,12 @@ def test_ldam_background_margin_is_zero():
     from lt_detectron.losses import ldam_margins
 
     predictor = build_heads(tiny_cfg("ldam")).box_predictor
-    margins = ldam_margins(predictor.margin_counts, predictor.max_margin)
-    assert margins[-1].item() < 1e-30
+    margins = predictor.margins
+    assert margins.shape == (NUM_CLASSES + 1,)
+    assert margins[-1].item() == 0.0
     assert margins[:-1].max().item() == pytest.approx(0.5)
+    expected = ldam_margins(predictor.class_counts.double().clamp_min(1), predictor.max_margin)
+    assert torch.allclose(margins[:-1].double(), expected, rtol=1e-6)
 
 
 def test_ldam_drw_switches_on_at_the_configured_iteration():

@@ -277,3 +277,26 @@ def test_ldam_and_focal_differentiate_twice_under_torch_func():
     want = grad_norm(lambda z: _ldam_composite(z, targets, COUNTS, scale=3.0))
     assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
     assert torch.isfinite(grad_norm(lambda z: L.focal_loss(z, targets, reduction="none"))).all()
+
+
+def test_ldam_explicit_margins_equal_count_margins_and_exactly_one_source_is_required():
+    torch.manual_seed(0)
+    counts = torch.tensor([500.0, 60.0, 8.0, 1.0])
+    logits = torch.randn(16, 4, dtype=torch.float64)
+    targets = torch.randint(0, 4, (16,))
+    from_counts = L.ldam_loss(logits, targets, counts, max_margin=0.5)
+    from_margins = L.ldam_loss(logits, targets, None, margins=L.ldam_margins(counts, 0.5))
+    assert torch.allclose(from_counts, from_margins, rtol=1e-12)
+    # A zero margin (detection's background column) leaves that class's logit unshifted.
+    zero_last = torch.cat([L.ldam_margins(counts[:3], 0.5), torch.zeros(1, dtype=torch.float64)])
+    only_last = torch.full((16,), 3)
+    assert torch.allclose(
+        L.ldam_loss(logits, only_last, None, margins=zero_last),
+        torch.nn.functional.cross_entropy(30.0 * logits, only_last),
+    )
+    with pytest.raises(ValueError, match="exactly one of"):
+        L.ldam_loss(logits, targets, counts, margins=L.ldam_margins(counts))
+    with pytest.raises(ValueError, match="exactly one of"):
+        L.ldam_loss(logits, targets, None)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        L.ldam_loss(logits, targets, None, margins=torch.tensor([0.1, -0.2, 0.3, 0.4]))

@@ -46,22 +46,32 @@ def _margins(n: torch.Tensor, max_margin: float) -> torch.Tensor:
 def ldam_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
-    counts: ArrayLike,
+    counts: ArrayLike | None,
     max_margin: float = 0.5,
     scale: float = 30.0,
     weight: ArrayLike | None = None,
     reduction: str = "mean",
+    *,
+    margins: ArrayLike | None = None,
 ) -> torch.Tensor:
     """`w_{y_i} * CE(s * (z_i - Delta_{y_i} onehot(y_i)), y_i)`, batch mean (METHODS §2; Cao et al. 2019 §3.2).
 
-    `weight` (e.g. from `drw_weights`) re-weights per class; None = unweighted.
+    `weight` (e.g. from `drw_weights`) re-weights per class; None = unweighted. Margins come from `counts` via
+    `ldam_margins`, or are given directly as `margins` (counts=None), e.g. foreground margins plus a background
+    column with margin 0 in detection.
     """
     fn = "ldam_loss"
     check_reduction(reduction, fn)
     targets = check_logits_targets(logits, targets, fn)
-    counts = check_counts(counts, fn, num_classes=logits.shape[1])
     weight = check_class_weight(weight, logits.shape[1], fn, logits)
-    margins = _margins(counts, max_margin).to(device=logits.device, dtype=logits.dtype)
+    if (counts is None) == (margins is None):
+        raise ValueError(f"{fn}: pass exactly one of `counts` (margins K / n_c^(1/4)) and `margins`.")
+    if margins is None:
+        counts = check_counts(counts, fn, num_classes=logits.shape[1])
+        margins = _margins(counts, max_margin).to(device=logits.device, dtype=logits.dtype)
+    else:
+        # Same contract as a class weight: length C, finite, >= 0.
+        margins = check_class_weight(margins, logits.shape[1], fn, logits)
 
     target_shift = scale * margins[targets]  # s * Delta_{y_i}, subtracted from the target logit only
     if torch._C._are_functorch_transforms_active():

@@ -322,11 +322,9 @@ class LDAMBoxPredictor(LTBoxPredictor):
         self.cosine_classifier = cosine_classifier
         if cosine_classifier:
             self.cls_score = CosineLinear(self.cls_score.in_features, self.num_classes + 1)
-        # Background margin 0: ldam_loss derives margins K / n^(1/4) from counts, so the background gets the
-        # largest finite count (margin ~1e-77 * K, i.e. 0); unseen classes count once (priors.prior_counts).
-        background_count = torch.tensor([torch.finfo(torch.float64).max], dtype=torch.float64)
-        # A plain CPU float64 tensor, not a buffer: a float32 cast would turn that count into inf.
-        self.margin_counts = torch.cat([prior_counts(self.class_counts), background_count])
+        # Foreground margins K / n_c^(1/4) (unseen classes count once, priors.prior_counts); background margin 0.
+        fg_margins = lt_losses.ldam_margins(prior_counts(self.class_counts.cpu()), max_margin)
+        self.register_buffer("margins", torch.cat([fg_margins, fg_margins.new_zeros(1)]).float(), persistent=False)
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -355,11 +353,11 @@ class LDAMBoxPredictor(LTBoxPredictor):
         return lt_losses.ldam_loss(
             scores,
             gt_classes,
-            self.margin_counts,
-            max_margin=self.max_margin,
+            None,
             scale=self.scale,
             weight=self._drw_weight(),
             reduction=reduction,
+            margins=self.margins,
         )
 
     def class_probabilities(self, scores):
