@@ -29,7 +29,7 @@ def add_lt_config(cfg: CN) -> CN:
     #   "focal"/"cb_focal" softmax focal loss, optionally with CB weights (METHODS §2).
     #   "ldam"             LDAM margins (METHODS §2), optional DRW.
     #   "pc_softmax"       stock softmax CE training, PC Softmax with TEST_TARGET_PRIOR at test (METHODS §3); same
-    #                      weights as "softmax", so a trained baseline can be evaluated post hoc (helper HEADS).
+    #                      weights as "softmax", so a trained baseline can be evaluated post hoc.
     #   "balanced_softmax" LADE-CE / logit adjustment (METHODS §2, §4).
     #   "lade"             LADE-CE + alpha * LADER (METHODS §4).
     #   "lda"              FgBg + unbalanced + balanced classifiers, projection head, risk balancer (METHODS §5).
@@ -44,7 +44,7 @@ def add_lt_config(cfg: CN) -> CN:
     # unaffected): "uniform" (default, METHODS §3), "source" (the training prior), or a path to a json
     # file holding a list of C non-negative numbers (normalised on load).
     _C.MODEL.LT.TEST_TARGET_PRIOR = "uniform"
-    # (helper HEADS) Background class of the C+1-way box classifiers ("cb", "focal", "cb_focal", "ldam",
+    # Background class of the C+1-way box classifiers ("cb", "focal", "cb_focal", "ldam",
     # "balanced_softmax", "lade"); the papers do not define one for detection. The background's source prior is
     # this value, or the RoI sampler's background fraction 1 - ROI_HEADS.POSITIVE_FRACTION when -1; foreground
     # classes share the rest in proportion to n_c. At inference the target prior keeps the background's mass
@@ -68,7 +68,7 @@ def add_lt_config(cfg: CN) -> CN:
     # Deferred re-weighting: iteration at which CB weights (beta 0.9999) switch on; -1 disables DRW.
     _C.MODEL.LT.LDAM.DRW_START_ITER = -1
     _C.MODEL.LT.LDAM.DRW_BETA = 0.9999
-    # (helper HEADS) LDAM's normalised (cosine) last layer, as Cao et al.: logits cos(w_c, x) in [-1, 1], so
+    # LDAM's normalised (cosine) last layer, as Cao et al.: logits cos(w_c, x) in [-1, 1], so
     # SCALE sets the logit range at training and test. False = Detectron2's plain Linear cls_score.
     _C.MODEL.LT.LDAM.COSINE_CLASSIFIER = True
 
@@ -131,7 +131,7 @@ def add_lt_config(cfg: CN) -> CN:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Config files (helper TRAIN). Detectron2 resolves `_BASE_` relative to the file; we also accept
+# Config files. Detectron2 resolves `_BASE_` relative to the file; we also accept
 # `_BASE_: "model_zoo://<path inside detectron2/configs>"` so our configs can inherit the stock model-zoo recipes.
 MODEL_ZOO_PREFIX = "model_zoo://"
 
