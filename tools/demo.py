@@ -9,13 +9,14 @@ the results table and the total wall time. Exits non-zero on failure.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
 import sys
 import time
 import traceback
+
+from lt_detectron.utils.io import write_json_atomic
 
 # OpenMP threads that busy-wait collapse when another process shares the 2 cores (measured: 0.6 s/iter passive vs
 # 5 s/iter spinning at load ~3); passive waiting costs little on an idle machine. Must be set before torch loads.
@@ -63,10 +64,7 @@ def _check_results(results) -> dict:
 
 
 def _write_json_atomic(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+    write_json_atomic(obj, path, indent=2)
 
 
 def run_demo(args: argparse.Namespace) -> dict:

@@ -4,13 +4,15 @@ Figures are built with `matplotlib.figure.Figure` directly, so no pyplot state o
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+
+from lt_detectron.utils.io import atomic_write
+from lt_detectron.utils.io import write_json_atomic as _write_json_atomic
 
 from .metrics import confusion_matrix, shot_groups
 
@@ -23,29 +25,12 @@ MAX_CONFUSION_CLASSES = 1000
 
 
 def _save_atomic(fig: Figure, path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    try:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
 
 
 def write_json_atomic(data: dict, path: str) -> str:
     """Strict json (NaN/inf rejected), written to a temporary file and moved into place."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return _write_json_atomic(data, path, indent=1, allow_nan=False)
 
 
 def plot_reliability(reliability: dict, path: str, ece: Optional[float] = None) -> str:

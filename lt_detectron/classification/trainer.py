@@ -17,6 +17,8 @@ from collections import defaultdict
 from typing import Any, Iterator
 
 import numpy as np
+
+from lt_detectron.utils.io import atomic_write
 import torch
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, Subset
@@ -41,16 +43,11 @@ def seed_everything(seed: int) -> None:
 
 def atomic_torch_save(obj: Any, path: str) -> None:
     """torch.save to a temporary file in the same folder, then os.replace: a crash never leaves half a file."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _atomic_write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(text), binary=False)
 
 
 def _rng_state() -> dict:

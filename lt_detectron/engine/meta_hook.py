@@ -14,10 +14,8 @@ Three pieces, usable from tools/train_net.py or any Detectron2 project with a Ge
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -36,6 +34,7 @@ from detectron2.utils.events import get_event_storage
 from lt_detectron import losses as lt_losses
 from lt_detectron.meta import DevBatchSampler, MetaReweighter, build_dev_split, plot_eps_by_group
 from lt_detectron.meta.engine import batchnorm_stats_frozen
+from lt_detectron.utils import write_json_atomic
 
 __all__ = ["prepare_meta_datasets", "MetaWeightingHook", "MetaWeightingTrainerMixin", "EPS_PLOT_NAME"]
 
@@ -290,10 +289,7 @@ class MetaWeightingHook(HookBase):
             "eps_mean_per_class": [[None if np.isnan(v) else float(v) for v in row[: self.num_classes]] for row in means],
             "groups": [str(g) for g in groups],
         }
-        fd, tmp = tempfile.mkstemp(dir=self.output_dir, suffix=".json.tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(history, f)
-        os.replace(tmp, os.path.join(self.output_dir, EPS_HISTORY_NAME))
+        write_json_atomic(history, os.path.join(self.output_dir, EPS_HISTORY_NAME), indent=None)
         path = plot_eps_by_group(
             iters, means[:, : self.num_classes], groups, os.path.join(self.output_dir, EPS_PLOT_NAME),
             title="meta-learned conditional weights of the box classifier",

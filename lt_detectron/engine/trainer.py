@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from typing import Any, Optional
 
 import torch
@@ -13,25 +12,14 @@ from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, LVISEvaluator
 from detectron2.utils.file_io import PathManager
 
+from lt_detectron.utils import atomic_write
+
 from .meta_hook import MetaWeightingTrainerMixin
 
 __all__ = ["LTTrainer", "AtomicDetectionCheckpointer", "build_lt_evaluator"]
 
 logger = logging.getLogger(__name__)
 
-
-def _atomic_write(path: str, write_fn) -> None:
-    """Write to a temporary file in the target folder, then os.replace it, so readers never see half a file."""
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_fn(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class AtomicDetectionCheckpointer(DetectionCheckpointer):
@@ -51,12 +39,12 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {save_file}")
         PathManager.mkdirs(self.save_dir)
-        _atomic_write(save_file, lambda f: torch.save(data, f))
+        atomic_write(save_file, lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename: str) -> None:
         tag_file = os.path.join(self.save_dir, "last_checkpoint")
-        _atomic_write(tag_file, lambda f: f.write(last_filename_basename.encode()))
+        atomic_write(tag_file, lambda f: f.write(last_filename_basename.encode()))
 
 
 def build_lt_evaluator(cfg, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from typing import Dict, Optional, Sequence
 
 import numpy as np
+
+from lt_detectron.utils.io import atomic_write
 
 __all__ = ["plot_eps_by_group", "GROUP_LABELS"]
 
@@ -67,15 +68,8 @@ def plot_eps_by_group(
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
 
-    out_dir = os.path.dirname(os.path.abspath(path))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=out_dir)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: fig.savefig(f, format="png"))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
