@@ -5,11 +5,19 @@ of itself); each ratio is the median over rounds of (loss time / cross-entropy t
 load affects both sides alike.
 
     python benchmarks/loss_throughput.py [--repeats 15] [--threads N] [--device cpu|cuda] [--clock cpu|wall]
+                                         [--heap steady|default]
+
+Heap: with glibc's default settings a freed 1 MB (256 x 1000 float32) buffer is often handed back to the OS and
+page-faulted in again on the next call (measured: 50-450 minor faults per call, depending on the order in which a
+loss allocates and frees, not on its arithmetic). `--heap steady` (default) raises glibc's mmap and trim thresholds
+with mallopt (what LD_PRELOADing jemalloc or tcmalloc, the usual advice for PyTorch on CPU, also avoids), so the
+ratios compare the losses' work rather than the allocator's page faults; `--heap default` shows the other case. Both are printed with the setting in the header.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import math
 import os
 import random
@@ -66,6 +74,16 @@ def timed(step: Callable[[], torch.Tensor], wrt: torch.Tensor, inner: int, devic
     if device.type == "cuda":
         torch.cuda.synchronize()
     return clock() - start
+
+
+def steady_heap() -> bool:
+    """mallopt(M_MMAP_THRESHOLD = 64 MiB, M_TRIM_THRESHOLD = 256 MiB): keep freed buffers in the heap (glibc only)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(libc.mallopt(m_mmap_threshold, 64 << 20)) and bool(libc.mallopt(m_trim_threshold, 256 << 20))
 
 
 Contenders = Dict[str, Tuple[Callable[[], torch.Tensor], torch.Tensor]]
@@ -150,7 +168,11 @@ def main() -> None:
     parser.add_argument(
         "--clock", choices=sorted(CLOCKS), default=None, help="default: cpu with 1 CPU thread, else wall"
     )
+    parser.add_argument("--heap", choices=("steady", "default"), default="steady", help="see the module docstring")
     args = parser.parse_args()
+    heap = "glibc default"
+    if args.heap == "steady":
+        heap = "steady (mallopt)" if steady_heap() else "default (mallopt unavailable)"
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -165,7 +187,7 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"device={device} threads={torch.get_num_threads()} clock={clock_name} repeats={args.repeats} "
-        f"torch={torch.__version__} "
+        f"torch={torch.__version__} heap={heap} "
         f"load_average_1min={load:.1f} (other processes on the machine skew small shapes most)"
     )
     print("forward+backward time / F.cross_entropy forward+backward on the same tensors (median ratio)")

@@ -92,6 +92,10 @@ def add_lt_config(cfg: CN) -> CN:
     _C.MODEL.LT.LDA.PROJ_DIM = 128
     # Paper eq. 8: weight each inter-class pair by (w_c + w_c'), normalised over off-diagonal pairs.
     _C.MODEL.LT.LDA.PAIR_WEIGHTS = False
+    # Whether L_b's gradient reaches the shared box-head feature (True: the paper, all classifiers share it) or only
+    # trains the balanced classifier on a stopped-gradient feature (False: what the from-scratch lt_shapes demo needs;
+    # see the README section "LDA on lt_shapes").
+    _C.MODEL.LT.LDA.BALANCED_FEATURE_GRAD = True
 
     # Meta-learned per-example conditional weights (METHODS §6, seed 000 Algorithm 1).
     _C.MODEL.LT.META = CN()

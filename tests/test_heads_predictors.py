@@ -336,6 +336,38 @@ def test_lda_losses_follow_methods_total_and_log_telemetry():
     assert len(predictor.risk_balancer.state_dict()["acc_unbalanced"]) == 2
 
 
+@pytest.mark.parametrize("feature_grad", [True, False])
+def test_lda_balanced_feature_grad_switch(feature_grad):
+    """BALANCED_FEATURE_GRAD False: L_b trains the balanced classifier only, never the box-head feature."""
+    cfg = tiny_cfg("lda", **{"MODEL.LT.LDA.BALANCED_FEATURE_GRAD": feature_grad})
+    heads = build_heads(cfg).train()
+    predictor = heads.box_predictor
+    predictor.risk_balancer.update(90.0, 10.0)  # a_t > 0, so L_b has a gradient at all
+    features, proposals, targets = synthetic_batch()
+    with EventStorage(0):
+        _, losses = heads(None, features, proposals, targets)
+    box_head_weights = [p for p in heads.box_head.parameters()]
+    grads = torch.autograd.grad(losses["loss_cls_balanced"], box_head_weights + [predictor.balanced_score.weight],
+                                allow_unused=True)
+    head_grad_norm = sum(float(g.abs().sum()) for g in grads[:-1] if g is not None)
+    assert float(grads[-1].abs().sum()) > 0  # the balanced classifier always learns from L_b
+    assert (head_grad_norm > 0) == feature_grad
+
+
+def test_box_head_dead_fraction_is_logged_and_collapse_detected(caplog):
+    heads = build_heads(tiny_cfg("softmax"))
+    _, scalars = train_steps(heads, steps=1)
+    assert 0.0 <= scalars["lt/box_head_dead_fraction"] < 1.0
+    last_fc = [m for m in heads.box_head.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():  # a collapsed head: every unit's pre-activation is negative
+        last_fc.weight.zero_()
+        last_fc.bias.fill_(-1.0)
+    with caplog.at_level("WARNING"):
+        _, scalars = train_steps(heads, steps=1)
+    assert scalars["lt/box_head_dead_fraction"] == 1.0
+    assert "box head has collapsed" in caplog.text
+
+
 def test_lda_balancer_state_survives_checkpoint_round_trip():
     from detectron2.checkpoint import DetectionCheckpointer
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
+from ._fused import shifted_cross_entropy
 from ._validation import ArrayLike, check_class_weight, check_logits_targets, check_prior, check_reduction, reduce_loss
 
 IMPORTANCE_KINDS = ("label", "column")
@@ -25,7 +25,9 @@ def balanced_softmax_loss(
     targets = check_logits_targets(logits, targets, fn)
     prior = check_prior(prior, logits.shape[1], fn, logits)
     weight = check_class_weight(weight, logits.shape[1], fn, logits)
-    per_example = F.cross_entropy(logits + prior.log(), targets, weight=weight, reduction="none")
+    per_example = shifted_cross_entropy(logits, targets, column_shift=prior.log())
+    if weight is not None:
+        per_example = per_example * weight[targets]
     return reduce_loss(per_example, reduction)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from ._validation import (
     ArrayLike,
@@ -16,6 +15,7 @@ from ._validation import (
     format_indices,
     reduce_loss,
 )
+from ._fused import shifted_cross_entropy
 from .class_weights import class_weights
 
 
@@ -73,49 +73,11 @@ def ldam_loss(
         # Same contract as a class weight: length C, finite, >= 0.
         margins = check_class_weight(margins, logits.shape[1], fn, logits)
 
-    target_shift = scale * margins[targets]  # s * Delta_{y_i}, subtracted from the target logit only
-    if torch._C._are_functorch_transforms_active():
-        # torch.func (the meta-weighting engine differentiates this loss twice): plain autograd ops.
-        scaled = (logits * scale).scatter_add(1, targets[:, None], -target_shift[:, None])
-        per_example = F.cross_entropy(scaled, targets, reduction="none")
-    else:
-        per_example = _LdamFunction.apply(logits, targets, target_shift, scale)
+    # s * Delta_{y_i}, subtracted from the target logit only.
+    per_example = shifted_cross_entropy(logits, targets, scale, target_shift=scale * margins[targets])
     if weight is not None:
         per_example = per_example * weight[targets]
     return reduce_loss(per_example, reduction)
-
-
-class _LdamFunction(torch.autograd.Function):
-    """Per-example `CE(s * z_i - s * Delta_{y_i} onehot(y_i), y_i)` with a hand-written gradient.
-
-    With log q_i = log_softmax(s * z_i - s * Delta_{y_i} onehot(y_i)): loss_i = -log q_{i y_i} and
-    dL/dz_ic = s * g_i * (q_ic - [c = y_i]). Composed from autograd ops (scaled copy, log-softmax, NLL's zero-filled
-    gradient, log-softmax backward, multiplication by s) it needs about two more (B, C) buffers and passes than
-    cross-entropy, which broke the 2x-of-cross-entropy budget at 256 x 1000 (benchmarks/loss_throughput.py). Here s
-    goes onto the (B,) incoming gradient and the forward reuses one (B, C) buffer. Not twice differentiable: under
-    torch.func transforms `ldam_loss` uses the composed form instead.
-    """
-
-    @staticmethod
-    def forward(ctx, logits, targets, target_shift, scale):
-        scaled = (logits * scale).scatter_add_(1, targets[:, None], -target_shift[:, None])
-        # In place where the kernel is known to finish reading a row before writing it (contiguous CPU rows).
-        in_place = scaled.device.type == "cpu" and scaled.is_contiguous()
-        log_q = torch.log_softmax(scaled, dim=1, out=scaled if in_place else None)
-        ctx.save_for_backward(log_q, targets)
-        ctx.scale = scale
-        return -log_q.gather(1, targets[:, None]).squeeze(1)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_per_example):
-        log_q, targets = ctx.saved_tensors
-        row_scale = (ctx.scale * grad_per_example)[:, None]
-        # softmax(log q) = q; unlike exp(log q) it runs the vectorised softmax kernel, fast on denormal outputs.
-        grad_logits = torch.softmax(log_q, dim=1).mul_(row_scale)
-        # Target column q_y - 1 = expm1(log q_y): exact where q_y ~ 1, unlike the difference of the rounded q_y and 1.
-        target_grad = row_scale * torch.expm1(log_q.gather(1, targets[:, None]))
-        return grad_logits.scatter_(1, targets[:, None], target_grad), None, None, None
 
 
 def drw_weights(counts: ArrayLike, step: int, start: int, beta: float = 0.9999) -> torch.Tensor | None:

@@ -74,6 +74,7 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         proj_head: str = "linear",
         proj_dim: int = 128,
         pair_weights: bool = False,
+        balanced_feature_grad: bool = True,
         zero_count_policy: str = "error",
         **kwargs,
     ):
@@ -100,6 +101,7 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         self.lambda_u, self.lambda_b, self.lambda_d = lambda_u, lambda_b, lambda_d
         self.margin = margin
         self.pair_weights = pair_weights
+        self.balanced_feature_grad = balanced_feature_grad
         self.risk_balancer = lt_losses.RiskBalancer(gamma=gamma, window=window)
         # Where the classifiers came from when a stock checkpoint was loaded (see checkpoint.py).
         self.initialised_from_stock: List[Tuple[str, str]] = []
@@ -129,6 +131,7 @@ class LDABoxPredictor(FastRCNNOutputLayers):
             proj_head=lda.PROJ_HEAD,
             proj_dim=lda.PROJ_DIM,
             pair_weights=lda.PAIR_WEIGHTS,
+            balanced_feature_grad=lda.BALANCED_FEATURE_GRAD,
             zero_count_policy=cfg.MODEL.LT.ZERO_COUNT_POLICY,
         )
         return ret
@@ -149,6 +152,9 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         return probs.split([len(p) for p in proposals], dim=0)
 
     # --- losses -------------------------------------------------------------------------------------
+    def _balanced_logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.balanced_score(features if self.balanced_feature_grad else features.detach())
+
     def _divergence_weights(self) -> Optional[torch.Tensor]:
         return self.balanced_weight if self.pair_weights else None
 
@@ -165,7 +171,7 @@ class LDABoxPredictor(FastRCNNOutputLayers):
             y, x = gt_classes[is_fg], scores.features[is_fg]
             fg_loss = self.lambda_u * F.cross_entropy(self.unbalanced_score(x), y, reduction="none")
             fg_loss = fg_loss + self.lambda_b * self.risk_balancer.alpha * lt_losses.cb_cross_entropy(
-                self.balanced_score(x), y, self.balanced_weight, reduction="none"
+                self._balanced_logits(x), y, self.balanced_weight, reduction="none"
             )
             per_roi = per_roi.index_put((is_fg.nonzero()[:, 0],), fg_loss, accumulate=True)
         return per_roi
@@ -182,7 +188,7 @@ class LDABoxPredictor(FastRCNNOutputLayers):
             put_scalars(**{"lda/fgbg_accuracy": (fgbg_pred == fgbg_targets).float().mean()})
         if num_fg > 0:
             y, x = gt_classes[is_fg], scores.features[is_fg]
-            logits_u, logits_b = self.unbalanced_score(x), self.balanced_score(x)
+            logits_u, logits_b = self.unbalanced_score(x), self._balanced_logits(x)
             loss_u = F.cross_entropy(logits_u, y)
             # L_b sums w_y CE over the batch without normalising (METHODS §5, the public code).
             loss_b = lt_losses.cb_cross_entropy(logits_b, y, self.balanced_weight, reduction="sum")

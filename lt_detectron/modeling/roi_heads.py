@@ -4,7 +4,11 @@ Only the box predictor changes; the pooler, box head, mask head and proposal sam
 """
 from __future__ import annotations
 
+import logging
 from typing import Dict, Type
+
+import torch
+from torch import nn
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
@@ -19,6 +23,7 @@ from .box_predictors import (
     LDAMBoxPredictor,
     PCSoftmaxBoxPredictor,
     StockBoxPredictor,
+    put_scalars,
 )
 from .lda_predictor import LDABoxPredictor
 
@@ -49,9 +54,29 @@ def build_box_predictor(cfg, input_shape: ShapeSpec) -> FastRCNNOutputLayers:
     return BOX_PREDICTORS[name](cfg, input_shape)
 
 
+def log_dead_box_features(box_head: nn.Module, inputs, features: torch.Tensor) -> None:
+    """Forward hook: in training, `lt/box_head_dead_fraction` = share of box-head output units that are <= 0 on every
+    RoI of the batch (dead ReLUs). 1.0 means the head has collapsed: every RoI gets the same scores."""
+    if not box_head.training or features.dim() != 2 or features.shape[0] == 0:
+        return
+    dead = float((features.detach() <= 0).all(dim=0).float().mean())
+    put_scalars(**{"lt/box_head_dead_fraction": dead})
+    if dead == 1.0 and not getattr(box_head, "_lt_collapse_reported", False):
+        box_head._lt_collapse_reported = True
+        logging.getLogger(__name__).warning(
+            "Every box-head output unit is zero on all RoIs of this batch: the box head has collapsed and all RoIs "
+            "get the same class scores. Lower the learning rate or the loss weights (for LDA on a model trained from "
+            "scratch: MODEL.LT.LDA.BALANCED_FEATURE_GRAD False; see the README section 'LDA on lt_shapes')."
+        )
+
+
 @ROI_HEADS_REGISTRY.register()
 class LTROIHeads(StandardROIHeads):
     """StandardROIHeads with a long-tail box classifier (MODEL.ROI_HEADS.NAME: "LTROIHeads")."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.box_head.register_forward_hook(log_dead_box_features)
 
     @classmethod
     def _init_box_head(cls, cfg, input_shape):

@@ -1,0 +1,78 @@
+"""One fused cross-entropy of shifted logits, shared by LDAM and balanced softmax (METHODS §2, §4).
+
+`shifted_cross_entropy` returns per-example `CE(s * z_i + b - t_i onehot(y_i), y_i)`: LDAM is s = 30, b = 0,
+t_i = s * Delta_{y_i}; balanced softmax is s = 1, b = log p_s, t = 0.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# float32 exp() of arguments below about -87 gives denormals (or 0), which CPUs compute on a slow path. A logit more
+# than 70 below its row's maximum has softmax probability < e^-70 ~ 4e-31: raising it to that floor changes the
+# log-sum-exp by less than C * 4e-31 (nothing in float32) and its own gradient by < 4e-31.
+FLOAT32_FLOOR_BELOW_MAX = 70.0
+
+
+def floor_far_below_row_max(shifted: torch.Tensor, targets: torch.Tensor) -> None:
+    """In place: entries further than 70 below their row max are raised to that floor, except the target's
+    (its log-probability is the loss and must stay exact). LDAM's s = 30 spreads N(0, 1) logits over ~200."""
+    target_values = shifted.gather(1, targets[:, None])
+    floor = shifted.amax(dim=1, keepdim=True).sub_(FLOAT32_FLOOR_BELOW_MAX)
+    torch.maximum(shifted, floor, out=shifted).scatter_(1, targets[:, None], target_values)
+
+
+def shifted_cross_entropy(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    scale: float = 1.0,
+    column_shift: torch.Tensor | None = None,
+    target_shift: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-example `CE(scale * z_i + column_shift - target_shift_i onehot(y_i), y_i)` on validated inputs."""
+    if torch._C._are_functorch_transforms_active():
+        # torch.func (the meta-weighting engine differentiates losses twice): plain autograd ops.
+        shifted = logits * scale if scale != 1.0 else logits
+        if column_shift is not None:
+            shifted = shifted + column_shift
+        if target_shift is not None:
+            shifted = shifted.scatter_add(1, targets[:, None], -target_shift[:, None])
+        return F.cross_entropy(shifted, targets, reduction="none")
+    return _ShiftedCrossEntropy.apply(logits, targets, float(scale), column_shift, target_shift)
+
+
+class _ShiftedCrossEntropy(torch.autograd.Function):
+    """The function above with a hand-written gradient: dL/dz_ic = s * g_i * (q_ic - [c = y_i]), with q the softmax
+    of the shifted logits.
+
+    Composed from autograd ops (shifted copy, log-softmax, NLL's zero-filled gradient, log-softmax backward, the
+    scale's backward) it needs two more (B, C) buffers and passes than cross-entropy, which broke the
+    2x-of-cross-entropy budget at 256 x 1000 (benchmarks/loss_throughput.py). Here the forward makes one (B, C)
+    buffer and the backward one, as cross-entropy does, and s goes onto the (B,) incoming gradient. Not twice
+    differentiable: under torch.func transforms `shifted_cross_entropy` uses the composed form.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets, scale, column_shift, target_shift):
+        shifted = logits * scale if column_shift is None else torch.add(column_shift, logits, alpha=scale)
+        if target_shift is not None:
+            shifted.scatter_add_(1, targets[:, None], -target_shift[:, None])
+        # In place where the kernel is known to finish reading a row before writing it (contiguous CPU rows).
+        in_place = shifted.device.type == "cpu" and shifted.is_contiguous()
+        if in_place and shifted.dtype == torch.float32:
+            floor_far_below_row_max(shifted, targets)
+        log_q = torch.log_softmax(shifted, dim=1, out=shifted if in_place else None)
+        ctx.save_for_backward(log_q, targets)
+        ctx.scale = scale
+        return -log_q.gather(1, targets[:, None]).squeeze(1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_per_example):
+        log_q, targets = ctx.saved_tensors
+        row_scale = (ctx.scale * grad_per_example)[:, None]
+        grad_logits = log_q.exp().mul_(row_scale)
+        # Target column q_y - 1 = expm1(log q_y): exact where q_y ~ 1, unlike the difference of the rounded q_y and 1.
+        target_grad = row_scale * torch.expm1(log_q.gather(1, targets[:, None]))
+        return grad_logits.scatter_(1, targets[:, None], target_grad), None, None, None, None
