@@ -3,6 +3,7 @@ keys, atomic checkpoints, and the tools/train_net.py --eval-only path."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 
@@ -112,3 +113,18 @@ def test_train_net_eval_only_without_weights_is_a_clear_error(tiny_root, tmp_pat
     )
     with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS"):
         train_net.main(args)
+
+
+def test_box_head_probe_reports_gradient_norms_per_loss_term(tiny_root, capsys):
+    probe = importlib.util.spec_from_file_location("box_head_probe", os.path.join(REPO, "benchmarks", "box_head_probe.py"))
+    module = importlib.util.module_from_spec(probe)
+    probe.loader.exec_module(module)
+    lda = os.path.join(REPO, "configs", "demo", "lt_shapes_lda.yaml")
+    assert module.main(["--config", lda, "--iters", "2", "--every", "1"] + TINY + ["DATASETS.LT_SHAPES_DIR", tiny_root]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [r["iter"] for r in records] == [0, 1]
+    norms = records[-1]["grad_norm"]
+    assert norms["loss_cls_unbalanced"] > 0 and norms["loss_fgbg"] > 0
+    # The lt_shapes LDA config stops L_b's gradient at the box-head feature.
+    assert norms["loss_cls_balanced"] == 0.0
+    assert 0.0 <= records[-1]["dead"] <= 1.0
