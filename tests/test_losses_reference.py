@@ -260,3 +260,33 @@ def test_float32_fast_paths_match_float64_on_wide_logits():
         assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-4), name
         # Gradients reach s = 30 in size: float32 rounding of those, relative to the largest, is the tolerance.
         assert torch.allclose(got_grad.double(), want_grad, rtol=1e-4, atol=1e-5 * float(want_grad.abs().max())), name
+
+
+@pytest.mark.parametrize("importance", ["label", "column"])
+@pytest.mark.parametrize("spread", [1.0, 400.0])
+def test_lade_fast_and_exact_paths_agree(importance, spread, monkeypatch):
+    """LADE's one-exp fast path and its exact fallback give the same value and gradient (float64), and logits spread
+    wide enough to underflow the fast path's sums take the exact path."""
+    from lt_detectron.losses import lade as lade_module
+
+    generator = torch.Generator().manual_seed(3)
+    logits = (spread * torch.randn(32, len(PRIOR), generator=generator, dtype=torch.float64)).requires_grad_()
+    targets = torch.randint(0, len(PRIOR), (32,), generator=generator)
+    prior = torch.tensor(PRIOR, dtype=torch.float64)
+    calls = []
+    fast = lade_module._lade_fast_statistics
+
+    def spy(*args, **kwargs):
+        result = fast(*args, **kwargs)
+        calls.append(result is not None)
+        return result
+
+    monkeypatch.setattr(lade_module, "_lade_fast_statistics", spy)
+    value = L.lade_loss(logits, targets, prior, 0.5, 0.2, importance)
+    (grad,) = torch.autograd.grad(value, logits)
+    monkeypatch.setattr(lade_module, "_lade_fast_statistics", lambda *args, **kwargs: None)
+    exact = L.lade_loss(logits, targets, prior, 0.5, 0.2, importance)
+    (exact_grad,) = torch.autograd.grad(exact, logits)
+    assert calls == [spread == 1.0]  # 400 * N(0, 1) logits: column masses underflow, the fast path declines
+    torch.testing.assert_close(value, exact, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(grad, exact_grad, rtol=1e-9, atol=1e-12)

@@ -85,17 +85,21 @@ def _lade(
 
 
 class _LadeFunction(torch.autograd.Function):
-    """LADE-CE and LADER values with a hand-written gradient whose backward needs one new (B, C) buffer.
+    """LADE-CE and LADER values with a hand-written gradient (class statistics are constants).
 
-    Composed from autograd ops (torch.logsumexp over the batch, cross-entropy, accumulating the two gradients) it
-    needs about twice the (B, C) buffers and memory passes, which broke the 3x-of-cross-entropy budget at small
-    batches (benchmarks/loss_throughput.py). Class statistics are constants. With
-    log Q_i = log_softmax_c(z_ic + log p_s(c)) and E_ic = w_ic e^{z_ic - m_c}, S_c = sum_i E_ic (m_c: column max):
+    With log Q_i = log_softmax_c(z_ic + log p_s(c)) and E_ic = w_ic e^{z_ic}, S_c = sum_i E_ic (w: the importance):
       LADE-CE = -mean_i log Q_iy_i                                                         (eq. 19)
-      first_c = sum_{i: y_i = c} z_ic / N_c,  second_c = m_c + log S_c - log B                (eq. 11-13)
+      first_c = sum_{i: y_i = c} z_ic / N_c,  second_c = log S_c - log B                      (eq. 11-13)
       LADER   = sum_c alpha_c (-first_c + second_c + lam second_c^2)                         (eq. 15-16)
       dL/dz_ic = ce_weight (Q_ic - [y_i = c]) / B
                  + lader_weight alpha_c ((1 + 2 lam second_c) E_ic / S_c - [y_i = c] / N_c).
+    Fast path: one exp pass X_ic = e^{z_ic - r_i} (r_i: row max) serves both softmaxes, because
+      Q_ic = X_ic p_c / (X p)_i   and   E_ic / S_c = X_ic v_i / (v^T X)_c,   v_i = w_i e^{r_i - K}
+    (row importance; a column importance w_c cancels in E/S and enters second_c as log w_c), so the gradient is
+    X * (a b^T + v d^T) minus the target terms: two outer products and no second exp. Cross-entropy makes two exp
+    passes, the exact path three. The fast path needs the two matrix-vector sums to stay far from float32
+    underflow (>= 1e-30); when a row's or a column's mass is below that (logits spread over more than ~60) the exact
+    path runs: column-max-stabilised E and a log-softmax for Q.
     """
 
     @staticmethod
@@ -104,43 +108,88 @@ class _LadeFunction(torch.autograd.Function):
     ):
         batch_size = logits.shape[0]
         target_logits = logits.gather(1, targets[:, None]).squeeze(1)
-
-        # Column (batch-direction) exponentials, stabilised per class; normalised only inside the gradient.
-        column_exp = logits + log_importance
-        column_max = column_exp.amax(dim=0)
-        column_sum = column_exp.sub_(column_max).exp_().sum(dim=0)
-        second = column_max + column_sum.log() - math.log(batch_size)
         inverse_count = samples_per_class.clamp_min(1).to(logits.dtype).reciprocal_()  # 1 / N_c (0 unused if absent)
-        first = torch.zeros_like(second).index_add_(0, targets, target_logits).mul_(inverse_count)
-        loss = lader_weight * (class_weight * (-first + second + lam * second.square())).sum()
-
-        log_q = None
-        if ce_weight != 0:
-            shifted = logits + log_prior
-            # In place (one (B, C) buffer fewer) where the kernel finishes reading a row before writing it.
-            in_place = shifted.device.type == "cpu" and shifted.is_contiguous()
-            log_q = torch.log_softmax(shifted, dim=1, out=shifted if in_place else None)
-            loss = loss - ce_weight * log_q.gather(1, targets[:, None]).mean()
-
-        ctx.save_for_backward(targets, class_weight, inverse_count, column_exp, column_sum, log_q, second)
+        first = torch.zeros_like(log_prior).index_add_(0, targets, target_logits).mul_(inverse_count)
         ctx.ce_weight, ctx.lader_weight, ctx.lam = ce_weight, lader_weight, lam
-        return loss
+        per_row = log_importance.shape[1] == 1
+        fast = _lade_fast_statistics(logits, log_prior, log_importance, per_row)
+        if fast is not None:
+            row_max, row_exp, prior_mass, importance_weights, column_mass, second = fast
+            ctx.fast = True
+            # -log Q_iy = r_i + log (X p)_i - z_iy - log p_s(y_i)
+            ce_value = (prior_mass.log() + row_max).sub_(target_logits + log_prior[targets]).mean()
+            ctx.save_for_backward(
+                targets, class_weight, inverse_count, row_exp, prior_mass, importance_weights, column_mass, second,
+                log_prior,
+            )
+        else:
+            ctx.fast = False
+            column_exp = logits + log_importance
+            column_max = column_exp.amax(dim=0)
+            column_sum = column_exp.sub_(column_max).exp_().sum(dim=0)
+            second = column_max + column_sum.log() - math.log(batch_size)
+            log_q = None
+            ce_value = 0.0
+            if ce_weight != 0:
+                shifted = logits + log_prior
+                # In place (one (B, C) buffer fewer) where the kernel finishes reading a row before writing it.
+                in_place = shifted.device.type == "cpu" and shifted.is_contiguous()
+                log_q = torch.log_softmax(shifted, dim=1, out=shifted if in_place else None)
+                ce_value = -log_q.gather(1, targets[:, None]).mean()
+            ctx.save_for_backward(targets, class_weight, inverse_count, column_exp, column_sum, log_q, second)
+        loss = lader_weight * (class_weight * (-first + second + lam * second.square())).sum()
+        return loss + ce_weight * ce_value if ce_weight != 0 else loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss):
-        targets, class_weight, inverse_count, column_exp, column_sum, log_q, second = ctx.saved_tensors
-        lader_class = grad_loss * ctx.lader_weight * class_weight
-        column_scale = lader_class * (1.0 + 2.0 * ctx.lam * second) / column_sum
-        target_grad = -(lader_class * inverse_count)[targets]
-        if log_q is None:
-            grad_logits = column_exp * column_scale
+        if ctx.fast:
+            targets, class_weight, inverse_count, row_exp, prior_mass, weights, column_mass, second, log_prior = (
+                ctx.saved_tensors
+            )
         else:
-            ce_scale = grad_loss * (ctx.ce_weight / targets.numel())
-            grad_logits = log_q.exp().mul_(ce_scale).addcmul_(column_exp, column_scale)
+            targets, class_weight, inverse_count, column_exp, column_sum, log_q, second = ctx.saved_tensors
+        lader_class = grad_loss * ctx.lader_weight * class_weight
+        column_scale = lader_class * (1.0 + 2.0 * ctx.lam * second)
+        target_grad = -(lader_class * inverse_count)[targets]
+        ce_scale = grad_loss * (ctx.ce_weight / targets.numel())
+        if ctx.ce_weight != 0:
             target_grad = target_grad - ce_scale
+        if ctx.fast:
+            grad_logits = torch.outer(weights, column_scale / column_mass)
+            if ctx.ce_weight != 0:
+                grad_logits.addr_(ce_scale / prior_mass, log_prior.exp())
+            grad_logits.mul_(row_exp)
+        elif log_q is None:
+            grad_logits = column_exp * (column_scale / column_sum)
+        else:
+            grad_logits = log_q.exp().mul_(ce_scale).addcmul_(column_exp, column_scale / column_sum)
         grad_logits.scatter_add_(1, targets[:, None], target_grad[:, None])
         return grad_logits, None, None, None, None, None, None, None, None
+
+
+# Row and column masses below this switch LADE to its exact path (float32 keeps full precision down to ~1e-38).
+_FAST_PATH_MIN_MASS = 1e-30
+
+
+def _lade_fast_statistics(logits, log_prior, log_importance, per_row: bool):
+    """(r, X, X p, v, v^T X, second) of `_LadeFunction`'s fast path, or None where its sums would underflow."""
+    if logits.dtype not in (torch.float32, torch.float64):
+        return None
+    row_max = logits.amax(dim=1)
+    row_exp = torch.sub(logits, row_max[:, None]).exp_()
+    prior_mass = row_exp @ log_prior.exp()  # (X p)_i = sum_c e^{z_ic - r_i} p_c
+    log_row_weight = row_max + (log_importance.squeeze(1) if per_row else 0.0)
+    top = log_row_weight.max()
+    importance_weights = (log_row_weight - top).exp_()  # v_i
+    column_mass = importance_weights @ row_exp  # (v^T X)_c
+    smallest = torch.minimum(prior_mass.min(), column_mass.min())
+    if float(smallest) < _FAST_PATH_MIN_MASS:
+        return None
+    second = column_mass.log() + top - math.log(logits.shape[0])
+    if not per_row:
+        second = second + log_importance.squeeze(0)
+    return row_max, row_exp, prior_mass, importance_weights, column_mass, second
 
 
 def lade_loss(
