@@ -15,15 +15,14 @@ import torch.nn.functional as F
 FLOAT32_FLOOR_BELOW_MAX = 70.0
 
 
-def floor_far_below_row_max(shifted: torch.Tensor, targets: torch.Tensor) -> None:
-    """In place: entries further than 70 below their row max are raised to that floor, except the target's
-    (its log-probability is the loss and must stay exact). LDAM's s = 30 spreads N(0, 1) logits over ~200."""
-    low, high = torch.aminmax(shifted)
-    if float(high - low) <= FLOAT32_FLOOR_BELOW_MAX:  # e.g. s * cosine logits: one read pass instead of three
-        return
-    target_values = shifted.gather(1, targets[:, None])
-    floor = shifted.amax(dim=1, keepdim=True).sub_(FLOAT32_FLOOR_BELOW_MAX)
-    torch.maximum(shifted, floor, out=shifted).scatter_(1, targets[:, None], target_values)
+def floor_far_below_row_max(shifted: torch.Tensor, targets: torch.Tensor, target_values: torch.Tensor) -> None:
+    """In place: entries further than 70 below their row max are raised to that floor, and the target column is set
+    to `target_values` (its log-probability is the loss and must stay exact, so it is never floored). LDAM's s = 30
+    spreads N(0, 1) logits over ~200; within 70 nothing is floored and one read pass is all this costs."""
+    row_min, row_max = torch.aminmax(shifted, dim=1, keepdim=True)
+    if float((row_max - row_min).max()) > FLOAT32_FLOOR_BELOW_MAX:
+        torch.maximum(shifted, row_max.sub_(FLOAT32_FLOOR_BELOW_MAX), out=shifted)
+    shifted.scatter_(1, targets[:, None], target_values[:, None])
 
 
 def shifted_cross_entropy(
@@ -59,12 +58,16 @@ class _ShiftedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, targets, scale, column_shift, target_shift):
         shifted = logits * scale if column_shift is None else torch.add(column_shift, logits, alpha=scale)
-        if target_shift is not None:
-            shifted.scatter_add_(1, targets[:, None], -target_shift[:, None])
         # In place where the kernel is known to finish reading a row before writing it (contiguous CPU rows).
         in_place = shifted.device.type == "cpu" and shifted.is_contiguous()
-        if in_place and shifted.dtype == torch.float32:
-            floor_far_below_row_max(shifted, targets)
+        if target_shift is not None or (in_place and shifted.dtype == torch.float32):
+            target_values = shifted.gather(1, targets[:, None]).squeeze(1)
+            if target_shift is not None:
+                target_values = target_values - target_shift
+            if in_place and shifted.dtype == torch.float32:
+                floor_far_below_row_max(shifted, targets, target_values)
+            else:
+                shifted.scatter_(1, targets[:, None], target_values[:, None])
         log_q = torch.log_softmax(shifted, dim=1, out=shifted if in_place else None)
         ctx.save_for_backward(log_q, targets)
         ctx.scale = scale
