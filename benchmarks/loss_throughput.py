@@ -37,6 +37,7 @@ from lt_detectron.losses import (
     lade_loss,
     lda_divergence,
     ldam_loss,
+    ldam_margins,
     prior_from_counts,
 )
 
@@ -47,6 +48,7 @@ TARGETS = {
     "focal": 2.0,
     "ldam": 2.0,
     "ldam (cosine logits)": 2.0,
+    "ldam (margins precomputed)": 2.0,
     "balanced_softmax": 2.0,
     "lade": 3.0,
     "lda_divergence": 1.0,
@@ -94,6 +96,7 @@ def contenders(batch: int, num_classes: int, device: torch.device) -> Contenders
     counts = long_tailed_counts(num_classes)
     prior = prior_from_counts(counts).to(device)
     weight = class_weights(counts).to(device)
+    margins = ldam_margins(counts).float().to(device)
     logits = torch.randn(batch, num_classes, generator=generator).to(device).requires_grad_()
     targets = torch.multinomial(prior.cpu(), batch, replacement=True, generator=generator).to(device)
     steps = {
@@ -102,6 +105,8 @@ def contenders(batch: int, num_classes: int, device: torch.device) -> Contenders
         "focal": lambda: focal_loss(logits, targets),
         "focal (sigmoid)": lambda: focal_loss(logits, targets, form="sigmoid"),
         "ldam": lambda: ldam_loss(logits, targets, counts),
+        # What build_loss("ldam") and the detection head call: margins computed once, not from counts per call.
+        "ldam (margins precomputed)": lambda: ldam_loss(logits, targets, None, margins=margins),
         "balanced_softmax": lambda: balanced_softmax_loss(logits, targets, prior),
         "lade": lambda: lade_loss(logits, targets, prior),
         "lade (column)": lambda: lade_loss(logits, targets, prior, importance="column"),

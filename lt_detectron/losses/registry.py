@@ -17,7 +17,7 @@ from torch import nn
 from ._validation import ArrayLike, check_counts, check_logits_targets, check_reduction, reduce_loss
 from .class_weights import class_weights, prior_from_counts
 from .lade import balanced_softmax_loss, lade_loss
-from .ldam import drw_weights, ldam_loss
+from .ldam import drw_weights, ldam_loss, ldam_margins
 from .reweighted import cb_cross_entropy, focal_loss
 
 LOSS_REGISTRY: Dict[str, Type["LTLoss"]] = {}
@@ -132,6 +132,8 @@ class LDAMLoss(LTLoss):
         self.drw_beta = drw_beta
         counts = check_counts(counts, "build_loss('ldam')")
         self.register_buffer("counts", counts.to(torch.get_default_dtype()), persistent=False)
+        # Computed once: per call they cost ~10 % of a 256 x 1000 cross-entropy (benchmarks/loss_throughput.py).
+        self.register_buffer("margins", ldam_margins(counts, max_margin).to(torch.get_default_dtype()), persistent=False)
         self.register_buffer("weight", None, persistent=False)
 
     def set_iteration(self, iteration: int) -> None:
@@ -140,7 +142,7 @@ class LDAMLoss(LTLoss):
         self.weight = None if weight is None else weight.to(self.counts.device)
 
     def forward(self, logits, targets, reduction="mean"):
-        return ldam_loss(logits, targets, self.counts, self.max_margin, self.scale, self.weight, reduction)
+        return ldam_loss(logits, targets, None, scale=self.scale, weight=self.weight, reduction=reduction, margins=self.margins)
 
 
 @register_loss("balanced_softmax")

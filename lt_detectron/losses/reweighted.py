@@ -96,7 +96,8 @@ class _SoftmaxFocalFunction(torch.autograd.Function):
         log_q, targets, log_pt, one_minus, focal_factor = ctx.saved_tensors
         # gamma (1-p)^(gamma-1) p l, written as gamma (1-p)^gamma / (1-p) p l so that gamma = 0 needs no 0^-1.
         d_log_pt = -focal_factor + ctx.gamma * (focal_factor / one_minus) * log_pt.exp() * log_pt
-        row_scale = (-grad_per_example * d_log_pt)[:, None]  # multiplies q_ic; the target column gets q_y - 1
-        grad_logits = log_q.exp().mul_(row_scale)
-        target_grad = row_scale * torch.expm1(log_pt)[:, None]
-        return grad_logits.scatter_(1, targets[:, None], target_grad), None, None
+        # log_softmax_backward(G, log q) = G - q sum(G): with G = a_i onehot(y_i) it is a_i (onehot - q), the
+        # gradient above for a_i = g_i f'(l_i), in cross-entropy's own fused backward kernel.
+        target_grad = (grad_per_example * d_log_pt)[:, None]
+        grad_log_q = torch.zeros_like(log_q).scatter_(1, targets[:, None], target_grad)
+        return torch._log_softmax_backward_data(grad_log_q, log_q, 1, log_q.dtype), None, None
