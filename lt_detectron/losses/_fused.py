@@ -15,16 +15,18 @@ import torch.nn.functional as F
 FLOAT32_FLOOR_BELOW_MAX = 70.0
 
 
-def floor_far_below_row_max(shifted: torch.Tensor, targets: torch.Tensor, target_values: torch.Tensor) -> None:
-    """In place: entries further than 70 below their row max are raised to that floor, and the target column is set
-    to `target_values` (its log-probability is the loss and must stay exact, so it is never floored). LDAM's s = 30
-    spreads N(0, 1) logits over ~200; within 70 nothing is floored and one read pass is all this costs."""
-    # A global aminmax, not a per-row one: torch.aminmax(dim=1) is ~25x slower than amax(dim=1) on CPU (torch 2.3).
+def spread_beyond_floor(shifted: torch.Tensor) -> bool:
+    """Whether some entry lies more than 70 below the largest: one read pass (a global aminmax, not a per-row one:
+    torch.aminmax(dim=1) is ~25x slower than amax(dim=1) on CPU, torch 2.3)."""
     low, high = torch.aminmax(shifted)
-    if float(high - low) > FLOAT32_FLOOR_BELOW_MAX:
-        floor = shifted.amax(dim=1, keepdim=True).sub_(FLOAT32_FLOOR_BELOW_MAX)
-        torch.maximum(shifted, floor, out=shifted)
-    shifted.scatter_(1, targets[:, None], target_values[:, None])
+    return float(high - low) > FLOAT32_FLOOR_BELOW_MAX
+
+
+def floor_far_below_row_max(shifted: torch.Tensor) -> None:
+    """In place: entries further than 70 below their row max are raised to that floor. LDAM's s = 30 spreads N(0, 1)
+    logits over ~200. The caller restores the target column (its log-probability is the loss and must stay exact)."""
+    floor = shifted.amax(dim=1, keepdim=True).sub_(FLOAT32_FLOOR_BELOW_MAX)
+    torch.maximum(shifted, floor, out=shifted)
 
 
 def shifted_cross_entropy(
@@ -62,14 +64,15 @@ class _ShiftedCrossEntropy(torch.autograd.Function):
         shifted = logits * scale if column_shift is None else torch.add(column_shift, logits, alpha=scale)
         # In place where the kernel is known to finish reading a row before writing it (contiguous CPU rows).
         in_place = shifted.device.type == "cpu" and shifted.is_contiguous()
-        if target_shift is not None or (in_place and shifted.dtype == torch.float32):
-            target_values = shifted.gather(1, targets[:, None]).squeeze(1)
+        floor = in_place and shifted.dtype == torch.float32 and spread_beyond_floor(shifted)
+        if target_shift is not None or floor:
+            # The target column is written back after the floor: exact, and shifted by t_i where LDAM asks for it.
+            target_values = shifted.gather(1, targets[:, None])
             if target_shift is not None:
-                target_values = target_values - target_shift
-            if in_place and shifted.dtype == torch.float32:
-                floor_far_below_row_max(shifted, targets, target_values)
-            else:
-                shifted.scatter_(1, targets[:, None], target_values[:, None])
+                target_values = target_values - target_shift[:, None]
+            if floor:
+                floor_far_below_row_max(shifted)
+            shifted.scatter_(1, targets[:, None], target_values)
         log_q = torch.log_softmax(shifted, dim=1, out=shifted if in_place else None)
         ctx.save_for_backward(log_q, targets)
         ctx.scale = scale

@@ -80,7 +80,7 @@ def _lade(
         log_importance = (log_uniform - log_prior)[None, :]  # p_u(c) / p_s(c), all C classes
         class_weight = prior
     return _LadeFunction.apply(
-        logits, targets, log_prior, log_importance, class_weight, samples_per_class, ce_weight, lader_weight, lam
+        logits, targets, prior, log_prior, log_importance, class_weight, samples_per_class, ce_weight, lader_weight, lam
     )
 
 
@@ -104,7 +104,17 @@ class _LadeFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, logits, targets, log_prior, log_importance, class_weight, samples_per_class, ce_weight, lader_weight, lam
+        ctx,
+        logits,
+        targets,
+        prior,
+        log_prior,
+        log_importance,
+        class_weight,
+        samples_per_class,
+        ce_weight,
+        lader_weight,
+        lam,
     ):
         batch_size = logits.shape[0]
         target_logits = logits.gather(1, targets[:, None]).squeeze(1)
@@ -112,15 +122,16 @@ class _LadeFunction(torch.autograd.Function):
         first = torch.zeros_like(log_prior).index_add_(0, targets, target_logits).mul_(inverse_count)
         ctx.ce_weight, ctx.lader_weight, ctx.lam = ce_weight, lader_weight, lam
         per_row = log_importance.shape[1] == 1
-        fast = _lade_fast_statistics(logits, log_prior, log_importance, per_row)
+        fast = _lade_fast_statistics(logits, prior, log_importance, per_row)
         if fast is not None:
             row_max, row_exp, prior_mass, importance_weights, column_mass, second = fast
             ctx.fast = True
-            # -log Q_iy = r_i + log (X p)_i - z_iy - log p_s(y_i)
-            ce_value = (prior_mass.log() + row_max).sub_(target_logits + log_prior[targets]).mean()
+            ce_value = 0.0
+            if ce_weight != 0:
+                # -log Q_iy = r_i + log (X p)_i - z_iy - log p_s(y_i)
+                ce_value = (prior_mass.log() + row_max).sub_(target_logits + log_prior[targets]).mean()
             ctx.save_for_backward(
-                targets, class_weight, inverse_count, row_exp, prior_mass, importance_weights, column_mass, second,
-                log_prior,
+                targets, class_weight, inverse_count, row_exp, prior_mass, importance_weights, column_mass, second, prior
             )
         else:
             ctx.fast = False
@@ -144,7 +155,7 @@ class _LadeFunction(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss):
         if ctx.fast:
-            targets, class_weight, inverse_count, row_exp, prior_mass, weights, column_mass, second, log_prior = (
+            targets, class_weight, inverse_count, row_exp, prior_mass, weights, column_mass, second, prior = (
                 ctx.saved_tensors
             )
         else:
@@ -158,27 +169,25 @@ class _LadeFunction(torch.autograd.Function):
         if ctx.fast:
             grad_logits = torch.outer(weights, column_scale / column_mass)
             if ctx.ce_weight != 0:
-                grad_logits.addr_(ce_scale / prior_mass, log_prior.exp())
+                grad_logits.addr_(ce_scale / prior_mass, prior)
             grad_logits.mul_(row_exp)
         elif log_q is None:
             grad_logits = column_exp * (column_scale / column_sum)
         else:
             grad_logits = log_q.exp().mul_(ce_scale).addcmul_(column_exp, column_scale / column_sum)
         grad_logits.scatter_add_(1, targets[:, None], target_grad[:, None])
-        return grad_logits, None, None, None, None, None, None, None, None
+        return grad_logits, None, None, None, None, None, None, None, None, None
 
 
 # Row and column masses below this switch LADE to its exact path (float32 keeps full precision down to ~1e-38).
 _FAST_PATH_MIN_MASS = 1e-30
 
 
-def _lade_fast_statistics(logits, log_prior, log_importance, per_row: bool):
+def _lade_fast_statistics(logits, prior, log_importance, per_row: bool):
     """(r, X, X p, v, v^T X, second) of `_LadeFunction`'s fast path, or None where its sums would underflow."""
-    if logits.dtype not in (torch.float32, torch.float64):
-        return None
     row_max = logits.amax(dim=1)
     row_exp = torch.sub(logits, row_max[:, None]).exp_()
-    prior_mass = row_exp @ log_prior.exp()  # (X p)_i = sum_c e^{z_ic - r_i} p_c
+    prior_mass = row_exp @ prior  # (X p)_i = sum_c e^{z_ic - r_i} p_c
     log_row_weight = row_max + (log_importance.squeeze(1) if per_row else 0.0)
     top = log_row_weight.max()
     importance_weights = (log_row_weight - top).exp_()  # v_i
