@@ -66,3 +66,31 @@ def test_risk_balancer_errors():
         L.accuracy_percent(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))
     with pytest.raises(ValueError, match=r"missing \['acc_balanced'"):
         L.RiskBalancer().load_state_dict({"gamma": 2.0, "window": 3, "acc_unbalanced": []})
+
+
+def test_constant_tensors_are_checked_once_per_version():
+    """Priors, margins and weights are validated once per tensor version (a hot-path saving), never trusted stale."""
+    from lt_detectron.losses import _validation
+
+    prior = torch.tensor(PRIOR)
+    counts = torch.tensor(COUNTS)
+    calls = []
+    real_check = _validation._check_prior
+    try:
+        _validation._check_prior = lambda *args: calls.append(1) or real_check(*args)
+        first = L.balanced_softmax_loss(LOGITS, TARGETS, prior)
+        assert L.balanced_softmax_loss(LOGITS, TARGETS, prior) == first and len(calls) == 1
+    finally:
+        _validation._check_prior = real_check
+    # An in-place change invalidates what was remembered: the bad prior and the zero count are caught.
+    prior[0] += 1.0
+    with pytest.raises(ValueError, match=r"must sum to 1"):
+        L.balanced_softmax_loss(LOGITS, TARGETS, prior)
+    L.ldam_loss(LOGITS, TARGETS, counts)
+    counts[3] = 0.0
+    with pytest.raises(ValueError, match=r"infinite for classes \[3\]"):
+        L.ldam_loss(LOGITS, TARGETS, counts)
+    # A prior that requires grad is never memoized (its log must stay in the graph).
+    learnable = torch.tensor(PRIOR, requires_grad=True)
+    L.balanced_softmax_loss(LOGITS, TARGETS, learnable).backward()
+    assert learnable.grad is not None and learnable.grad.abs().sum() > 0

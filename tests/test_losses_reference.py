@@ -290,3 +290,12 @@ def test_lade_fast_and_exact_paths_agree(importance, spread, monkeypatch):
     assert calls == [spread == 1.0]  # 400 * N(0, 1) logits: column masses underflow, the fast path declines
     torch.testing.assert_close(value, exact, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(grad, exact_grad, rtol=1e-9, atol=1e-12)
+
+
+def test_shift_gradients_of_fused_cross_entropy():
+    """A learned prior (balanced softmax) or learned margins (LDAM) get gradients through the fused kernel."""
+    logits, targets = make_batch("absent_and_singleton")
+    prior = torch.tensor(PRIOR, dtype=torch.float64, requires_grad=True)
+    margins = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p: L.balanced_softmax_loss(logits, targets, p / p.sum()), (prior,))
+    assert torch.autograd.gradcheck(lambda m: L.ldam_loss(logits, targets, None, scale=3.0, margins=m), (margins,))

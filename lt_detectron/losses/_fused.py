@@ -64,7 +64,9 @@ class _ShiftedCrossEntropy(torch.autograd.Function):
         shifted = logits * scale if column_shift is None else torch.add(column_shift, logits, alpha=scale)
         # In place where the kernel is known to finish reading a row before writing it (contiguous CPU rows).
         in_place = shifted.device.type == "cpu" and shifted.is_contiguous()
-        floor = in_place and shifted.dtype == torch.float32 and spread_beyond_floor(shifted)
+        # Only a scale (LDAM's s = 30) makes logits spread beyond the floor as a rule; at scale 1 the check would cost
+        # a pass over (B, C) to guard against what cross-entropy itself meets on such logits.
+        floor = in_place and scale > 1.0 and shifted.dtype == torch.float32 and spread_beyond_floor(shifted)
         if target_shift is not None or floor:
             # The target column is written back after the floor: exact, and shifted by t_i where LDAM asks for it.
             target_values = shifted.gather(1, targets[:, None])
@@ -86,4 +88,11 @@ class _ShiftedCrossEntropy(torch.autograd.Function):
         # gives s g_i (q_i - onehot(y_i)) in one fused, multithreaded pass, as F.cross_entropy's backward does.
         row_scale = (ctx.scale * grad_per_example)[:, None]
         grad_log_q = torch.zeros_like(log_q).scatter_(1, targets[:, None], -row_scale)
-        return torch._log_softmax_backward_data(grad_log_q, log_q, 1, log_q.dtype), None, None, None, None
+        grad_logits = torch._log_softmax_backward_data(grad_log_q, log_q, 1, log_q.dtype)
+        # Shifts that require grad (a learned prior): dL/db_c = sum_i dL/dshifted_ic, dL/dt_i = -dL/dshifted_iy_i.
+        grad_column = grad_target = None
+        if ctx.needs_input_grad[3]:
+            grad_column = grad_logits.sum(dim=0) / ctx.scale
+        if ctx.needs_input_grad[4]:
+            grad_target = -grad_logits.gather(1, targets[:, None]).squeeze(1) / ctx.scale
+        return grad_logits, None, None, grad_column, grad_target

@@ -7,7 +7,15 @@ import math
 import torch
 
 from ._fused import shifted_cross_entropy
-from ._validation import ArrayLike, check_class_weight, check_logits_targets, check_prior, check_reduction, reduce_loss
+from ._validation import (
+    ArrayLike,
+    check_class_weight,
+    check_logits_targets,
+    check_prior,
+    check_reduction,
+    log_of,
+    reduce_loss,
+)
 
 IMPORTANCE_KINDS = ("label", "column")
 
@@ -25,7 +33,7 @@ def balanced_softmax_loss(
     targets = check_logits_targets(logits, targets, fn)
     prior = check_prior(prior, logits.shape[1], fn, logits)
     weight = check_class_weight(weight, logits.shape[1], fn, logits)
-    per_example = shifted_cross_entropy(logits, targets, column_shift=prior.log())
+    per_example = shifted_cross_entropy(logits, targets, column_shift=log_of(prior))
     if weight is not None:
         per_example = per_example * weight[targets]
     return reduce_loss(per_example, reduction)
@@ -48,7 +56,7 @@ def lader(
     _check_importance(importance, fn)
     targets = check_logits_targets(logits, targets, fn)
     prior = check_prior(prior, logits.shape[1], fn, logits)
-    return _lade(logits, targets, prior, prior.log(), 0.0, 1.0, lam, importance)
+    return _lade(logits, targets, prior, log_of(prior), 0.0, 1.0, lam, importance)
 
 
 def _check_importance(importance: str, fn: str) -> None:
@@ -214,7 +222,7 @@ def lade_loss(
     _check_importance(importance, fn)
     targets = check_logits_targets(logits, targets, fn)
     prior = check_prior(prior, logits.shape[1], fn, logits)
-    return _lade(logits, targets, prior, prior.log(), 1.0, alpha, lam, importance)
+    return _lade(logits, targets, prior, log_of(prior), 1.0, alpha, lam, importance)
 
 
 def adjust_logits(logits: torch.Tensor, source_prior: ArrayLike, target_prior: ArrayLike | None = None) -> torch.Tensor:

@@ -45,43 +45,92 @@ def lda_divergence(
     samples_per_id = torch.bincount(targets)
     present = samples_per_id > 0
     classes = present.nonzero().squeeze(1)
-    class_sizes = samples_per_id[classes]
     inverse = (present.cumsum(0) - 1)[targets]
-    num_present = classes.numel()
-    sizes = class_sizes.to(features.dtype)[:, None]
-    # Only (S, d) and (S, S) tensors after the two per-class sums; no per-sample gather of the centres.
-    # mu_c only enters through its direction, so the per-class sum stands in for the mean.
-    # index_put(accumulate=True) rather than index_add_: the latter's CPU kernel is ~10x slower with threads.
-    class_sums = features.new_zeros(num_present, features.shape[1]).index_put_((inverse,), features, accumulate=True)
-    unit_centres = F.normalize(class_sums, dim=1)
-
-    # Intra-class: mean_i (1 - cos(mu_c, f_i)) = 1 - <mu_c/|mu_c|, mean_i f_i/|f_i|>.
-    unit_features = F.normalize(features, dim=1)
-    mean_directions = torch.zeros_like(class_sums).index_put_((inverse,), unit_features, accumulate=True) / sizes
-    spread_per_class = 1.0 - (unit_centres * mean_directions).sum(dim=1)
-    has_spread = class_sizes >= 2
-    intra = torch.where(has_spread, spread_per_class, 0.0).sum() / has_spread.sum().clamp_min(1)
-
-    # Inter-class: max(0, m - (1 - cos)) = relu(cos + m - 1) for every ordered pair. The diagonal (c = c') is
-    # subtracted from the sums, from the centres' own norms, rather than masked or read out of the (S, S) matrix.
-    hinge = torch.relu_((unit_centres @ unit_centres.T).add_(margin - 1.0))
-    self_hinge = torch.relu(unit_centres.square().sum(dim=1) + (margin - 1.0))
-    if class_weights is None:
-        total = hinge.sum() - self_hinge.sum()
-        normaliser = float(num_present * num_present - num_present)
-    else:
+    pair_weights = None
+    if class_weights is not None:
         weights = as_tensor_like(class_weights, features)
         if weights.dim() != 1 or int(classes[-1]) >= weights.numel():
             raise ValueError(
                 f"{fn}: `class_weights` must be 1-D with one weight per class id (max id in batch {int(classes[-1])}); "
                 f"got shape {tuple(weights.shape)}. Fix: pass class_weights(counts, kind='lda') for all C classes."
             )
-        w = weights[classes]
-        # sum_{c != c'} (w_c + w_c') h_cc' from row and column sums; normaliser sum_{c != c'} (w_c + w_c').
-        total = w @ hinge.sum(dim=1) + w @ hinge.sum(dim=0) - 2.0 * (w * self_hinge).sum()
-        normaliser = (2.0 * (num_present - 1) * w.sum()).clamp_min(torch.finfo(features.dtype).tiny)
-    inter = total / normaliser if num_present > 1 else total * 0.0  # a single class has no pair (total is 0)
-    return intra, inter
+        pair_weights = weights[classes].to(features.dtype)
+    return _LdaDivergenceFunction.apply(features, inverse, samples_per_id[classes], pair_weights, float(margin))
+
+
+class _LdaDivergenceFunction(torch.autograd.Function):
+    """`lda_divergence` on validated inputs with a hand-written gradient.
+
+    With u_i = f_i / |f_i|, class sums s_c = sum_i f_i (mu_c only enters through its direction, so the sum stands in
+    for the mean), centres m_c = s_c / |s_c| and direction sums d_c = sum_i u_i over the N_c samples of class c:
+      L_intra = sum_{c: N_c >= 2} (1 - <m_c, d_c> / N_c) / #{c: N_c >= 2}
+      L_inter = sum_{c != c'} omega_cc' relu(<m_c, m_c'> + margin - 1) / Z,  omega_cc' = 1 or w_c + w_c'
+      dL/dm_c = -k_c d_c + sum_c' 2 D_cc' m_c',   D_cc' = g_inter omega_cc' [hinge_cc' > 0] / Z  (D_cc = 0)
+      dL/df_i = P(m_c) dL/dm_c / |s_c| - k_c P(u_i) m_c / |f_i|,   k_c = g_intra [N_c >= 2] / (N_c #{...}),
+    P(v) = I - v v^T, c = y_i. Autograd through F.normalize, index_put and the Gram product made ~20 passes over the
+    (B, d) features and three (S, S, d) products; this is two segment sums and one gather of (B, d) plus two
+    products, which keeps the loss within the time of the detection head's cross-entropy
+    (benchmarks/loss_throughput.py). Not twice differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, features, inverse, class_sizes, pair_weights, margin):
+        num_present, dim = class_sizes.numel(), features.shape[1]
+        tiny = 1e-12  # F.normalize's eps: a zero vector stays zero
+        norms = torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min_(tiny)
+        units = features / norms
+        # index_add_, not index_put_(accumulate=True): measured 8x faster on CPU with 2 threads (torch 2.3).
+        class_sums = features.new_zeros(num_present, dim).index_add_(0, inverse, features)
+        direction_sums = features.new_zeros(num_present, dim).index_add_(0, inverse, units)
+        centre_norms = torch.linalg.vector_norm(class_sums, dim=1, keepdim=True).clamp_min_(tiny)
+        centres = class_sums / centre_norms
+
+        sizes = class_sizes.to(features.dtype)
+        has_spread = class_sizes >= 2
+        num_spread = has_spread.sum().clamp_min(1).to(features.dtype)
+        alignment = (centres * direction_sums).sum(dim=1) / sizes  # mean_i cos(mu_c, f_i)
+        intra = torch.where(has_spread, 1.0 - alignment, 0.0).sum() / num_spread
+
+        hinge = torch.relu_((centres @ centres.T).add_(margin - 1.0))
+        hinge.diagonal().zero_()
+        if pair_weights is None:
+            total = hinge.sum()
+            normaliser = features.new_tensor(float(max(num_present * num_present - num_present, 1)))
+        else:
+            # sum_{c != c'} (w_c + w_c') h_cc' from row and column sums; normaliser sum_{c != c'} (w_c + w_c').
+            total = pair_weights @ hinge.sum(dim=1) + pair_weights @ hinge.sum(dim=0)
+            normaliser = (2.0 * (num_present - 1) * pair_weights.sum()).clamp_min(torch.finfo(features.dtype).tiny)
+        inter = total / normaliser  # a single class has no pair: total is 0
+        ctx.save_for_backward(
+            inverse, units, norms, centres, centre_norms, direction_sums, hinge, sizes, has_spread, num_spread,
+            pair_weights, normaliser,
+        )
+        ctx.mark_non_differentiable(inverse, class_sizes)
+        return intra, inter
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_intra, grad_inter):
+        (
+            inverse, units, norms, centres, centre_norms, direction_sums, hinge, sizes, has_spread, num_spread,
+            pair_weights, normaliser,
+        ) = ctx.saved_tensors
+        intra_scale = torch.where(has_spread, grad_intra / (sizes * num_spread), 0.0)[:, None]  # k_c
+        pair_grad = torch.sign(hinge)  # [hinge > 0] as a float in one pass (hinge >= 0)
+        if pair_weights is not None:
+            pair_grad.mul_(pair_weights[:, None] + pair_weights[None, :])
+        # D + D^T = 2 D: omega and the hinge mask are symmetric (up to Gram rounding right at the kink, where the
+        # hinge is ~1e-7 and its gradient undefined anyway).
+        pair_grad.mul_(2.0 * grad_inter / normaliser)
+        grad_centres = torch.addmm(direction_sums * -intra_scale, pair_grad, centres)
+        radial = (centres * grad_centres).sum(dim=1, keepdim=True)
+        grad_sums = grad_centres.sub_(centres * radial).div_(centre_norms)
+        # One gather of [dL/ds_c, k_c m_c] per sample, then dL/df_i = dL/ds_c - k_c (m_c - u_i <u_i, m_c>) / |f_i|.
+        per_sample = torch.cat([grad_sums, centres * intra_scale], dim=1).index_select(0, inverse)
+        grad_sum_rows, scaled_centres = per_sample.split(centres.shape[1], dim=1)
+        along_unit = (units * scaled_centres).sum(dim=1, keepdim=True)
+        grad_features = scaled_centres.sub_(units * along_unit).div_(norms)
+        return torch.sub(grad_sum_rows, grad_features), None, None, None, None
 
 
 def accuracy_percent(logits: torch.Tensor, targets: torch.Tensor) -> float:

@@ -13,6 +13,7 @@ from ._validation import (
     check_logits_targets,
     check_reduction,
     format_indices,
+    memoized,
     reduce_loss,
 )
 from ._fused import shifted_cross_entropy
@@ -67,11 +68,14 @@ def ldam_loss(
     if (counts is None) == (margins is None):
         raise ValueError(f"{fn}: pass exactly one of `counts` (margins K / n_c^(1/4)) and `margins`.")
     if margins is None:
-        counts = check_counts(counts, fn, num_classes=logits.shape[1])
-        margins = _margins(counts, max_margin).to(device=logits.device, dtype=logits.dtype)
+        margins = memoized(
+            counts,
+            ("ldam_margins", logits.shape[1], max_margin, logits.dtype, logits.device),
+            lambda: _margins(check_counts(counts, fn, num_classes=logits.shape[1]), max_margin).to(logits),
+        )
     else:
         # Same contract as a class weight: length C, finite, >= 0.
-        margins = check_class_weight(margins, logits.shape[1], fn, logits)
+        margins = check_class_weight(margins, logits.shape[1], fn, logits, name="margins")
 
     # s * Delta_{y_i}, subtracted from the target logit only.
     per_example = shifted_cross_entropy(logits, targets, scale, target_shift=scale * margins[targets])
