@@ -1,7 +1,7 @@
 """One fused cross-entropy of shifted logits, shared by LDAM and balanced softmax (METHODS §2, §4).
 
-`shifted_cross_entropy` returns per-example `CE(s * z_i + b - t_i onehot(y_i), y_i)`: LDAM is s = 30, b = 0,
-t_i = s * Delta_{y_i}; balanced softmax is s = 1, b = log p_s, t = 0.
+`shifted_cross_entropy` returns `CE(s * z_i + b - t_{y_i} onehot(y_i), y_i)`: LDAM is s = 30, b = 0,
+t = s * Delta; balanced softmax is s = 1, b = log p_s, t = 0.
 """
 
 from __future__ import annotations
@@ -9,17 +9,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ._validation import reduce_loss
+
 # float32 exp() of arguments below about -87 gives denormals (or 0), which CPUs compute on a slow path. A logit more
 # than 70 below its row's maximum has softmax probability < e^-70 ~ 4e-31: raising it to that floor changes the
 # log-sum-exp by less than C * 4e-31 (nothing in float32) and its own gradient by < 4e-31.
 FLOAT32_FLOOR_BELOW_MAX = 70.0
 
 
+# nll_loss's reduction codes (ATen's Reduction enum).
+_REDUCTION_CODES = {"none": 0, "mean": 1, "sum": 2}
+
+
 def spread_beyond_floor(shifted: torch.Tensor) -> bool:
     """Whether some entry lies more than 70 below the largest: one read pass (a global aminmax, not a per-row one:
     torch.aminmax(dim=1) is ~25x slower than amax(dim=1) on CPU, torch 2.3)."""
     low, high = torch.aminmax(shifted)
-    return float(high - low) > FLOAT32_FLOOR_BELOW_MAX
+    return high.item() - low.item() > FLOAT32_FLOOR_BELOW_MAX
 
 
 def floor_far_below_row_max(shifted: torch.Tensor) -> None:
@@ -35,17 +41,21 @@ def shifted_cross_entropy(
     scale: float = 1.0,
     column_shift: torch.Tensor | None = None,
     target_shift: torch.Tensor | None = None,
+    reduction: str = "none",
 ) -> torch.Tensor:
-    """Per-example `CE(scale * z_i + column_shift - target_shift_i onehot(y_i), y_i)` on validated inputs."""
+    """`CE(scale * z_i + column_shift - target_shift_{y_i} onehot(y_i), y_i)` on validated inputs (both shifts
+    per class, length C): per example ("none"), summed, or the batch mean (0 for an empty batch)."""
+    if targets.numel() == 0:
+        return reduce_loss(logits.sum(dim=1), reduction)
     if torch._C._are_functorch_transforms_active():
         # torch.func (the meta-weighting engine differentiates losses twice): plain autograd ops.
         shifted = logits * scale if scale != 1.0 else logits
         if column_shift is not None:
             shifted = shifted + column_shift
         if target_shift is not None:
-            shifted = shifted.scatter_add(1, targets[:, None], -target_shift[:, None])
-        return F.cross_entropy(shifted, targets, reduction="none")
-    return _ShiftedCrossEntropy.apply(logits, targets, float(scale), column_shift, target_shift)
+            shifted = shifted.scatter_add(1, targets[:, None], -target_shift[targets][:, None])
+        return F.cross_entropy(shifted, targets, reduction=reduction)
+    return _ShiftedCrossEntropy.apply(logits, targets, float(scale), column_shift, target_shift, reduction)
 
 
 class _ShiftedCrossEntropy(torch.autograd.Function):
@@ -55,44 +65,52 @@ class _ShiftedCrossEntropy(torch.autograd.Function):
     Composed from autograd ops (shifted copy, log-softmax, NLL's zero-filled gradient, log-softmax backward, the
     scale's backward) it needs two more (B, C) buffers and passes than cross-entropy, which broke the
     2x-of-cross-entropy budget at 256 x 1000 (benchmarks/loss_throughput.py). Here the forward makes one (B, C)
-    buffer, the backward is cross-entropy's own kernel, and s goes onto the (B,) incoming gradient. Not twice
-    differentiable: under torch.func transforms `shifted_cross_entropy` uses the composed form.
+    buffer and ends in cross-entropy's own NLL kernel, and the backward is cross-entropy's two kernels, with s on
+    the incoming gradient. At 256 x 1000 every extra small op costs ~10 us, 2 % of a cross-entropy, so the target
+    index is made once and the reduction happens inside. Not twice differentiable: under torch.func transforms
+    `shifted_cross_entropy` uses the composed form.
     """
 
     @staticmethod
-    def forward(ctx, logits, targets, scale, column_shift, target_shift):
+    def forward(ctx, logits, targets, scale, column_shift, target_shift, reduction):
         shifted = logits * scale if column_shift is None else torch.add(column_shift, logits, alpha=scale)
         # In place where the kernel is known to finish reading a row before writing it (contiguous CPU rows).
         in_place = shifted.device.type == "cpu" and shifted.is_contiguous()
         # Only a scale (LDAM's s = 30) makes logits spread beyond the floor as a rule; at scale 1 the check would cost
         # a pass over (B, C) to guard against what cross-entropy itself meets on such logits.
         floor = in_place and scale > 1.0 and shifted.dtype == torch.float32 and spread_beyond_floor(shifted)
+        target_index = targets[:, None]
         if target_shift is not None or floor:
             # The target column is written back after the floor: exact, and shifted by t_i where LDAM asks for it.
-            target_values = shifted.gather(1, targets[:, None])
+            target_values = shifted.gather(1, target_index)
             if target_shift is not None:
-                target_values = target_values - target_shift[:, None]
+                target_values.sub_(target_shift[target_index])
             if floor:
                 floor_far_below_row_max(shifted)
-            shifted.scatter_(1, targets[:, None], target_values)
+            shifted.scatter_(1, target_index, target_values)
         log_q = torch.log_softmax(shifted, dim=1, out=shifted if in_place else None)
-        ctx.save_for_backward(log_q, targets)
-        ctx.scale = scale
-        return -log_q.gather(1, targets[:, None]).squeeze(1)
+        code = _REDUCTION_CODES[reduction]
+        loss, total_weight = torch.ops.aten.nll_loss_forward(log_q, targets, None, code, -100)
+        ctx.save_for_backward(log_q, targets, total_weight)
+        ctx.scale, ctx.code = scale, code
+        return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_per_example):
-        log_q, targets = ctx.saved_tensors
-        # Cross-entropy's own backward kernel: log_softmax_backward(g, log q) = g - q * sum(g) with g = -s g_i onehot(y_i)
-        # gives s g_i (q_i - onehot(y_i)) in one fused, multithreaded pass, as F.cross_entropy's backward does.
-        row_scale = (ctx.scale * grad_per_example)[:, None]
-        grad_log_q = torch.zeros_like(log_q).scatter_(1, targets[:, None], -row_scale)
+    def backward(ctx, grad_loss):
+        log_q, targets, total_weight = ctx.saved_tensors
+        # Cross-entropy's own backward kernels: NLL's gradient -s g_i onehot(y_i) (with 1/B for "mean"), then
+        # log_softmax_backward(G, log q) = G - q sum(G), which gives s g_i (q_i - onehot(y_i)).
+        grad = grad_loss * ctx.scale if ctx.scale != 1.0 else grad_loss
+        grad_log_q = torch.ops.aten.nll_loss_backward(grad, log_q, targets, None, ctx.code, -100, total_weight)
         grad_logits = torch._log_softmax_backward_data(grad_log_q, log_q, 1, log_q.dtype)
-        # Shifts that require grad (a learned prior): dL/db_c = sum_i dL/dshifted_ic, dL/dt_i = -dL/dshifted_iy_i.
+        # Shifts that require grad (a learned prior or margins): dL/db_c = sum_i dL/dshifted_ic and
+        # dL/dt_c = -sum_{i: y_i = c} dL/dshifted_ic.
         grad_column = grad_target = None
         if ctx.needs_input_grad[3]:
             grad_column = grad_logits.sum(dim=0) / ctx.scale
         if ctx.needs_input_grad[4]:
-            grad_target = -grad_logits.gather(1, targets[:, None]).squeeze(1) / ctx.scale
-        return grad_logits, None, None, grad_column, grad_target
+            target_grad = grad_logits.gather(1, targets[:, None]).squeeze(1)
+            grad_target = torch.zeros_like(grad_column if grad_column is not None else log_q[0])
+            grad_target.index_add_(0, targets, target_grad, alpha=-1.0 / ctx.scale)
+        return grad_logits, None, None, grad_column, grad_target, None

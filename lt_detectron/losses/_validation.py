@@ -186,7 +186,8 @@ def _check_class_weight(weight: ArrayLike, num_classes: int, fn: str, like: torc
             f"Fix: one value per logit column{FIX_HINTS.get(name, '')}."
         )
     if not torch.isfinite(tensor).all() or (tensor < 0).any():
-        raise ValueError(f"{fn}: `{name}` must be finite and >= 0. Fix: one value >= 0 per class{FIX_HINTS.get(name, '')}.")
+        hint = FIX_HINTS.get(name, "")
+        raise ValueError(f"{fn}: `{name}` must be finite and >= 0. Fix: one value >= 0 per class{hint}.")
     return tensor
 
 

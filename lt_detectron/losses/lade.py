@@ -33,9 +33,9 @@ def balanced_softmax_loss(
     targets = check_logits_targets(logits, targets, fn)
     prior = check_prior(prior, logits.shape[1], fn, logits)
     weight = check_class_weight(weight, logits.shape[1], fn, logits)
-    per_example = shifted_cross_entropy(logits, targets, column_shift=log_of(prior))
-    if weight is not None:
-        per_example = per_example * weight[targets]
+    if weight is None:
+        return shifted_cross_entropy(logits, targets, column_shift=log_of(prior), reduction=reduction)
+    per_example = shifted_cross_entropy(logits, targets, column_shift=log_of(prior)) * weight[targets]
     return reduce_loss(per_example, reduction)
 
 
@@ -99,6 +99,7 @@ class _LadeFunction(torch.autograd.Function):
       LADE-CE = -mean_i log Q_iy_i                                                         (eq. 19)
       first_c = sum_{i: y_i = c} z_ic / N_c,  second_c = log S_c - log B                      (eq. 11-13)
       LADER   = sum_c alpha_c (-first_c + second_c + lam second_c^2)                         (eq. 15-16)
+              = sum_c alpha_c (second_c + lam second_c^2) - sum_i (alpha_y / N_y)_i z_iy_i
       dL/dz_ic = ce_weight (Q_ic - [y_i = c]) / B
                  + lader_weight alpha_c ((1 + 2 lam second_c) E_ic / S_c - [y_i = c] / N_c).
     Fast path: one exp pass X_ic = e^{z_ic - r_i} (r_i: row max) serves both softmaxes, because
@@ -126,8 +127,8 @@ class _LadeFunction(torch.autograd.Function):
     ):
         batch_size = logits.shape[0]
         target_logits = logits.gather(1, targets[:, None]).squeeze(1)
-        inverse_count = samples_per_class.clamp_min(1).to(logits.dtype).reciprocal_()  # 1 / N_c (0 unused if absent)
-        first = torch.zeros_like(log_prior).index_add_(0, targets, target_logits).mul_(inverse_count)
+        # alpha_{y_i} / N_{y_i}: the first term's weight per sample, and its gradient on the target logit.
+        sample_weight = (class_weight / samples_per_class.clamp_min(1))[targets]
         ctx.ce_weight, ctx.lader_weight, ctx.lam = ce_weight, lader_weight, lam
         per_row = log_importance.shape[1] == 1
         fast = _lade_fast_statistics(logits, prior, log_importance, per_row)
@@ -139,7 +140,8 @@ class _LadeFunction(torch.autograd.Function):
                 # -log Q_iy = r_i + log (X p)_i - z_iy - log p_s(y_i)
                 ce_value = (prior_mass.log() + row_max).sub_(target_logits + log_prior[targets]).mean()
             ctx.save_for_backward(
-                targets, class_weight, inverse_count, row_exp, prior_mass, importance_weights, column_mass, second, prior
+                targets, class_weight, sample_weight, row_exp, prior_mass, importance_weights, column_mass, second,
+                prior,
             )
         else:
             ctx.fast = False
@@ -155,22 +157,23 @@ class _LadeFunction(torch.autograd.Function):
                 in_place = shifted.device.type == "cpu" and shifted.is_contiguous()
                 log_q = torch.log_softmax(shifted, dim=1, out=shifted if in_place else None)
                 ce_value = -log_q.gather(1, targets[:, None]).mean()
-            ctx.save_for_backward(targets, class_weight, inverse_count, column_exp, column_sum, log_q, second)
-        loss = lader_weight * (class_weight * (-first + second + lam * second.square())).sum()
+            ctx.save_for_backward(targets, class_weight, sample_weight, column_exp, column_sum, log_q, second)
+        class_term = torch.dot(class_weight, second + lam * second.square())
+        loss = lader_weight * (class_term - torch.dot(sample_weight, target_logits))
         return loss + ce_weight * ce_value if ce_weight != 0 else loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss):
         if ctx.fast:
-            targets, class_weight, inverse_count, row_exp, prior_mass, weights, column_mass, second, prior = (
+            targets, class_weight, sample_weight, row_exp, prior_mass, weights, column_mass, second, prior = (
                 ctx.saved_tensors
             )
         else:
-            targets, class_weight, inverse_count, column_exp, column_sum, log_q, second = ctx.saved_tensors
-        lader_class = grad_loss * ctx.lader_weight * class_weight
-        column_scale = lader_class * (1.0 + 2.0 * ctx.lam * second)
-        target_grad = -(lader_class * inverse_count)[targets]
+            targets, class_weight, sample_weight, column_exp, column_sum, log_q, second = ctx.saved_tensors
+        lader_scale = grad_loss * ctx.lader_weight
+        column_scale = (1.0 + 2.0 * ctx.lam * second).mul_(class_weight).mul_(lader_scale)
+        target_grad = sample_weight * -lader_scale
         ce_scale = grad_loss * (ctx.ce_weight / targets.numel())
         if ctx.ce_weight != 0:
             target_grad = target_grad - ce_scale

@@ -77,10 +77,11 @@ def ldam_loss(
         # Same contract as a class weight: length C, finite, >= 0.
         margins = check_class_weight(margins, logits.shape[1], fn, logits, name="margins")
 
-    # s * Delta_{y_i}, subtracted from the target logit only.
-    per_example = shifted_cross_entropy(logits, targets, scale, target_shift=scale * margins[targets])
-    if weight is not None:
-        per_example = per_example * weight[targets]
+    # s * Delta_c, subtracted from the target logit only (memoized: margins are a constant buffer).
+    target_shift = memoized(margins, ("scaled", scale), lambda: scale * margins)
+    if weight is None:
+        return shifted_cross_entropy(logits, targets, scale, target_shift=target_shift, reduction=reduction)
+    per_example = shifted_cross_entropy(logits, targets, scale, target_shift=target_shift) * weight[targets]
     return reduce_loss(per_example, reduction)
 
 
