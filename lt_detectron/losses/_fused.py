@@ -21,13 +21,6 @@ FLOAT32_FLOOR_BELOW_MAX = 70.0
 _REDUCTION_CODES = {"none": 0, "mean": 1, "sum": 2}
 
 
-def spread_beyond_floor(shifted: torch.Tensor) -> bool:
-    """Whether some entry lies more than 70 below the largest: one read pass (a global aminmax, not a per-row one:
-    torch.aminmax(dim=1) is ~25x slower than amax(dim=1) on CPU, torch 2.3)."""
-    low, high = torch.aminmax(shifted)
-    return high.item() - low.item() > FLOAT32_FLOOR_BELOW_MAX
-
-
 def floor_far_below_row_max(shifted: torch.Tensor) -> None:
     """In place: entries further than 70 below their row max are raised to that floor. LDAM's s = 30 spreads N(0, 1)
     logits over ~200. The caller restores the target column (its log-probability is the loss and must stay exact)."""
@@ -76,9 +69,11 @@ class _ShiftedCrossEntropy(torch.autograd.Function):
         shifted = logits * scale if column_shift is None else torch.add(column_shift, logits, alpha=scale)
         # In place where the kernel is known to finish reading a row before writing it (contiguous CPU rows).
         in_place = shifted.device.type == "cpu" and shifted.is_contiguous()
-        # Only a scale (LDAM's s = 30) makes logits spread beyond the floor as a rule; at scale 1 the check would cost
-        # a pass over (B, C) to guard against what cross-entropy itself meets on such logits.
-        floor = in_place and scale > 1.0 and shifted.dtype == torch.float32 and spread_beyond_floor(shifted)
+        # Only a scale (LDAM's s = 30) spreads logits beyond the floor as a rule; at scale 1 they are as wide as
+        # cross-entropy sees them. Flooring unconditionally (two passes) beat checking the spread first (one pass,
+        # plus two when needed): at 256 x 1000, 2 threads, 1.78x vs 1.86-1.92x of cross-entropy on N(0, 1) logits
+        # and 1.77-1.84x vs 1.68-1.73x on cosine logits, measured side by side.
+        floor = in_place and scale > 1.0 and shifted.dtype == torch.float32
         target_index = targets[:, None]
         if target_shift is not None or floor:
             # The target column is written back after the floor: exact, and shifted by t_i where LDAM asks for it.
