@@ -102,7 +102,7 @@ class _LadeFunction(torch.autograd.Function):
               = sum_c alpha_c (second_c + lam second_c^2) - sum_i (alpha_y / N_y)_i z_iy_i
       dL/dz_ic = ce_weight (Q_ic - [y_i = c]) / B
                  + lader_weight alpha_c ((1 + 2 lam second_c) E_ic / S_c - [y_i = c] / N_c).
-    Fast path: one exp pass X_ic = e^{z_ic - r_i} (r_i: row max) serves both softmaxes, because
+    Fast path: one softmax X_ic = e^{z_ic - r_i} (r_i: the row's log-sum-exp) serves both softmaxes, because
       Q_ic = X_ic p_c / (X p)_i   and   E_ic / S_c = X_ic v_i / (v^T X)_c,   v_i = w_i e^{r_i - K}
     (row importance; a column importance w_c cancels in E/S and enters second_c as log w_c), so the gradient is
     X * (a b^T + v d^T) minus the target terms: two outer products and no second exp. Cross-entropy makes two exp
@@ -133,12 +133,12 @@ class _LadeFunction(torch.autograd.Function):
         per_row = log_importance.shape[1] == 1
         fast = _lade_fast_statistics(logits, prior, log_importance, per_row)
         if fast is not None:
-            row_max, row_exp, prior_mass, importance_weights, column_mass, second = fast
+            row_lse, row_exp, prior_mass, importance_weights, column_mass, second = fast
             ctx.fast = True
             ce_value = 0.0
             if ce_weight != 0:
                 # -log Q_iy = r_i + log (X p)_i - z_iy - log p_s(y_i)
-                ce_value = (prior_mass.log() + row_max).sub_(target_logits + log_prior[targets]).mean()
+                ce_value = (prior_mass.log() + row_lse).sub_(target_logits + log_prior[targets]).mean()
             ctx.save_for_backward(
                 targets, class_weight, sample_weight, row_exp, prior_mass, importance_weights, column_mass, second,
                 prior,
@@ -196,10 +196,13 @@ _FAST_PATH_MIN_MASS = 1e-30
 
 def _lade_fast_statistics(logits, prior, log_importance, per_row: bool):
     """(r, X, X p, v, v^T X, second) of `_LadeFunction`'s fast path, or None where its sums would underflow."""
-    row_max = logits.amax(dim=1)
-    row_exp = torch.sub(logits, row_max[:, None]).exp_()
+    # softmax's fused kernel rather than exp(z - row max): its exp is vectorised faster than torch.exp on CPU
+    # (at 256 x 1000: softmax plus two row maxima 210-280 us, row max + subtract + exp 315-360 us).
+    row_exp = torch.softmax(logits, dim=1)
+    # r_i = z_ij - log X_ij at the row's largest entry j, where X_ij >= 1/C cannot underflow.
+    row_lse = logits.amax(dim=1) - row_exp.amax(dim=1).log_()
     prior_mass = row_exp @ prior  # (X p)_i = sum_c e^{z_ic - r_i} p_c
-    log_row_weight = row_max + (log_importance.squeeze(1) if per_row else 0.0)
+    log_row_weight = row_lse + (log_importance.squeeze(1) if per_row else 0.0)
     top = log_row_weight.max()
     importance_weights = (log_row_weight - top).exp_()  # v_i
     column_mass = importance_weights @ row_exp  # (v^T X)_c
@@ -209,7 +212,7 @@ def _lade_fast_statistics(logits, prior, log_importance, per_row: bool):
     second = column_mass.log() + top - math.log(logits.shape[0])
     if not per_row:
         second = second + log_importance.squeeze(0)
-    return row_max, row_exp, prior_mass, importance_weights, column_mass, second
+    return row_lse, row_exp, prior_mass, importance_weights, column_mass, second
 
 
 def lade_loss(
