@@ -11,7 +11,8 @@ Heap: with glibc's default settings a freed 1 MB (256 x 1000 float32) buffer is 
 page-faulted in again on the next call (measured: 50-450 minor faults per call, depending on the order in which a
 loss allocates and frees, not on its arithmetic). `--heap steady` (default) raises glibc's mmap and trim thresholds
 with mallopt (what LD_PRELOADing jemalloc or tcmalloc, the usual advice for PyTorch on CPU, also avoids), so the
-ratios compare the losses' work rather than the allocator's page faults; `--heap default` shows the other case. Both are printed with the setting in the header.
+ratios compare the losses' work rather than the allocator's page faults; `--heap default` shows the other case.
+The header line names the setting used.
 """
 
 from __future__ import annotations

@@ -132,8 +132,9 @@ class LDAMLoss(LTLoss):
         self.drw_beta = drw_beta
         counts = check_counts(counts, "build_loss('ldam')")
         self.register_buffer("counts", counts.to(torch.get_default_dtype()), persistent=False)
-        # Computed once: per call they cost ~10 % of a 256 x 1000 cross-entropy (benchmarks/loss_throughput.py).
-        self.register_buffer("margins", ldam_margins(counts, max_margin).to(torch.get_default_dtype()), persistent=False)
+        # Computed once, also under torch.func (where ldam_loss's own memo of margins from counts is bypassed).
+        margins = ldam_margins(counts, max_margin).to(torch.get_default_dtype())
+        self.register_buffer("margins", margins, persistent=False)
         self.register_buffer("weight", None, persistent=False)
 
     def set_iteration(self, iteration: int) -> None:
@@ -142,7 +143,9 @@ class LDAMLoss(LTLoss):
         self.weight = None if weight is None else weight.to(self.counts.device)
 
     def forward(self, logits, targets, reduction="mean"):
-        return ldam_loss(logits, targets, None, scale=self.scale, weight=self.weight, reduction=reduction, margins=self.margins)
+        return ldam_loss(
+            logits, targets, None, scale=self.scale, weight=self.weight, reduction=reduction, margins=self.margins
+        )
 
 
 @register_loss("balanced_softmax")
