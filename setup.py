@@ -3,12 +3,16 @@
 Like Detectron2's own projects, torch, torchvision and Detectron2 are not listed here, so a user with their
 own Detectron2 build can `pip install -e .`; `requirements.txt` pins the tested stack.
 """
+
 from setuptools import find_packages, setup
 
 setup(
     name="lt-detectron",
     version="0.1.0",
-    description="Long-tailed object detection and classification methods (LDA, LADE, CB, LDAM, M2m, meta-weights) for Detectron2",
+    description=(
+        "Long-tailed object detection and classification methods (LDA, LADE, CB, LDAM, M2m, meta-weights) "
+        "for Detectron2"
+    ),
     python_requires=">=3.8",
     packages=find_packages(include=["lt_detectron", "lt_detectron.*"]),
     install_requires=[

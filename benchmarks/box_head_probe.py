@@ -9,6 +9,7 @@ are zero on every RoI of the batch ("dead", 1.0 = collapsed head), the LDA risk 
         MODEL.LT.LDA.BALANCED_FEATURE_GRAD True          # the paper's shared gradient: collapses on lt_shapes
     python benchmarks/box_head_probe.py --iters 2 --every 1   # smoke run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,7 +62,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 for name, value in losses.items():
                     if value.requires_grad:
                         grads = torch.autograd.grad(value, head_weights, retain_graph=True, allow_unused=True)
-                        norms[name] = round(float(sum((g.square().sum() for g in grads if g is not None), 0.0)) ** 0.5, 4)
+                        norms[name] = round(
+                            float(sum((g.square().sum() for g in grads if g is not None), 0.0)) ** 0.5, 4
+                        )
                 features = outputs["features"].detach()
                 record = {
                     "iter": iteration,

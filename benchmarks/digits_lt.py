@@ -8,6 +8,7 @@ shipped configs configs/classification/digits_lt_<method>.yaml unchanged except 
 frozen classifier g is the CE run of the same seed. Prints (and writes as markdown) bACC, few-shot accuracy and
 ECE as mean ± std over seeds, with each method's bACC difference to CE measured on the same seeds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,17 @@ def _run(task: tuple[str, str, list[str], int, str, list[str]]) -> tuple[str, in
     from lt_detectron.classification.trainer import FINAL_WEIGHTS, ClassificationTrainer
 
     out = os.path.join(root, f"{name.replace(' ', '_').replace('(', '').replace(')', '')}_seed{seed}")
-    overrides = [f"SEED={seed}", f"DATASET.ARGS.SEED={seed}", f"OUTPUT_DIR={out}", "TEST.PLOTS=False",
-                 "LOG.TENSORBOARD=False", "LOG.PROGRESS_BAR=False", "CHECKPOINT_PERIOD=0", *common, *extra]
+    overrides = [
+        f"SEED={seed}",
+        f"DATASET.ARGS.SEED={seed}",
+        f"OUTPUT_DIR={out}",
+        "TEST.PLOTS=False",
+        "LOG.TENSORBOARD=False",
+        "LOG.PROGRESS_BAR=False",
+        "CHECKPOINT_PERIOD=0",
+        *common,
+        *extra,
+    ]
     if method == "m2m":
         overrides.append(f"METHOD.M2M.G_CHECKPOINT={os.path.join(root, f'ce_seed{seed}', FINAL_WEIGHTS)}")
     cfg = load_config(os.path.join(CONFIGS, f"digits_lt_{method}.yaml"), overrides)
@@ -77,8 +87,10 @@ def _mean_std(values: list[float]) -> str:
 
 def format_table(results: dict[str, dict[int, dict]], times: dict[str, list[float]], seeds: list[int]) -> str:
     ce = results["ce"]
-    lines = ["| method | bACC (%) | Δ bACC vs CE (same seeds) | few-shot acc (%) | ECE (%) | s / run |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| method | bACC (%) | Δ bACC vs CE (same seeds) | few-shot acc (%) | ECE (%) | s / run |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for name, _, _ in VARIANTS:
         if name not in results:
             continue
@@ -91,7 +103,8 @@ def format_table(results: dict[str, dict[int, dict]], times: dict[str, list[floa
             f"| {name}{note} | {_mean_std([runs[s]['bacc'] for s in ok])} | "
             f"{'—' if delta is None else sign + _mean_std(delta)} | "
             f"{_mean_std([runs[s]['few'] for s in ok])} | {_mean_std([runs[s]['ece'] for s in ok])} | "
-            f"{statistics.mean(times[name]):.1f} |")
+            f"{statistics.mean(times[name]):.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -126,8 +139,11 @@ def main(argv: list[str] | None = None) -> str:
                     results.setdefault(name, {})[seed] = metrics
                     times.setdefault(name, []).append(seconds)
                     if metrics is not None:
-                        print(f"  {name:18s} seed {seed}: bACC {metrics['bacc']:.1f}  few {metrics['few']:.1f}  "
-                              f"ECE {metrics['ece']:.1f}  ({seconds:.1f} s)", flush=True)
+                        print(
+                            f"  {name:18s} seed {seed}: bACC {metrics['bacc']:.1f}  few {metrics['few']:.1f}  "
+                            f"ECE {metrics['ece']:.1f}  ({seconds:.1f} s)",
+                            flush=True,
+                        )
             pool.close()
         except BaseException:
             pool.terminate()
@@ -139,9 +155,11 @@ def main(argv: list[str] | None = None) -> str:
             shutil.rmtree(root, ignore_errors=True)
     total = time.perf_counter() - started
     table = format_table(results, times, seeds)
-    header = (f"digits-LT (IF 20, n_c = 120..6, 40 test images per class), {len(seeds)} seed(s)"
-              f"{', QUICK (2 epochs): not a result' if args.quick else ''}; {total / 60:.1f} min with "
-              f"{args.workers} worker(s).\nCommand: python benchmarks/digits_lt.py {' '.join(argv or sys.argv[1:])}")
+    header = (
+        f"digits-LT (IF 20, n_c = 120..6, 40 test images per class), {len(seeds)} seed(s)"
+        f"{', QUICK (2 epochs): not a result' if args.quick else ''}; {total / 60:.1f} min with "
+        f"{args.workers} worker(s).\nCommand: python benchmarks/digits_lt.py {' '.join(argv or sys.argv[1:])}"
+    )
     text = f"{header}\n\n{table}\n"
     print("\n" + text)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

@@ -18,6 +18,7 @@ The optimiser's learning rate is 0, so every head sees the same weights, proposa
     python benchmarks/head_overhead.py       # every LT head: ~8 min on one free core, longer on a loaded machine
     python benchmarks/head_overhead.py --iters 1 --head-iters 2 --heads lda cb   # quick smoke run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,6 @@ from typing import Callable, Dict, List
 
 import numpy as np
 import torch
-
 from detectron2 import model_zoo
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -170,7 +170,9 @@ def main(argv=None) -> int:
 
         with torch.no_grad():
             head_features = model.roi_heads.box_head(
-                model.roi_heads.box_pooler([features[f] for f in model.roi_heads.box_in_features], [p.proposal_boxes for p in proposals])
+                model.roi_heads.box_pooler(
+                    [features[f] for f in model.roi_heads.box_in_features], [p.proposal_boxes for p in proposals]
+                )
             )
 
         def predictor_only(name: str) -> None:
@@ -188,16 +190,21 @@ def main(argv=None) -> int:
         for label, fn, rounds in plan:
             fn(STOCK)  # warm-up (allocator, lazy initialisation)
             for r in range(rounds):
-                order = names[r % len(names):] + names[: r % len(names)]
+                order = names[r % len(names) :] + names[: r % len(names)]
                 for name in order:
-                    results[label][name].append(timed(lambda: fn(name)))
+                    results[label][name].append(timed(lambda: fn(name)))  # noqa: B023 (called at once)
             print(f"{label}: {rounds} rounds done at {time.perf_counter() - wall:.0f} s", flush=True)
     model.zero_grad(set_to_none=True)
 
-    print(f"\nR50-FPN Mask R-CNN, {args.num_classes} classes, {args.rois} RoIs/img, batch {args.batch}, "
-          f"{args.size}px, CPU, {torch.get_num_threads()} threads, {clock_name} clock; ratios = median over rounds of head / stock")
-    print("| head | whole iter (s) | whole-iter ratio | box head only (ms) | head-only ratio | predictor only (ms) "
-          "| predictor-only ratio | derived whole-iter ratio |")
+    print(
+        f"\nR50-FPN Mask R-CNN, {args.num_classes} classes, {args.rois} RoIs/img, batch {args.batch}, "
+        f"{args.size}px, CPU, {torch.get_num_threads()} threads, {clock_name} clock; "
+        "ratios = median over rounds of head / stock"
+    )
+    print(
+        "| head | whole iter (s) | whole-iter ratio | box head only (ms) | head-only ratio | predictor only (ms) "
+        "| predictor-only ratio | derived whole-iter ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     whole_stock = statistics.median(results["whole iteration"][STOCK])
     predictor_stock = statistics.median(results["predictor only"][STOCK])

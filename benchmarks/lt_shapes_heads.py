@@ -3,13 +3,15 @@
 Each (head, seed) run is `tools/demo.py --config configs/demo/lt_shapes_<head>.yaml SEED <seed>` in its own
 process (the configs share lt_shapes_base.yaml, so only the head differs) and leaves
 `<root>/<head>/seed<seed>/demo_results.json`. `pc_softmax` trains nothing: it evaluates the baseline's weights
-of the same seed with PC Softmax (uniform target prior), a post-hoc prior correction to compare the heads with. Finished runs are skipped, so an interrupted sweep resumes where it
-stopped. The summary (bbox and segm AP / APr / APc / APf, mean ± sample std over seeds, and each head's APr minus
+of the same seed with PC Softmax (uniform target prior), a post-hoc prior correction to compare the heads with.
+Finished runs are skipped, so an interrupted sweep resumes where it stopped.
+The summary (bbox and segm AP / APr / APc / APf, mean ± sample std over seeds, and each head's APr minus
 the baseline's) goes to `<root>/summary.md` and the per-run numbers to `<root>/results.csv`.
 
     python benchmarks/lt_shapes_heads.py                                   # full sweep: 9 heads x 2 seeds
     python benchmarks/lt_shapes_heads.py --heads baseline lda --seeds 0 --max-iter 2 --root /tmp/heads_smoke
 """
+
 from __future__ import annotations
 
 import argparse
@@ -142,7 +144,9 @@ def summarise(runs: Dict[str, Dict[int, dict]], seeds: List[int], max_iter_label
     lines = [
         f"lt_shapes, {max_iter_label}, seeds {seeds}: mean ± sample std over seeds (LVIS AP on lt_shapes_val).",
         "",
-        "| head | runs | " + " | ".join(f"{t} {m}" for t in TASKS for m in METRICS) + " | bbox APr - baseline | segm APr - baseline |",
+        "| head | runs | "
+        + " | ".join(f"{t} {m}" for t in TASKS for m in METRICS)
+        + " | bbox APr - baseline | segm APr - baseline |",
         "|---" * (2 + len(TASKS) * len(METRICS) + 2) + "|",
     ]
     for head in runs:
@@ -198,8 +202,10 @@ def main(argv=None) -> int:
     _write_atomic(os.path.join(args.root, "summary.md"), markdown)
     _write_atomic(os.path.join(args.root, "results.csv"), table)
     print("\n" + markdown)
-    print(f"[heads] {sum(len(v) for v in runs.values())} runs, {(time.time() - start) / 60:.1f} min; "
-          f"{os.path.join(args.root, 'summary.md')}")
+    print(
+        f"[heads] {sum(len(v) for v in runs.values())} runs, {(time.time() - start) / 60:.1f} min; "
+        f"{os.path.join(args.root, 'summary.md')}"
+    )
     return 0
 
 

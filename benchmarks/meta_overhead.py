@@ -8,6 +8,7 @@ hook's before_step (dev batch through backbone and box head), the training step,
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/meta_overhead.py --iters 20
     .venv/bin/python benchmarks/meta_overhead.py --config configs/demo/lt_shapes_meta.yaml SOLVER.IMS_PER_BATCH 4
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,10 @@ def main(argv=None) -> None:
             storage.step()
 
     plain, meta = statistics.median(times[False]), statistics.median(times[True])
-    print(f"config: {args.config}  images/batch: {cfg.SOLVER.IMS_PER_BATCH}  dev images/batch: "
-          f"{cfg.MODEL.LT.META.DEV_BATCH_SIZE}  threads: {torch.get_num_threads()}")
+    print(
+        f"config: {args.config}  images/batch: {cfg.SOLVER.IMS_PER_BATCH}  dev images/batch: "
+        f"{cfg.MODEL.LT.META.DEV_BATCH_SIZE}  threads: {torch.get_num_threads()}"
+    )
     print(f"median s/iter  plain: {plain:.4f} (n={len(times[False])})  meta: {meta:.4f} (n={len(times[True])})")
     print(f"meta/plain iteration-time ratio: {meta / plain:.3f}x  (target <= 1.5x)")
 

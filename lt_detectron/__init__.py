@@ -3,6 +3,7 @@
 `lt_detectron.losses` and `lt_detectron.meta` are plain PyTorch and import without Detectron2;
 `add_lt_config` and the Detectron2 parts are imported on first use.
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 Defaults follow ../shared/METHODS.md; where a paper leaves a choice open, the choice is a key here.
 The comments below are the config reference; the README points here.
 """
+
 from __future__ import annotations
 
 import os
@@ -153,7 +154,7 @@ def _resolve_base(base: str, child_path: str) -> str:
     if base.startswith(MODEL_ZOO_PREFIX):
         from detectron2 import model_zoo
 
-        name = base[len(MODEL_ZOO_PREFIX):]
+        name = base[len(MODEL_ZOO_PREFIX) :]
         try:
             return model_zoo.get_config_file(name)
         except RuntimeError as err:

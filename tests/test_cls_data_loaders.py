@@ -1,4 +1,5 @@
 """Classification dataset loaders on tiny files in the real on-disk formats, the CIFAR-LT profile, digits-LT."""
+
 import json
 import math
 import os
@@ -46,8 +47,9 @@ def _write_cifar10(root, per_class_train=20, per_class_test=3, seed=0):
             pickle.dump({"data": data, "labels": chunk.tolist()}, f)
     test_labels = np.repeat(np.arange(10), per_class_test)
     with open(folder / "test_batch", "wb") as f:
-        pickle.dump({"data": rng.integers(0, 256, (len(test_labels), 3072), dtype=np.uint8),
-                     "labels": test_labels.tolist()}, f)
+        pickle.dump(
+            {"data": rng.integers(0, 256, (len(test_labels), 3072), dtype=np.uint8), "labels": test_labels.tolist()}, f
+        )
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({"label_names": [f"class{c}" for c in range(10)]}, f)
 
@@ -83,8 +85,14 @@ def test_cifar100_lt_from_pickles(tmp_path):
     for split, per_class in (("train", 4), ("test", 1)):
         labels = np.repeat(np.arange(100), per_class).tolist()
         with open(folder / split, "wb") as f:
-            pickle.dump({"data": rng.integers(0, 256, (len(labels), 3072), dtype=np.uint8),
-                         "fine_labels": labels, "coarse_labels": [0] * len(labels)}, f)
+            pickle.dump(
+                {
+                    "data": rng.integers(0, 256, (len(labels), 3072), dtype=np.uint8),
+                    "fine_labels": labels,
+                    "coarse_labels": [0] * len(labels),
+                },
+                f,
+            )
     with open(folder / "meta", "wb") as f:
         pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)]}, f)
     splits = build_dataset("cifar100_lt", root=str(tmp_path), imbalance_factor=4, verify_md5=False)
@@ -118,8 +126,9 @@ def _write_list_dataset(root, prefix, leading_slash=False):
     return folder
 
 
-@pytest.mark.parametrize("name,prefix,leading_slash", [("imagenet_lt", "ImageNet_LT", False),
-                                                       ("places_lt", "Places_LT", True)])
+@pytest.mark.parametrize(
+    "name,prefix,leading_slash", [("imagenet_lt", "ImageNet_LT", False), ("places_lt", "Places_LT", True)]
+)
 def test_split_list_dataset(tmp_path, name, prefix, leading_slash):
     _write_list_dataset(tmp_path, prefix, leading_slash)
     splits = build_dataset(name, root=str(tmp_path), image_size=16)

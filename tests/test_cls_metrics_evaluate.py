@@ -1,4 +1,5 @@
 """Classification metrics against hand-computed values."""
+
 import json
 import math
 
@@ -34,7 +35,7 @@ def test_fixed_confusion_matrix():
 
 def test_top3_and_shot_groups_with_more_classes():
     # 6 classes; true class ranked 1st, 2nd, 3rd, 4th for four samples.
-    logits = torch.tensor([[6., 5, 4, 3, 2, 1]] * 4)
+    logits = torch.tensor([[6.0, 5, 4, 3, 2, 1]] * 4)
     labels = [0, 1, 2, 3]
     result = evaluate(logits, labels, [300, 200, 60, 30, 10, 1])
     assert result["top1"] == pytest.approx(25.0) and result["top3"] == pytest.approx(75.0)
@@ -110,13 +111,16 @@ def test_shifted_prior_source_injection_is_pc_softmax():
     assert shifted["backward_injected"] == pytest.approx([200 / 3])  # PC Softmax swaps to the target's head
 
 
-@pytest.mark.parametrize("bad,match", [
-    (dict(logits=torch.zeros(3)), "logits must be"),
-    (dict(labels=[0, 1]), "labels must be"),
-    (dict(labels=[0, 1, 5]), r"labels must be in 0\.\.2"),
-    (dict(train_counts=[1, 2]), "train_counts"),
-    (dict(logits=torch.full((3, 3), float("nan"))), "NaN"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (dict(logits=torch.zeros(3)), "logits must be"),
+        (dict(labels=[0, 1]), "labels must be"),
+        (dict(labels=[0, 1, 5]), r"labels must be in 0\.\.2"),
+        (dict(train_counts=[1, 2]), "train_counts"),
+        (dict(logits=torch.full((3, 3), float("nan"))), "NaN"),
+    ],
+)
 def test_bad_inputs_are_named(bad, match):
     args = dict(logits=torch.zeros(3, 3), labels=[0, 1, 2], train_counts=TRAIN_COUNTS)
     args.update(bad)

@@ -1,4 +1,5 @@
 """save_evaluation writes the json and every PNG atomically."""
+
 import json
 
 import pytest

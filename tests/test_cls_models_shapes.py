@@ -1,4 +1,5 @@
 """Classification networks: output shapes, the replaceable classifier, local checkpoints."""
+
 import pytest
 import torch
 from torch import nn

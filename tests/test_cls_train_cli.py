@@ -1,12 +1,13 @@
 """CLI smoke: `python -m lt_detectron.classification.train --config FILE [KEY=VALUE ...]` and `--eval-only`."""
+
 from __future__ import annotations
 
 import json
 import os
 
 import pytest
-
 from _cls_train_helpers import TINY
+
 from lt_detectron.classification import train as cli
 from lt_detectron.classification.config import ConfigError, load_config
 
@@ -24,8 +25,15 @@ def test_train_then_eval_only(tmp_path, capsys):
     cli.main(["--config", config, *_overrides(tmp_path)])
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["method"] == "lade" and 0 <= summary["bacc"] <= 100
-    for name in ("config.yaml", "metrics.csv", "last.pth", "model_final.pth", "eval/final/eval.json",
-                 "eval/final/eval_reliability.png", "eval/final/eval_confusion.png"):
+    for name in (
+        "config.yaml",
+        "metrics.csv",
+        "last.pth",
+        "model_final.pth",
+        "eval/final/eval.json",
+        "eval/final/eval_reliability.png",
+        "eval/final/eval_confusion.png",
+    ):
         assert os.path.isfile(tmp_path / name), name
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tensorboard"))
     final = json.load(open(tmp_path / "eval/final/eval.json"))
@@ -43,10 +51,16 @@ def test_every_shipped_config_loads_and_names_a_known_method():
     from lt_detectron.classification.methods import METHODS
 
     names = sorted(f for f in os.listdir(CONFIGS) if f.endswith(".yaml"))
-    assert {"cifar100_lt_lade.yaml", "cifar100_lt_lda.yaml", "cifar10_lt_meta.yaml", "cifar10_lt_m2m.yaml",
-            "imagenet_lt_lade.yaml"} <= set(names)
-    digits = {n[len("digits_lt_"):-len(".yaml")] for n in names
-              if n.startswith("digits_lt_") and n != "digits_lt_base.yaml"}
+    assert {
+        "cifar100_lt_lade.yaml",
+        "cifar100_lt_lda.yaml",
+        "cifar10_lt_meta.yaml",
+        "cifar10_lt_m2m.yaml",
+        "imagenet_lt_lade.yaml",
+    } <= set(names)
+    digits = {
+        n[len("digits_lt_") : -len(".yaml")] for n in names if n.startswith("digits_lt_") and n != "digits_lt_base.yaml"
+    }
     assert digits == set(METHODS)  # one digits config per method
     for name in names:
         cfg = load_config(os.path.join(CONFIGS, name))

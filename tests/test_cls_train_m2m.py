@@ -1,4 +1,5 @@
 """M2m (METHODS §7): translation lowers g's loss on the target class; seed choice and rejection follow the rules."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,8 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lt_detectron.classification.m2m import (
-    M2mConfig, m2m_batch, rejection_probability, seed_class_weights, translate)
+from lt_detectron.classification.m2m import M2mConfig, m2m_batch, rejection_probability, seed_class_weights, translate
 
 
 def _nets(seed: int = 0, dim: int = 16, classes: int = 3):
@@ -34,21 +34,22 @@ def test_translation_lowers_g_loss_on_the_target_class():
 def test_translation_leaves_network_modes_untouched():
     g, f = _nets()
     f.train()
-    translate(g, f, torch.randn(4, 16), torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long),
-              M2mConfig(steps=2))
+    translate(
+        g, f, torch.randn(4, 16), torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long), M2mConfig(steps=2)
+    )
     assert f.training
 
 
 def test_rejection_probability_and_seed_class_distribution():
     counts = torch.tensor([1000, 100, 10, 5])
-    assert rejection_probability(counts[:1], counts[2:3], 0.99).item() == pytest.approx(0.99 ** 990)
+    assert rejection_probability(counts[:1], counts[2:3], 0.99).item() == pytest.approx(0.99**990)
     assert rejection_probability(counts[2:3], counts[:1], 0.99).item() == 1.0  # (n_k0 - n_y)^+ = 0
     targets = torch.tensor([2, 0])
     present = torch.tensor([True, True, True, False])
     q = seed_class_weights(counts, targets, present, beta=0.9)
     # y = 2: only the more frequent classes 0 and 1 qualify; class 3 is absent and less frequent anyway.
     assert q[0, 2] == 0 and q[0, 3] == 0
-    assert q[0, 0].item() == pytest.approx(1 - 0.9 ** 990) and q[0, 1].item() == pytest.approx(1 - 0.9 ** 90)
+    assert q[0, 0].item() == pytest.approx(1 - 0.9**990) and q[0, 1].item() == pytest.approx(1 - 0.9**90)
     assert torch.all(q[1] == 0)  # nothing is more frequent than the head class
 
 
@@ -77,8 +78,7 @@ def test_loss_threshold_gamma(gamma, expect_all):
 def test_beta_near_one_rejects_almost_everything_when_seed_class_dominates():
     g, f = _nets(classes=2)
     images, targets = _batch()
-    _, stats = m2m_batch(g, f, images, targets, torch.tensor([1000, 1]),
-                         M2mConfig(beta=1 - 1e-9, gamma=1e9, steps=1))
+    _, stats = m2m_batch(g, f, images, targets, torch.tensor([1000, 1]), M2mConfig(beta=1 - 1e-9, gamma=1e9, steps=1))
     assert stats["m2m_attempted"] > 150 and stats["m2m_accepted"] == 0
 
 
@@ -104,6 +104,7 @@ def test_trainer_pretrains_g_with_ce_when_no_checkpoint_is_given(tmp_path):
     import os
 
     from _cls_train_helpers import tiny_cfg
+
     from lt_detectron.classification.config import load_config
     from lt_detectron.classification.trainer import FINAL_WEIGHTS, ClassificationTrainer
 

@@ -1,11 +1,12 @@
 """Every classification method trains a few steps with a finite loss; selection and config errors are clear."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-
 from _cls_train_helpers import tiny_cfg
+
 from lt_detectron.classification.config import ConfigError, load_config
 from lt_detectron.classification.methods import METHODS, NormedLinear
 from lt_detectron.classification.models import build_model
@@ -87,13 +88,22 @@ def test_config_errors_name_source_key_and_fix(tmp_path):
 
 
 def test_lr_schedule_warmup_step_and_cosine():
-    cfg = load_config(None, ["SOLVER.EPOCHS=10", "SOLVER.WARMUP_EPOCHS=2", "SOLVER.WARMUP_FACTOR=0.1",
-                             "SOLVER.STEPS=(5,8)", "SOLVER.GAMMA=0.1"])
+    cfg = load_config(
+        None,
+        [
+            "SOLVER.EPOCHS=10",
+            "SOLVER.WARMUP_EPOCHS=2",
+            "SOLVER.WARMUP_FACTOR=0.1",
+            "SOLVER.STEPS=(5,8)",
+            "SOLVER.GAMMA=0.1",
+        ],
+    )
     f = build_lr_lambda(cfg, iters_per_epoch=10)
     assert f(0) == pytest.approx(0.1) and f(10) == pytest.approx(0.55) and f(20) == 1.0
     assert f(49) == 1.0 and f(50) == pytest.approx(0.1) and f(80) == pytest.approx(0.01)
-    cos = build_lr_lambda(load_config(None, ["SOLVER.EPOCHS=10", "SOLVER.WARMUP_EPOCHS=0",
-                                             "SOLVER.SCHEDULE=cosine"]), iters_per_epoch=10)
+    cos = build_lr_lambda(
+        load_config(None, ["SOLVER.EPOCHS=10", "SOLVER.WARMUP_EPOCHS=0", "SOLVER.SCHEDULE=cosine"]), iters_per_epoch=10
+    )
     assert cos(0) == 1.0 and cos(50) == pytest.approx(0.5) and cos(100) == pytest.approx(0.0, abs=1e-12)
 
 
@@ -114,8 +124,9 @@ def test_epoch_sampler_is_resumable_and_balances_classes():
 def test_drs_and_m2m_switch_to_balanced_batches(tmp_path):
     drs = ClassificationTrainer(tiny_cfg(tmp_path / "drs", "ce", "DATALOADER.DRS_START_EPOCH=1"))
     assert not drs.balanced_sampling(0) and drs.balanced_sampling(1)
-    m2m = ClassificationTrainer(tiny_cfg(tmp_path / "m2m", "m2m", "METHOD.M2M.START_EPOCH=1"),
-                                frozen_classifier=build_model("digits_mlp", 10))
+    m2m = ClassificationTrainer(
+        tiny_cfg(tmp_path / "m2m", "m2m", "METHOD.M2M.START_EPOCH=1"), frozen_classifier=build_model("digits_mlp", 10)
+    )
     assert not m2m.balanced_sampling(0) and m2m.balanced_sampling(1)
 
 
@@ -133,8 +144,9 @@ def test_meta_variants_classifier_mode_l2rw_and_dev_from_train(tmp_path):
     result = l2rw.method.reweighter.step(l2rw.model, per_example, batch[0], batch[1], *dev, iteration=0)
     assert (result.weights >= 0).all() and result.weights.mean().item() == pytest.approx(1.0, rel=1e-5)
 
-    held_out = _trainer(tmp_path / "train_dev", "meta_ce", "METHOD.META.DEV_SOURCE=train",
-                        "METHOD.META.DEV_PER_CLASS=2")
+    held_out = _trainer(
+        tmp_path / "train_dev", "meta_ce", "METHOD.META.DEV_SOURCE=train", "METHOD.META.DEV_PER_CLASS=2"
+    )
     full = np.asarray(held_out.data.train_counts)
     # Two images per class leave the training set (every class has at least 3), and the counts follow.
     assert np.array_equal(held_out.train_counts, full - 2) and len(held_out.method.dev_data) == 20

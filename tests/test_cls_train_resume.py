@@ -1,4 +1,5 @@
 """Checkpoints: training 2 steps + resume + the rest equals an uninterrupted run exactly (params, optimizer, RNG)."""
+
 from __future__ import annotations
 
 import csv
@@ -6,8 +7,8 @@ import os
 
 import pytest
 import torch
-
 from _cls_train_helpers import tiny_cfg
+
 from lt_detectron.classification.models import build_model
 from lt_detectron.classification.trainer import CHECKPOINT, ClassificationTrainer
 

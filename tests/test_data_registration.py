@@ -12,8 +12,7 @@ from detectron2.data.detection_utils import get_fed_loss_cls_weights
 from detectron2.data.samplers import RepeatFactorTrainingSampler
 
 import lt_detectron.data as lt_data
-from lt_detectron.data import class_counts, frequency_groups, generate_lt_shapes, register_lt_shapes
-from lt_detectron.data import registration
+from lt_detectron.data import class_counts, frequency_groups, generate_lt_shapes, register_lt_shapes, registration
 from lt_detectron.data.lt_shapes import LTShapesSpec, category_names, plan_lt_shapes
 
 SMALL = dict(num_train_images=24, num_val_images=8)

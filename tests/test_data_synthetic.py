@@ -11,8 +11,7 @@ import pytest
 from lvis import LVIS, LVISEval, LVISResults
 from pycocotools import mask as mask_utils
 
-from lt_detectron.data import frequency_groups, generate_lt_shapes
-from lt_detectron.data import lt_shapes, synthetic
+from lt_detectron.data import frequency_groups, generate_lt_shapes, lt_shapes, synthetic
 from lt_detectron.data.lt_shapes import (
     INFO_JSON,
     TRAIN_JSON,

@@ -1,6 +1,5 @@
 """Bad annotation files fail early, naming the file, the field and the fix."""
 
-import copy
 import json
 
 import pytest

@@ -1,4 +1,5 @@
 """The lt_shapes head sweep's bookkeeping: finished-run detection and the mean ± spread / paired-delta table."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -12,7 +13,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def sweep():
-    spec = importlib.util.spec_from_file_location("lt_shapes_heads", os.path.join(REPO, "benchmarks", "lt_shapes_heads.py"))
+    spec = importlib.util.spec_from_file_location(
+        "lt_shapes_heads", os.path.join(REPO, "benchmarks", "lt_shapes_heads.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -1,21 +1,20 @@
 """Stock Detectron2 checkpoints load into LT models; a whole Mask R-CNN with LT heads trains and resumes (CPU)."""
+
 from __future__ import annotations
 
 import os
 
 import pytest
 import torch
-
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.events import EventStorage
+from test_heads_predictors import register_counts_dataset
 
 from lt_detectron.config import add_lt_config, merge_config_file
 from lt_detectron.modeling import load_stock_checkpoint
-
-from test_heads_predictors import register_counts_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_BASE = os.path.join(REPO, "configs", "demo", "lt_shapes_base.yaml")
@@ -62,13 +61,21 @@ def test_stock_checkpoint_into_lda_model_reports_every_key(stock_checkpoint):
     C = len(COUNTS)
 
     # Everything Mask R-CNN shares with the stock model loads unchanged.
-    for prefix in ("backbone.", "proposal_generator.", "roi_heads.box_head.", head + "bbox_pred.", "roi_heads.mask_head."):
+    for prefix in (
+        "backbone.",
+        "proposal_generator.",
+        "roi_heads.box_head.",
+        head + "bbox_pred.",
+        "roi_heads.mask_head.",
+    ):
         keys = [k for k in stock if k.startswith(prefix)]
         assert keys and all(k in report.loaded for k in keys), prefix
         assert all(torch.equal(state[k], stock[k]) for k in keys), prefix
     # The new classifiers start from the stock classifier.
     derived = dict(report.from_stock)
-    assert set(derived) == {head + f"{n}.{p}" for n in ("unbalanced_score", "balanced_score", "fgbg_score") for p in ("weight", "bias")}
+    assert set(derived) == {
+        head + f"{n}.{p}" for n in ("unbalanced_score", "balanced_score", "fgbg_score") for p in ("weight", "bias")
+    }
     for name in ("unbalanced_score", "balanced_score"):
         assert torch.equal(state[head + name + ".weight"], stock[head + "cls_score.weight"][:C])
         assert torch.equal(state[head + name + ".bias"], stock[head + "cls_score.bias"][:C])
@@ -113,7 +120,9 @@ def _batch(seed: int):
         masks[0, 10:60, 10:50] = True
         masks[1, 40:100, 60:110] = True
         inst.gt_masks = BitMasks(masks)
-        inputs.append({"image": (torch.rand(3, 128, 128, generator=g) * 255), "instances": inst, "height": 128, "width": 128})
+        inputs.append(
+            {"image": (torch.rand(3, 128, 128, generator=g) * 255), "instances": inst, "height": 128, "width": 128}
+        )
     return inputs
 
 
@@ -147,7 +156,10 @@ def test_mask_rcnn_with_lda_heads_resumes_like_an_uninterrupted_run(tmp_path):
     DetectionCheckpointer(first, save_dir=str(tmp_path)).save("model_0000001")
     resumed = build(cfg, seed=6)  # different init: everything must come from the checkpoint
     DetectionCheckpointer(resumed).load(str(tmp_path / "model_0000001.pth"))
-    assert resumed.roi_heads.box_predictor.risk_balancer.state_dict() == first.roi_heads.box_predictor.risk_balancer.state_dict()
+    assert (
+        resumed.roi_heads.box_predictor.risk_balancer.state_dict()
+        == first.roi_heads.box_predictor.risk_balancer.state_dict()
+    )
     last = _train(resumed, 1, start_iter=2)
     for key, value in history[2].items():
         assert last[0][key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
@@ -179,7 +191,13 @@ def test_demo_head_configs_differ_from_the_base_only_in_the_head_and_build(head)
     merge_config_file(cfg, os.path.join(REPO, "configs", "demo", f"lt_shapes_{head}.yaml"))
     a, b = _flatten(base), _flatten(cfg)
     changed = {k for k in a if a[k] != b[k]}
-    head_keys = ("MODEL.ROI_HEADS.NAME", "MODEL.LT.", "MODEL.ROI_BOX_HEAD.USE_", "MODEL.ROI_BOX_HEAD.FED_", "OUTPUT_DIR")
+    head_keys = (
+        "MODEL.ROI_HEADS.NAME",
+        "MODEL.LT.",
+        "MODEL.ROI_BOX_HEAD.USE_",
+        "MODEL.ROI_BOX_HEAD.FED_",
+        "OUTPUT_DIR",
+    )
     assert changed and all(k.startswith(head_keys) for k in changed), changed
     assert cfg.MODEL.ROI_HEADS.NAME == "LTROIHeads"
     # It builds (with a stand-in 30-class training set instead of generating lt_shapes).

@@ -1,4 +1,5 @@
 """LTROIHeads and its box predictors on synthetic FPN features (CPU, tiny shapes, a few seconds in all)."""
+
 from __future__ import annotations
 
 import io
@@ -7,7 +8,6 @@ import math
 
 import pytest
 import torch
-
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.layers import ShapeSpec
@@ -90,7 +90,9 @@ def synthetic_batch(num_images: int = 2, with_objects: bool = True, seed: int = 
         proposals.append(p)
         t = Instances((IMAGE_SIZE, IMAGE_SIZE))
         if with_objects:
-            t.gt_boxes = Boxes(torch.tensor([[4.0, 4.0, 30.0, 30.0], [30.0, 20.0, 60.0, 50.0], [10.0, 36.0, 28.0, 60.0]]))
+            t.gt_boxes = Boxes(
+                torch.tensor([[4.0, 4.0, 30.0, 30.0], [30.0, 20.0, 60.0, 50.0], [10.0, 36.0, 28.0, 60.0]])
+            )
             t.gt_classes = torch.tensor(classes) if i == 0 else torch.tensor(classes[::-1])
         else:
             t.gt_boxes = Boxes(torch.zeros(0, 4))
@@ -179,7 +181,12 @@ def test_per_roi_loss_is_the_unreduced_training_loss(classifier):
 def test_stock_softmax_is_detectron2_predictor_with_the_same_state_dict():
     heads = build_heads(tiny_cfg("softmax"))
     assert isinstance(heads.box_predictor, StockBoxPredictor)
-    assert set(heads.box_predictor.state_dict()) == {"cls_score.weight", "cls_score.bias", "bbox_pred.weight", "bbox_pred.bias"}
+    assert set(heads.box_predictor.state_dict()) == {
+        "cls_score.weight",
+        "cls_score.bias",
+        "bbox_pred.weight",
+        "bbox_pred.bias",
+    }
 
 
 def test_sigmoid_fed_loss_still_works_through_softmax_option():
@@ -324,11 +331,18 @@ def test_lda_losses_follow_methods_total_and_log_telemetry():
     history, scalars = train_steps(heads, steps=2)
     predictor = heads.box_predictor
     assert set(history[1]) == {
-        "loss_fgbg", "loss_cls_unbalanced", "loss_cls_balanced", "loss_lda_intra", "loss_lda_inter", "loss_box_reg",
+        "loss_fgbg",
+        "loss_cls_unbalanced",
+        "loss_cls_balanced",
+        "loss_lda_intra",
+        "loss_lda_inter",
+        "loss_box_reg",
     }
     alpha = scalars["lda/alpha"]
     assert alpha == pytest.approx(predictor.risk_balancer.alpha)
-    assert history[1]["loss_cls_balanced"] == pytest.approx(2.0 * alpha * scalars["lda/raw_balanced"], rel=1e-5, abs=1e-9)
+    assert history[1]["loss_cls_balanced"] == pytest.approx(
+        2.0 * alpha * scalars["lda/raw_balanced"], rel=1e-5, abs=1e-9
+    )
     assert history[1]["loss_cls_unbalanced"] == pytest.approx(0.5 * scalars["lda/raw_unbalanced"], rel=1e-5)
     assert history[1]["loss_lda_inter"] == pytest.approx(0.1 * scalars["lda/raw_inter"], rel=1e-5, abs=1e-9)
     for key in ("lda/acc_unbalanced", "lda/acc_balanced", "lda/acc_gap", "lt/fg_fraction", "lda/raw_fgbg"):
@@ -347,8 +361,9 @@ def test_lda_balanced_feature_grad_switch(feature_grad):
     with EventStorage(0):
         _, losses = heads(None, features, proposals, targets)
     box_head_weights = [p for p in heads.box_head.parameters()]
-    grads = torch.autograd.grad(losses["loss_cls_balanced"], box_head_weights + [predictor.balanced_score.weight],
-                                allow_unused=True)
+    grads = torch.autograd.grad(
+        losses["loss_cls_balanced"], box_head_weights + [predictor.balanced_score.weight], allow_unused=True
+    )
     head_grad_norm = sum(float(g.abs().sum()) for g in grads[:-1] if g is not None)
     assert float(grads[-1].abs().sum()) > 0  # the balanced classifier always learns from L_b
     assert (head_grad_norm > 0) == feature_grad

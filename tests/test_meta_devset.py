@@ -1,4 +1,5 @@
 """Dev-set builder, dev sampler and eps plot of lt_detectron.meta (METHODS §6)."""
+
 from __future__ import annotations
 
 import logging
@@ -76,7 +77,9 @@ def test_tracker_windows_and_plot_written(tmp_path):
         tracker.update(torch.tensor([0.1 * it, -0.2, 0.3]), torch.tensor([0, 1, 0]), iteration=it)
     iters, means = tracker.history()
     assert iters.tolist() == [1, 3, 5]
-    assert np.allclose(means[:, 0], [(0.0 + 0.3 + 0.1 + 0.3) / 4, (0.2 + 0.3 + 0.3 + 0.3) / 4, (0.4 + 0.3 + 0.5 + 0.3) / 4])
+    assert np.allclose(
+        means[:, 0], [(0.0 + 0.3 + 0.1 + 0.3) / 4, (0.2 + 0.3 + 0.3 + 0.3) / 4, (0.4 + 0.3 + 0.5 + 0.3) / 4]
+    )
     assert np.allclose(means[:, 1], -0.2) and np.isnan(means[:, 2:]).all()
     restored = EpsTracker(num_classes=4)
     restored.load_state_dict(tracker.state_dict())

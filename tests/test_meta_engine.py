@@ -1,4 +1,5 @@
 """MetaReweighter (METHODS §6, seed 000 Algorithm 1): closed form, sign, L2RW switch, side effects, resume."""
+
 from __future__ import annotations
 
 import copy
@@ -88,7 +89,9 @@ def test_l2rw_switch_clips_and_normalises_default_does_neither():
     xd, yd = _batch(seed=5, B=6)
     w_cls = torch.tensor([0.2, 1.0, 1.8], dtype=torch.float64)
     ours = MetaReweighter(w_cls, inner_lr=0.5, eps_lr=20.0).step(lin, per_example_ce, x, y, xd, yd, iteration=0)
-    l2rw = MetaReweighter(w_cls, inner_lr=0.5, eps_lr=20.0, l2rw=True).step(lin, per_example_ce, x, y, xd, yd, iteration=0)
+    l2rw = MetaReweighter(w_cls, inner_lr=0.5, eps_lr=20.0, l2rw=True).step(
+        lin, per_example_ce, x, y, xd, yd, iteration=0
+    )
     # Default: no clipping (some eps negative) and no normalisation (weights are w + raw eps exactly).
     assert (ours.eps < 0).any() and (ours.eps > 0).any()
     assert torch.equal(ours.eps, ours.raw_eps)
@@ -157,10 +160,25 @@ def test_is_meta_step_schedule_and_input_errors():
     assert [meta.is_meta_step(i) for i in (0, 4, 5, 9)] == [False, False, True, True]
     lin = nn.Linear(2, 3)
     with pytest.raises(ValueError, match="targets must lie in"):
-        meta.step(lin, per_example_ce, torch.randn(2, 2), torch.tensor([0, 3]), torch.randn(1, 2), torch.tensor([0]), iteration=5)
+        meta.step(
+            lin,
+            per_example_ce,
+            torch.randn(2, 2),
+            torch.tensor([0, 3]),
+            torch.randn(1, 2),
+            torch.tensor([0]),
+            iteration=5,
+        )
     with pytest.raises(ValueError, match="reduction='none'"):
-        meta.step(lin, lambda z, t: F.cross_entropy(z, t), torch.randn(2, 2), torch.tensor([0, 1]),
-                  torch.randn(1, 2), torch.tensor([0]), iteration=5)
+        meta.step(
+            lin,
+            lambda z, t: F.cross_entropy(z, t),
+            torch.randn(2, 2),
+            torch.tensor([0, 1]),
+            torch.randn(1, 2),
+            torch.tensor([0]),
+            iteration=5,
+        )
     with pytest.raises(ValueError, match="finite"):
         MetaReweighter(torch.tensor([1.0, float("inf")]))
 
@@ -191,16 +209,21 @@ def test_state_dict_resume_is_exact():
 
     def fresh():
         lin = _linear(4, 3, seed=14)
-        return (MetaReweighter(w, inner_lr=0.3, eps_lr=4.0, start_iter=2, track_period=2), lin,
-                torch.optim.SGD(lin.parameters(), lr=0.1, momentum=0.9), DevBatchSampler(range(9), 3, seed=1))
+        return (
+            MetaReweighter(w, inner_lr=0.3, eps_lr=4.0, start_iter=2, track_period=2),
+            lin,
+            torch.optim.SGD(lin.parameters(), lr=0.1, momentum=0.9),
+            DevBatchSampler(range(9), 3, seed=1),
+        )
 
     meta, lin, opt, sampler = fresh()
     straight = _train(meta, lin, opt, sampler, data, dev, range(7))
 
     meta, lin, opt, sampler = fresh()
     first = _train(meta, lin, opt, sampler, data, dev, range(4))
-    ckpt = copy.deepcopy({"meta": meta.state_dict(), "model": lin.state_dict(), "opt": opt.state_dict(),
-                          "sampler": sampler.state_dict()})
+    ckpt = copy.deepcopy(
+        {"meta": meta.state_dict(), "model": lin.state_dict(), "opt": opt.state_dict(), "sampler": sampler.state_dict()}
+    )
     meta, lin, opt, sampler = fresh()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # same config: no warning on load
@@ -220,5 +243,7 @@ def test_state_dict_resume_is_exact():
 
 
 def test_meta_package_is_framework_agnostic():
-    code = "import sys, lt_detectron.meta; assert 'detectron2' not in sys.modules, 'lt_detectron.meta imported detectron2'"
+    code = (
+        "import sys, lt_detectron.meta; assert 'detectron2' not in sys.modules, 'lt_detectron.meta imported detectron2'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

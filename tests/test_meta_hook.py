@@ -1,4 +1,5 @@
 """MetaWeightingHook on a tiny Detectron2 Mask R-CNN (CPU): dev split, finite training, plot, checkpoint/resume."""
+
 from __future__ import annotations
 
 import json
@@ -10,11 +11,13 @@ import torch
 
 pytest.importorskip("detectron2")
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from lt_detectron.engine import LTTrainer  # noqa: E402
-from detectron2.utils.events import EventStorage  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from lt_detectron.engine import build_cfg, register_lt_components  # noqa: E402
+from lt_detectron.engine import (  # noqa: E402
+    LTTrainer,  # noqa: E402
+    build_cfg,
+    register_lt_components,
+)
 from lt_detectron.engine.meta_hook import (  # noqa: E402
     EPS_PLOT_NAME,
     MetaWeightingHook,
@@ -54,16 +57,54 @@ _Trainer = LTTrainer
 def _cfg(tmp_path, name: str, max_iter: int, image_size: int = 128, **meta):
     register_lt_components()
     cfg = build_cfg(os.path.join(REPO, "configs", "demo", "lt_shapes_base.yaml"))
-    cfg.merge_from_list([
-        "MODEL.MASK_ON", False, "MODEL.ROI_HEADS.NUM_CLASSES", 3, "MODEL.ROI_HEADS.NAME", "LTROIHeads",
-        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 32, "MODEL.RPN.POST_NMS_TOPK_TRAIN", 50,
-        "INPUT.MIN_SIZE_TRAIN", (image_size,), "INPUT.MAX_SIZE_TRAIN", image_size,
-        "INPUT.MIN_SIZE_TEST", image_size, "INPUT.MAX_SIZE_TEST", image_size,
-        "DATASETS.TRAIN", (name,), "DATASETS.TEST", (), "DATALOADER.NUM_WORKERS", 0,
-        "DATALOADER.SAMPLER_TRAIN", "TrainingSampler", "SOLVER.IMS_PER_BATCH", 2, "SOLVER.MAX_ITER", max_iter,
-        "SOLVER.WARMUP_ITERS", 0, "SOLVER.STEPS", (), "SOLVER.CHECKPOINT_PERIOD", 3, "OUTPUT_DIR", str(tmp_path / "out"),
-        "MODEL.LT.META.ENABLED", True, "MODEL.LT.META.DEV_PER_CLASS", 1, "MODEL.LT.META.LOG_PERIOD", 1,
-    ])
+    cfg.merge_from_list(
+        [
+            "MODEL.MASK_ON",
+            False,
+            "MODEL.ROI_HEADS.NUM_CLASSES",
+            3,
+            "MODEL.ROI_HEADS.NAME",
+            "LTROIHeads",
+            "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+            32,
+            "MODEL.RPN.POST_NMS_TOPK_TRAIN",
+            50,
+            "INPUT.MIN_SIZE_TRAIN",
+            (image_size,),
+            "INPUT.MAX_SIZE_TRAIN",
+            image_size,
+            "INPUT.MIN_SIZE_TEST",
+            image_size,
+            "INPUT.MAX_SIZE_TEST",
+            image_size,
+            "DATASETS.TRAIN",
+            (name,),
+            "DATASETS.TEST",
+            (),
+            "DATALOADER.NUM_WORKERS",
+            0,
+            "DATALOADER.SAMPLER_TRAIN",
+            "TrainingSampler",
+            "SOLVER.IMS_PER_BATCH",
+            2,
+            "SOLVER.MAX_ITER",
+            max_iter,
+            "SOLVER.WARMUP_ITERS",
+            0,
+            "SOLVER.STEPS",
+            (),
+            "SOLVER.CHECKPOINT_PERIOD",
+            3,
+            "OUTPUT_DIR",
+            str(tmp_path / "out"),
+            "MODEL.LT.META.ENABLED",
+            True,
+            "MODEL.LT.META.DEV_PER_CLASS",
+            1,
+            "MODEL.LT.META.LOG_PERIOD",
+            1,
+        ]
+    )
     for key, value in meta.items():
         cfg.merge_from_list([f"MODEL.LT.META.{key}", value])
     return cfg

@@ -1,4 +1,5 @@
 """The narrow ResNet-FPN backbone of the CPU demo: FPN levels, strides, widths, and clear config errors."""
+
 from __future__ import annotations
 
 import os

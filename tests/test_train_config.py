@@ -1,4 +1,5 @@
 """Config loading: model-zoo `_BASE_`, the demo base chain, add_lt_config idempotence, overrides, clear errors."""
+
 from __future__ import annotations
 
 import os

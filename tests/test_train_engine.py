@@ -1,5 +1,6 @@
 """LTTrainer on a tiny generated lt_shapes: 2-iteration training smoke test of the demo base config, LVIS evaluation
 keys, atomic checkpoints, and the tools/train_net.py --eval-only path."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,13 +23,20 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_BASELINE = os.path.join(REPO, "configs", "demo", "lt_shapes_baseline.yaml")
 # Shrink the demo model's work, not its structure: same backbone/heads, fewer images and RoIs.
 TINY = [
-    "SOLVER.IMS_PER_BATCH", "2",
-    "SOLVER.MAX_ITER", "2",
-    "SOLVER.WARMUP_ITERS", "1",
-    "DATALOADER.NUM_WORKERS", "0",
-    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32",
-    "MODEL.RPN.POST_NMS_TOPK_TEST", "50",
-    "TEST.DETECTIONS_PER_IMAGE", "20",
+    "SOLVER.IMS_PER_BATCH",
+    "2",
+    "SOLVER.MAX_ITER",
+    "2",
+    "SOLVER.WARMUP_ITERS",
+    "1",
+    "DATALOADER.NUM_WORKERS",
+    "0",
+    "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE",
+    "32",
+    "MODEL.RPN.POST_NMS_TOPK_TEST",
+    "50",
+    "TEST.DETECTIONS_PER_IMAGE",
+    "20",
 ]
 
 
@@ -99,7 +107,9 @@ def test_train_net_eval_only_evaluates_the_last_checkpoint(trained, tiny_root):
     cfg, _, results = trained
     train_net = _load_tool("train_net")
     args = default_argument_parser().parse_args(
-        ["--config-file", DEMO_BASELINE, "--eval-only"] + TINY + ["DATASETS.LT_SHAPES_DIR", tiny_root, "OUTPUT_DIR", cfg.OUTPUT_DIR]
+        ["--config-file", DEMO_BASELINE, "--eval-only"]
+        + TINY
+        + ["DATASETS.LT_SHAPES_DIR", tiny_root, "OUTPUT_DIR", cfg.OUTPUT_DIR]
     )
     again = train_net.main(args)
     # Same weights, same val images, deterministic inference: the same AP.
@@ -109,18 +119,25 @@ def test_train_net_eval_only_evaluates_the_last_checkpoint(trained, tiny_root):
 def test_train_net_eval_only_without_weights_is_a_clear_error(tiny_root, tmp_path):
     train_net = _load_tool("train_net")
     args = default_argument_parser().parse_args(
-        ["--config-file", DEMO_BASELINE, "--eval-only"] + TINY + ["DATASETS.LT_SHAPES_DIR", tiny_root, "OUTPUT_DIR", str(tmp_path)]
+        ["--config-file", DEMO_BASELINE, "--eval-only"]
+        + TINY
+        + ["DATASETS.LT_SHAPES_DIR", tiny_root, "OUTPUT_DIR", str(tmp_path)]
     )
     with pytest.raises(FileNotFoundError, match="MODEL.WEIGHTS"):
         train_net.main(args)
 
 
 def test_box_head_probe_reports_gradient_norms_per_loss_term(tiny_root, capsys):
-    probe = importlib.util.spec_from_file_location("box_head_probe", os.path.join(REPO, "benchmarks", "box_head_probe.py"))
+    probe = importlib.util.spec_from_file_location(
+        "box_head_probe", os.path.join(REPO, "benchmarks", "box_head_probe.py")
+    )
     module = importlib.util.module_from_spec(probe)
     probe.loader.exec_module(module)
     lda = os.path.join(REPO, "configs", "demo", "lt_shapes_lda.yaml")
-    assert module.main(["--config", lda, "--iters", "2", "--every", "1"] + TINY + ["DATASETS.LT_SHAPES_DIR", tiny_root]) == 0
+    assert (
+        module.main(["--config", lda, "--iters", "2", "--every", "1"] + TINY + ["DATASETS.LT_SHAPES_DIR", tiny_root])
+        == 0
+    )
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [r["iter"] for r in records] == [0, 1]
     norms = records[-1]["grad_norm"]

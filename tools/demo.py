@@ -6,6 +6,7 @@ the results table and the total wall time. Exits non-zero on failure.
     python tools/demo.py --max-iter 20 --output /tmp/smoke  # a quick smoke run
     python tools/demo.py --config configs/demo/lt_shapes_lda.yaml --output output/demo_lda MODEL.LT.LDA.GAMMA 2.0
 """
+
 from __future__ import annotations
 
 import argparse
@@ -107,8 +108,11 @@ def run_demo(args: argparse.Namespace) -> dict:
     train_and_eval_s = time.time() - t0
 
     total_s = time.time() - start
-    table = format_lvis_table(results, title=f"LVIS-style results on {', '.join(cfg.DATASETS.TEST)} "
-                                            f"({os.path.relpath(args.config, REPO)}, {cfg.SOLVER.MAX_ITER} iterations)")
+    table = format_lvis_table(
+        results,
+        title=f"LVIS-style results on {', '.join(cfg.DATASETS.TEST)} "
+        f"({os.path.relpath(args.config, REPO)}, {cfg.SOLVER.MAX_ITER} iterations)",
+    )
     bbox = results["bbox"]
     summary = {
         "config": os.path.relpath(args.config, REPO),

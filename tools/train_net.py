@@ -2,11 +2,13 @@
 """Train or evaluate an lt-detectron model (Detectron2-style entry point).
 
     python tools/train_net.py --config-file configs/demo/lt_shapes_baseline.yaml
-    python tools/train_net.py --config-file configs/demo/lt_shapes_baseline.yaml --eval-only MODEL.WEIGHTS out/model_final.pth
+    python tools/train_net.py --config-file configs/demo/lt_shapes_baseline.yaml --eval-only \
+        MODEL.WEIGHTS out/model_final.pth
     python tools/train_net.py --num-gpus 8 --config-file configs/lvis_baseline.yaml SOLVER.IMS_PER_BATCH 16
 
 Everything but argument handling lives in lt_detectron.engine.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ Every key the classification trainer reads is defined, with its default and mean
 file or override that names any other key fails with an error naming the file, the key and the keys that exist.
 Defaults follow ../shared/METHODS.md (section numbers in the comments).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -47,7 +48,6 @@ class CfgNode(_FvcoreCfgNode):
         except (KeyError, ValueError, AssertionError) as err:
             raise ConfigError(_explain(self, err, source="command-line override")) from None
 
-
     def _lookup(self, key: str):
         node = self
         for part in key.split("."):
@@ -75,10 +75,15 @@ def _explain(cfg: CfgNode, err: Exception, source: str) -> str:
         close = difflib.get_close_matches(bad, known, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         parent = bad.rsplit(".", 1)[0] if "." in bad else ""
-        siblings = [k for k in known if k.rsplit(".", 1)[0] == parent and k != parent] if parent else [
-            k for k in known if "." not in k]
-        return (f"{source}: unknown key {bad!r}.{hint} Keys at that level: {', '.join(sorted(siblings))}. "
-                "Fix: rename or remove the key (all keys are defined in lt_detectron/classification/config.py).")
+        siblings = (
+            [k for k in known if k.rsplit(".", 1)[0] == parent and k != parent]
+            if parent
+            else [k for k in known if "." not in k]
+        )
+        return (
+            f"{source}: unknown key {bad!r}.{hint} Keys at that level: {', '.join(sorted(siblings))}. "
+            "Fix: rename or remove the key (all keys are defined in lt_detectron/classification/config.py)."
+        )
     return f"{source}: {message}. Fix: give the key a value of the type its default has (see get_cfg())."
 
 

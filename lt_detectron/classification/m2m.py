@@ -5,6 +5,7 @@ frequent class k0 present in the batch is translated towards y_i by T normalised
 `CE(g(x), y_i) + lambda * f_{k0}(x)`; the result replaces x_i unless rejected (probability beta^{(n_k0 - n_y)^+},
 or g's loss on y_i still above gamma).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -104,7 +105,8 @@ def m2m_batch(
     x_star = translate(g, f, images[seed_index], targets[rows], seed_classes, cfg)
 
     reject = torch.rand(rows.numel(), device=images.device, dtype=torch.float64) < rejection_probability(
-        counts[seed_classes], counts[targets[rows]], cfg.beta)
+        counts[seed_classes], counts[targets[rows]], cfg.beta
+    )
     reject |= _g_loss(g, x_star, targets[rows]) > cfg.gamma
     keep = ~reject
     out = images.clone()

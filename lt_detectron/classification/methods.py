@@ -4,6 +4,7 @@ A method adapts a `LTClassifierNet` (it may replace `model.classifier` and own e
 loss of a batch, and produces inference logits. Every loss, class weight and balancer comes from
 `lt_detectron.losses` / `lt_detectron.meta`; this module only wires them to the network (METHODS §1-7).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,17 @@ from .config import ConfigError
 from .m2m import M2mConfig, m2m_batch
 
 __all__ = [
-    "METHODS", "build_method", "ClassificationMethod", "LossMethod", "LADEMethod", "LDAMethod", "MetaMethod",
-    "M2mMethod", "NormedLinear", "StepContext", "parse_target_prior",
+    "METHODS",
+    "build_method",
+    "ClassificationMethod",
+    "LossMethod",
+    "LADEMethod",
+    "LDAMethod",
+    "MetaMethod",
+    "M2mMethod",
+    "NormedLinear",
+    "StepContext",
+    "parse_target_prior",
 ]
 
 
@@ -62,11 +72,15 @@ def parse_target_prior(spec: str, train_counts: np.ndarray) -> Tensor:
         try:
             values = np.asarray([float(v) for v in spec.replace(",", " ").split()], dtype=np.float64)
         except ValueError:
-            raise ConfigError(f"METHOD.TEST_PRIOR={spec!r} is neither 'uniform', 'source', an existing json file nor "
-                              "a list of numbers; fix the key") from None
+            raise ConfigError(
+                f"METHOD.TEST_PRIOR={spec!r} is neither 'uniform', 'source', an existing json file nor "
+                "a list of numbers; fix the key"
+            ) from None
     if values.shape != (num_classes,) or not np.all(np.isfinite(values)) or values.min() < 0 or values.sum() <= 0:
-        raise ConfigError(f"METHOD.TEST_PRIOR={spec!r}: need {num_classes} non-negative finite numbers with a positive "
-                          f"sum, got shape {values.shape}")
+        raise ConfigError(
+            f"METHOD.TEST_PRIOR={spec!r}: need {num_classes} non-negative finite numbers with a positive "
+            f"sum, got shape {values.shape}"
+        )
     return torch.as_tensor(values / values.sum(), dtype=torch.float32)
 
 
@@ -88,12 +102,14 @@ class ClassificationMethod(nn.Module):
         counts = np.asarray(train_counts, dtype=np.int64)
         self.num_classes = len(counts)
         self.register_buffer("counts", torch.as_tensor(counts, dtype=torch.long), persistent=False)
-        self.register_buffer("source_prior", torch.as_tensor(counts / counts.sum(), dtype=torch.float32),
-                             persistent=False)
+        self.register_buffer(
+            "source_prior", torch.as_tensor(counts / counts.sum(), dtype=torch.float32), persistent=False
+        )
         self.register_buffer("target_prior", parse_target_prior(cfg.METHOD.TEST_PRIOR, counts), persistent=False)
 
-    def training_loss(self, model: nn.Module, images: Tensor, targets: Tensor, ctx: StepContext
-                      ) -> tuple[Tensor, dict[str, float]]:
+    def training_loss(
+        self, model: nn.Module, images: Tensor, targets: Tensor, ctx: StepContext
+    ) -> tuple[Tensor, dict[str, float]]:
         raise NotImplementedError
 
     def inference_logits(self, model: nn.Module, images: Tensor) -> Tensor:
@@ -118,8 +134,16 @@ class LossMethod(ClassificationMethod):
     inference, METHODS §3).
     """
 
-    def __init__(self, cfg, model: nn.Module, train_counts: np.ndarray, loss_name: str, inference: str = "plain",
-                 drw: bool = False, **loss_kwargs: Any):
+    def __init__(
+        self,
+        cfg,
+        model: nn.Module,
+        train_counts: np.ndarray,
+        loss_name: str,
+        inference: str = "plain",
+        drw: bool = False,
+        **loss_kwargs: Any,
+    ):
         super().__init__(cfg, model, train_counts)
         self.name = cfg.METHOD.NAME
         self.loss = L.build_loss(loss_name, counts=np.asarray(train_counts), **loss_kwargs)
@@ -134,8 +158,10 @@ class LossMethod(ClassificationMethod):
         balanced = loss_name in ("cb", "cb_focal", "balanced_softmax", "lade") or inference in ("prior", "pc")
         self.prior_kind = "balanced" if balanced or self.drw_start >= 0 else "source"
         if self.drw_start >= 0 and loss_name in ("cb", "cb_focal"):
-            raise ConfigError(f"METHOD.DRW_START_EPOCH={self.drw_start} with method {self.name!r}: the loss is already "
-                              "class-weighted; use DRW with ce/focal/ldam or set METHOD.DRW_START_EPOCH=-1")
+            raise ConfigError(
+                f"METHOD.DRW_START_EPOCH={self.drw_start} with method {self.name!r}: the loss is already "
+                "class-weighted; use DRW with ce/focal/ldam or set METHOD.DRW_START_EPOCH=-1"
+            )
         if self.drw_start >= 0 and not self.loss.per_example:
             raise ConfigError(f"DRW needs a per-example loss; {loss_name!r} is not (set METHOD.DRW_START_EPOCH=-1)")
         if inference == "scaled":
@@ -162,8 +188,9 @@ class LossMethod(ClassificationMethod):
         if self.inference == "scaled":
             return self.scale * logits
         if self.inference == "prior":  # the logits already exclude the source prior (METHODS §4, eq. 17)
-            return L.adjust_logits(logits, torch.full_like(self.source_prior, 1.0 / self.num_classes),
-                                   self.target_prior)
+            return L.adjust_logits(
+                logits, torch.full_like(self.source_prior, 1.0 / self.num_classes), self.target_prior
+            )
         if self.inference == "pc":
             return L.adjust_logits(logits, self.source_prior, self.target_prior)
         return logits
@@ -191,11 +218,15 @@ class LDAMethod(ClassificationMethod):
         else:
             raise ConfigError(f"METHOD.LDA.PROJ_HEAD={c.PROJ_HEAD!r}; known: linear, mlp")
         counts = np.asarray(train_counts)
-        self.register_buffer("balanced_weights", torch.as_tensor(
-            L.class_weights(counts, kind="lda"), dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "balanced_weights",
+            torch.as_tensor(L.class_weights(counts, kind="lda"), dtype=torch.float32),
+            persistent=False,
+        )
         # WINDOW 0: K = max(1, N / (n_min * B)) computed by the balancer.
-        self.balancer = L.RiskBalancer(gamma=float(c.GAMMA), window=int(c.WINDOW) or None, counts=counts,
-                                       batch_size=int(cfg.SOLVER.BATCH_SIZE))
+        self.balancer = L.RiskBalancer(
+            gamma=float(c.GAMMA), window=int(c.WINDOW) or None, counts=counts, batch_size=int(cfg.SOLVER.BATCH_SIZE)
+        )
         self.ce = L.build_loss("ce")
         self.lambdas = (float(c.LAMBDA_U), float(c.LAMBDA_B), float(c.LAMBDA_D))
         self.margin = float(c.MARGIN)
@@ -209,12 +240,21 @@ class LDAMethod(ClassificationMethod):
         # L_b = sum_i w_{y_i} CE_i with w_c = 1/(C n_c): a sum, not a mean (METHODS §5).
         loss_b = L.cb_cross_entropy(logits_b, targets, self.balanced_weights, reduction="sum")
         alpha = self.balancer.update(L.accuracy_percent(logits_u, targets), L.accuracy_percent(logits_b, targets))
-        intra, inter = L.lda_divergence(self.projection(features), targets, margin=self.margin,
-                                        class_weights=self.balanced_weights if self.pair_weights else None)
+        intra, inter = L.lda_divergence(
+            self.projection(features),
+            targets,
+            margin=self.margin,
+            class_weights=self.balanced_weights if self.pair_weights else None,
+        )
         lam_u, lam_b, lam_d = self.lambdas
         loss = lam_u * loss_u + lam_b * alpha * loss_b + lam_d * (intra + inter)
-        return loss, {"loss_u": loss_u.item(), "loss_b": loss_b.item(), "lda_alpha": alpha,
-                      "lda_intra": float(intra), "lda_inter": float(inter)}
+        return loss, {
+            "loss_u": loss_u.item(),
+            "loss_b": loss_b.item(),
+            "lda_alpha": alpha,
+            "lda_intra": float(intra),
+            "lda_inter": float(inter),
+        }
 
     def get_extra_state(self) -> dict:
         return {"balancer": self.balancer.state_dict()}
@@ -228,8 +268,16 @@ class LADEMethod(LossMethod):
 
     def __init__(self, cfg, model, train_counts):
         c = cfg.METHOD.LADE
-        super().__init__(cfg, model, train_counts, "lade", inference="prior",
-                         alpha=float(c.ALPHA), lam=float(c.LAMBDA), importance=c.IMPORTANCE)
+        super().__init__(
+            cfg,
+            model,
+            train_counts,
+            "lade",
+            inference="prior",
+            alpha=float(c.ALPHA),
+            lam=float(c.LAMBDA),
+            importance=c.IMPORTANCE,
+        )
 
 
 class M2mMethod(ClassificationMethod):
@@ -246,8 +294,14 @@ class M2mMethod(ClassificationMethod):
         super().__init__(cfg, model, train_counts)
         c = cfg.METHOD.M2M
         self.start_epoch = int(c.START_EPOCH)
-        self.config = M2mConfig(steps=int(c.STEPS), step_size=float(c.STEP_SIZE), beta=float(c.BETA),
-                                lam=float(c.LAMBDA), gamma=float(c.GAMMA), noise_std=float(c.NOISE_STD))
+        self.config = M2mConfig(
+            steps=int(c.STEPS),
+            step_size=float(c.STEP_SIZE),
+            beta=float(c.BETA),
+            lam=float(c.LAMBDA),
+            gamma=float(c.GAMMA),
+            noise_std=float(c.NOISE_STD),
+        )
         self.ce = L.build_loss("ce")
         self._g: list[nn.Module] = []  # a list keeps g out of parameters(), state_dict() and .to()
         if frozen_classifier is not None:
@@ -264,8 +318,10 @@ class M2mMethod(ClassificationMethod):
         stats: dict[str, float] = {}
         if ctx.epoch >= self.start_epoch:
             if not self._g:
-                raise RuntimeError("m2m: no frozen classifier g was given (METHOD.M2M.G_CHECKPOINT); the trainer "
-                                   "loads it before training")
+                raise RuntimeError(
+                    "m2m: no frozen classifier g was given (METHOD.M2M.G_CHECKPOINT); the trainer "
+                    "loads it before training"
+                )
             g = self._g[0].to(images.device)
             images, stats = m2m_batch(g, model, images, targets, self.counts, self.config)
         return self.ce(model(images), targets), stats
@@ -298,7 +354,9 @@ class MetaMethod(ClassificationMethod):
         self.reweighter = M.MetaReweighter(
             L.class_weights(counts, kind="effective_number", beta=beta),
             inner_lr=float(c.INNER_LR) if not self.follow_lr else float(cfg.SOLVER.BASE_LR),
-            eps_lr=float(c.EPS_LR), l2rw=bool(c.L2RW))
+            eps_lr=float(c.EPS_LR),
+            l2rw=bool(c.L2RW),
+        )
         if dev_data is None or len(dev_data) == 0:
             raise ConfigError(f"{cfg.METHOD.NAME}: no development set; see METHOD.META.DEV_SOURCE / DEV_PER_CLASS")
         self.dev_data = dev_data
@@ -323,15 +381,30 @@ class MetaMethod(ClassificationMethod):
             return self.base.loss(logits, y, reduction="none")
 
         if self.mode == "full":
-            result = self.reweighter.step(model, per_example, images, targets, dev_images, dev_targets,
-                                          iteration=ctx.global_step, compute_loss=True)
+            result = self.reweighter.step(
+                model,
+                per_example,
+                images,
+                targets,
+                dev_images,
+                dev_targets,
+                iteration=ctx.global_step,
+                compute_loss=True,
+            )
             loss = result.loss
         else:  # meta-gradient through the classifier only; the real step still trains the whole network
             features = model.backbone(images)
             with torch.no_grad():
                 dev_features = model.backbone(dev_images)
-            result = self.reweighter.step(model.classifier, per_example, features.detach(), targets, dev_features,
-                                          dev_targets, iteration=ctx.global_step)
+            result = self.reweighter.step(
+                model.classifier,
+                per_example,
+                features.detach(),
+                targets,
+                dev_features,
+                dev_targets,
+                iteration=ctx.global_step,
+            )
             loss = self.reweighter.weighted_loss(per_example(model.classifier(features), targets), result)
         return loss, {"meta_dev_loss": float(result.dev_loss), "meta_eps_mean": float(result.eps.mean())}
 
@@ -375,8 +448,9 @@ METHODS: dict[str, Callable[..., ClassificationMethod]] = {
     "focal": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "focal", **_focal_kwargs(cfg)),
     "cb_focal": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "cb_focal", beta=_cb_beta(cfg), **_focal_kwargs(cfg)),
     "ldam": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "ldam", inference="scaled", **_ldam_kwargs(cfg)),
-    "ldam_drw": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "ldam", inference="scaled", drw=True,
-                                                   **_ldam_kwargs(cfg)),
+    "ldam_drw": lambda cfg, m, n, **kw: LossMethod(
+        cfg, m, n, "ldam", inference="scaled", drw=True, **_ldam_kwargs(cfg)
+    ),
     "balanced_softmax": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "balanced_softmax", inference="prior"),
     "pc_softmax": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "ce", inference="pc"),
     "lade": lambda cfg, m, n, **kw: LADEMethod(cfg, m, n),

@@ -5,6 +5,7 @@ no test sample is None and is left out of every mean. Shot groups use training c
 medium (20..100), few (< 20); a group's accuracy is the mean recall of its classes (the usual per-class average),
 None when the group is empty.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional, Sequence, Union
@@ -14,8 +15,15 @@ import torch
 
 from lt_detectron.losses import adjust_logits  # the one PC-Softmax / prior-injection implementation (METHODS §3)
 
-__all__ = ["evaluate", "shifted_prior_accuracy", "shifted_prior", "confusion_matrix", "reliability_bins",
-           "shot_groups", "SHIFT_RATIOS"]
+__all__ = [
+    "evaluate",
+    "shifted_prior_accuracy",
+    "shifted_prior",
+    "confusion_matrix",
+    "reliability_bins",
+    "shot_groups",
+    "SHIFT_RATIOS",
+]
 
 SHIFT_RATIOS = (50, 25, 10, 5, 2, 1)  # seed 003 Table 6
 # How target-prior injection treats the logits: "source" = they carry the training prior (CE-like training,
@@ -25,7 +33,9 @@ Injection = Union[None, str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence]
 
 
-def _as_inputs(logits: ArrayLike, labels: ArrayLike, train_counts: ArrayLike) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+def _as_inputs(
+    logits: ArrayLike, labels: ArrayLike, train_counts: ArrayLike
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     logits = torch.as_tensor(logits).detach().cpu()
     if logits.dtype != torch.float64:
         logits = logits.float()  # float32 keeps big (N, C) inputs (iNaturalist: 24K x 8K) affordable
@@ -54,7 +64,7 @@ def confusion_matrix(predictions: ArrayLike, labels: ArrayLike, num_classes: int
 
 
 def shot_groups(train_counts: ArrayLike) -> np.ndarray:
-    """"many" (> 100 training images), "medium" (20..100), "few" (< 20) per class (METHODS §8)."""
+    """ "many" (> 100 training images), "medium" (20..100), "few" (< 20) per class (METHODS §8)."""
     counts = np.asarray(train_counts)
     return np.where(counts > 100, "many", np.where(counts >= 20, "medium", "few"))
 
@@ -115,7 +125,9 @@ def shifted_prior(num_classes: int, ratio: float, profile: str) -> np.ndarray:
     return sizes / sizes.sum()
 
 
-def _injector(injection: Injection, source_prior: torch.Tensor) -> Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+def _injector(
+    injection: Injection, source_prior: torch.Tensor
+) -> Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
     if injection is None or callable(injection):
         return injection
     if injection == "source":
@@ -123,7 +135,9 @@ def _injector(injection: Injection, source_prior: torch.Tensor) -> Optional[Call
     if injection == "balanced":
         uniform = torch.full_like(source_prior, 1.0 / len(source_prior))
         return lambda logits, target: adjust_logits(logits, uniform, target)
-    raise ValueError(f"prior_injection must be None, 'source', 'balanced' or a callable(logits, target_prior), got {injection!r}")
+    raise ValueError(
+        f"prior_injection must be None, 'source', 'balanced' or a callable(logits, target_prior), got {injection!r}"
+    )
 
 
 def shifted_prior_accuracy(
@@ -180,7 +194,8 @@ def evaluate(
 ) -> dict:
     """All metrics of the papers from test logits `(N, C)`, labels `(N,)` and training counts `(C,)`.
 
-    Keys: num_samples, num_classes, train_counts, top1/top3/top5 (None when k > C) and top1_error, per_class_recall, many/medium/few (+ group sizes),
+    Keys: num_samples, num_classes, train_counts, top1/top3/top5 (None when k > C) and top1_error, per_class_recall,
+    many/medium/few (+ group sizes),
     bacc (mean per-class recall), gm (geometric mean of per-class recalls: exactly 0 when any class has zero
     recall, as the definition gives; no epsilon), ece (+ reliability bins), nll, shifted_prior
     (see `shifted_prior_accuracy`; `prior_injection` as there; skipped when shift_ratios is None).

@@ -5,6 +5,7 @@ The backbone maps images to features `(B, feat_dim)`; `classifier` is a plain at
 "resnet32" (CIFAR), "resnet50", "resnext50_32x4d", "resnet152" (torchvision, never pretrained-downloaded),
 "digits_mlp", "digits_cnn" (8x8 digits). `checkpoint=PATH` loads backbone weights from a local file.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,7 +47,11 @@ class _PadShortcut(nn.Module):
 
 def resnet32_backbone(blocks_per_stage: int = 5, widths: tuple[int, int, int] = (16, 32, 64)) -> nn.Sequential:
     """CIFAR ResNet-(6n+2): 3 stages of n torchvision BasicBlocks (16/32/64 channels), option-A shortcuts."""
-    layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)]
+    layers: list[nn.Module] = [
+        nn.Conv2d(3, widths[0], 3, padding=1, bias=False),
+        nn.BatchNorm2d(widths[0]),
+        nn.ReLU(inplace=True),
+    ]
     in_ch = widths[0]
     for stage, width in enumerate(widths):
         for i in range(blocks_per_stage):
@@ -70,7 +75,9 @@ def _torchvision_backbone(arch: str) -> tuple[nn.Module, int]:
 
 
 def _digits_mlp() -> tuple[nn.Module, int]:
-    return nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(inplace=True), nn.Linear(128, 64), nn.ReLU(inplace=True)), 64
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 128), nn.ReLU(inplace=True), nn.Linear(128, 64), nn.ReLU(inplace=True)
+    ), 64
 
 
 def _digits_cnn() -> tuple[nn.Module, int]:
@@ -78,7 +85,9 @@ def _digits_cnn() -> tuple[nn.Module, int]:
         return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True)]
 
     # 8x8 -> 4x4 after one pooling; a global average keeps 64 features.
-    return nn.Sequential(*conv(1, 16), *conv(16, 32), nn.MaxPool2d(2), *conv(32, 64), nn.AdaptiveAvgPool2d(1), nn.Flatten()), 64
+    return nn.Sequential(
+        *conv(1, 16), *conv(16, 32), nn.MaxPool2d(2), *conv(32, 64), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    ), 64
 
 
 MODELS: dict[str, Callable[[], tuple[nn.Module, int]]] = {
@@ -107,11 +116,13 @@ def load_backbone_checkpoint(backbone: nn.Module, path: str) -> None:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {path}: expected a state dict (or one under 'state_dict'/'model'), got {type(state).__name__}")
+        raise ValueError(
+            f"checkpoint {path}: expected a state dict (or one under 'state_dict'/'model'), got {type(state).__name__}"
+        )
     cleaned = {}
     for key, value in state.items():
         for prefix in ("module.", "backbone."):
-            key = key[len(prefix):] if key.startswith(prefix) else key
+            key = key[len(prefix) :] if key.startswith(prefix) else key
         if not key.startswith(("fc.", "classifier.")):
             cleaned[key] = value
     try:
@@ -119,9 +130,11 @@ def load_backbone_checkpoint(backbone: nn.Module, path: str) -> None:
     except RuntimeError as e:  # shape mismatches raise even with strict=False
         raise ValueError(f"checkpoint {path} does not match the backbone (is it for this architecture?): {e}") from None
     if missing or unexpected:
-        raise ValueError(f"checkpoint {path} does not match the backbone: missing {missing[:5]}"
-                         f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
-                         f"{'...' if len(unexpected) > 5 else ''}; is it for this architecture?")
+        raise ValueError(
+            f"checkpoint {path} does not match the backbone: missing {missing[:5]}"
+            f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+            f"{'...' if len(unexpected) > 5 else ''}; is it for this architecture?"
+        )
 
 
 def build_model(name: str, num_classes: int, *, checkpoint: Optional[str] = None) -> LTClassifierNet:

@@ -2,6 +2,7 @@
 
 Figures are built with `matplotlib.figure.Figure` directly, so no pyplot state or GUI backend is involved.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,14 @@ from lt_detectron.utils.io import write_json_atomic as _write_json_atomic
 
 from .metrics import confusion_matrix, shot_groups
 
-__all__ = ["plot_reliability", "plot_per_class_accuracy", "plot_confusion_matrix", "plot_shifted_prior",
-           "save_evaluation", "write_json_atomic"]
+__all__ = [
+    "plot_reliability",
+    "plot_per_class_accuracy",
+    "plot_confusion_matrix",
+    "plot_shifted_prior",
+    "save_evaluation",
+    "write_json_atomic",
+]
 
 _GROUP_COLORS = {"many": "tab:blue", "medium": "tab:orange", "few": "tab:red"}
 # Above this many classes the confusion matrix is drawn between shot groups (a C x C matrix would not fit).
@@ -42,10 +49,20 @@ def plot_reliability(reliability: dict, path: str, ece: Optional[float] = None) 
     fig = Figure(figsize=(4.5, 5.5))
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.bar(centers, np.nan_to_num(acc), width=width, edgecolor="black", color="tab:blue", label="accuracy")
-    top.bar(centers, np.nan_to_num(conf - acc), bottom=np.nan_to_num(acc), width=width, color="tab:red",
-            alpha=0.3, edgecolor="tab:red", label="gap to confidence")
+    top.bar(
+        centers,
+        np.nan_to_num(conf - acc),
+        bottom=np.nan_to_num(acc),
+        width=width,
+        color="tab:red",
+        alpha=0.3,
+        edgecolor="tab:red",
+        label="gap to confidence",
+    )
     top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-    top.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title="reliability" + ("" if ece is None else f" (ECE {ece:.2f}%)"))
+    top.set(
+        ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title="reliability" + ("" if ece is None else f" (ECE {ece:.2f}%)")
+    )
     top.legend(loc="upper left", fontsize=8)
     bottom.bar(centers, reliability["count"], width=width, color="gray", edgecolor="black")
     bottom.set(xlabel="confidence (max probability)", ylabel="samples")
@@ -65,13 +82,20 @@ def plot_per_class_accuracy(per_class_recall: Sequence[Optional[float]], train_c
             ax.scatter(np.maximum(counts[mask], 1), recall[mask], s=14, color=color, alpha=0.7, label=group)
     for boundary in (20, 100):
         ax.axvline(boundary, color="gray", ls=":", lw=1)
-    ax.set(xscale="log", xlabel="training images of the class (log)", ylabel="test accuracy (%)", ylim=(-3, 103),
-           title="per-class accuracy vs training frequency")
+    ax.set(
+        xscale="log",
+        xlabel="training images of the class (log)",
+        ylabel="test accuracy (%)",
+        ylim=(-3, 103),
+        title="per-class accuracy vs training frequency",
+    )
     ax.legend(fontsize=8)
     return _save_atomic(fig, path)
 
 
-def plot_confusion_matrix(predictions: Sequence[int], labels: Sequence[int], train_counts: Sequence[int], path: str) -> str:
+def plot_confusion_matrix(
+    predictions: Sequence[int], labels: Sequence[int], train_counts: Sequence[int], path: str
+) -> str:
     """Row-normalised confusion matrix, classes ordered by training frequency (head first).
 
     With more than MAX_CONFUSION_CLASSES classes, the matrix is between shot groups (many/medium/few) instead.
@@ -129,8 +153,9 @@ def save_evaluation(result: dict, logits, labels, out_dir: str, prefix: str = "e
     join = lambda name: os.path.join(out_dir, f"{prefix}_{name}.png")  # noqa: E731
     paths = {"json": write_json_atomic(result, os.path.join(out_dir, f"{prefix}.json"))}
     paths["reliability"] = plot_reliability(result["reliability"], join("reliability"), result.get("ece"))
-    paths["per_class_accuracy"] = plot_per_class_accuracy(result["per_class_recall"], result["train_counts"],
-                                                          join("per_class_accuracy"))
+    paths["per_class_accuracy"] = plot_per_class_accuracy(
+        result["per_class_recall"], result["train_counts"], join("per_class_accuracy")
+    )
     paths["confusion"] = plot_confusion_matrix(predictions, labels, result["train_counts"], join("confusion"))
     if "shifted_prior" in result:
         paths["shifted_prior"] = plot_shifted_prior(result["shifted_prior"], join("shifted_prior"))

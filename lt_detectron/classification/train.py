@@ -7,6 +7,7 @@ Training resumes from OUTPUT_DIR/last.pth when it exists (``--no-resume`` starts
 ``--checkpoint`` (default: OUTPUT_DIR/model_final.pth, else OUTPUT_DIR/last.pth) and writes OUTPUT_DIR/eval/<tag>/.
 Every key and its default: lt_detectron/classification/config.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,14 +24,18 @@ SUMMARY_KEYS = ("top1", "bacc", "gm", "many", "medium", "few", "ece")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m lt_detectron.classification.train",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lt_detectron.classification.train", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--config", required=True, help="YAML config file (may name a _BASE_ file)")
     parser.add_argument("--eval-only", action="store_true", help="evaluate a checkpoint instead of training")
     parser.add_argument("--checkpoint", default="", help="weights for --eval-only (default: from OUTPUT_DIR)")
     parser.add_argument("--no-resume", action="store_true", help="ignore OUTPUT_DIR/last.pth and train from scratch")
-    parser.add_argument("--tag", default="",
-                        help="evaluation folder under OUTPUT_DIR/eval (default: final, or eval_only with --eval-only)")
+    parser.add_argument(
+        "--tag",
+        default="",
+        help="evaluation folder under OUTPUT_DIR/eval (default: final, or eval_only with --eval-only)",
+    )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. SOLVER.EPOCHS=10")
     return parser.parse_args(argv)
 
@@ -42,8 +47,10 @@ def _eval_checkpoint(cfg, explicit: str) -> str:
         path = os.path.join(cfg.OUTPUT_DIR, name)
         if os.path.isfile(path):
             return path
-    raise FileNotFoundError(f"--eval-only: neither {FINAL_WEIGHTS} nor {CHECKPOINT} in OUTPUT_DIR={cfg.OUTPUT_DIR}; "
-                            "train first, set OUTPUT_DIR=... or pass --checkpoint PATH")
+    raise FileNotFoundError(
+        f"--eval-only: neither {FINAL_WEIGHTS} nor {CHECKPOINT} in OUTPUT_DIR={cfg.OUTPUT_DIR}; "
+        "train first, set OUTPUT_DIR=... or pass --checkpoint PATH"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -5,6 +5,7 @@ the python/numpy/torch RNG states and the position in the epoch. Sample order is
 (SEED, epoch), so resuming mid-epoch skips the batches already seen and continues with the same order; with
 DATALOADER.NUM_WORKERS = 0 the resumed run is bit-identical to an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import copy
@@ -17,17 +18,23 @@ from collections import defaultdict
 from typing import Any, Iterator
 
 import numpy as np
-
-from lt_detectron.utils.io import atomic_write
 import torch
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, Subset
 
+from lt_detectron.utils.io import atomic_write
+
 from .config import CfgNode, ConfigError
 from .methods import ClassificationMethod, StepContext, build_method
 
-__all__ = ["ClassificationTrainer", "EpochSampler", "build_lr_lambda", "atomic_torch_save", "seed_everything",
-           "train_frozen_classifier"]
+__all__ = [
+    "ClassificationTrainer",
+    "EpochSampler",
+    "build_lr_lambda",
+    "atomic_torch_save",
+    "seed_everything",
+    "train_frozen_classifier",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +97,7 @@ class EpochSampler(Sampler[int]):
         return np.array([self._by_class[c][int(p * len(self._by_class[c]))] for c, p in zip(classes, picks)])
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._order()[self.skip:].tolist())
+        return iter(self._order()[self.skip :].tolist())
 
     def __len__(self) -> int:
         return len(self.labels) - self.skip
@@ -121,8 +128,9 @@ def build_lr_lambda(cfg: CfgNode, iters_per_epoch: int):
 def _build_optimizer(cfg: CfgNode, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     s = cfg.SOLVER
     if s.OPTIMIZER == "sgd":
-        return torch.optim.SGD(params, lr=s.BASE_LR, momentum=s.MOMENTUM, weight_decay=s.WEIGHT_DECAY,
-                               nesterov=s.NESTEROV)
+        return torch.optim.SGD(
+            params, lr=s.BASE_LR, momentum=s.MOMENTUM, weight_decay=s.WEIGHT_DECAY, nesterov=s.NESTEROV
+        )
     if s.OPTIMIZER == "adam":
         return torch.optim.Adam(params, lr=s.BASE_LR, weight_decay=s.WEIGHT_DECAY)
     raise ConfigError(f"SOLVER.OPTIMIZER={s.OPTIMIZER!r}; known: sgd, adam")
@@ -160,8 +168,9 @@ class ClassificationTrainer:
             extras["dev_data"] = self._meta_dev_set()
         seed_everything(cfg.SEED)
         try:
-            self.model = build_model(cfg.MODEL.NAME, self.data.num_classes,
-                                     **{k.lower(): v for k, v in cfg.MODEL.ARGS.items()})
+            self.model = build_model(
+                cfg.MODEL.NAME, self.data.num_classes, **{k.lower(): v for k, v in cfg.MODEL.ARGS.items()}
+            )
         except TypeError as err:
             raise ConfigError(f"MODEL.ARGS for {cfg.MODEL.NAME!r}: {err}; fix MODEL.ARGS") from None
         self.method: ClassificationMethod = build_method(cfg, self.model, self.train_counts, **extras)
@@ -176,8 +185,10 @@ class ClassificationTrainer:
         self.sampler.set_epoch(0)
         self.iters_per_epoch = len(self.batch_sampler)
         if self.iters_per_epoch == 0:
-            raise ConfigError(f"SOLVER.BATCH_SIZE={cfg.SOLVER.BATCH_SIZE} with DROP_LAST leaves no batch from "
-                              f"{len(self.train_set)} training images; lower the batch size")
+            raise ConfigError(
+                f"SOLVER.BATCH_SIZE={cfg.SOLVER.BATCH_SIZE} with DROP_LAST leaves no batch from "
+                f"{len(self.train_set)} training images; lower the batch size"
+            )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, build_lr_lambda(cfg, self.iters_per_epoch))
         self.epoch = 0
         self.iter_in_epoch = 0
@@ -197,8 +208,13 @@ class ClassificationTrainer:
         self.sampler.set_epoch(epoch, skip_batches * self.cfg.SOLVER.BATCH_SIZE)
         # A private generator: creating the loader must not consume the global RNG (that would break resume).
         generator = torch.Generator().manual_seed(self.cfg.SEED * 100_003 + epoch)
-        return DataLoader(self.train_set, batch_sampler=self.batch_sampler, num_workers=self.cfg.DATALOADER.NUM_WORKERS,
-                          generator=generator, pin_memory=self.device.type == "cuda")
+        return DataLoader(
+            self.train_set,
+            batch_sampler=self.batch_sampler,
+            num_workers=self.cfg.DATALOADER.NUM_WORKERS,
+            generator=generator,
+            pin_memory=self.device.type == "cuda",
+        )
 
     def _meta_dev_set(self) -> Dataset:
         """The class-balanced development set D of the meta methods (METHODS §6), k = META.DEV_PER_CLASS per class.
@@ -219,8 +235,10 @@ class ClassificationTrainer:
             return dev
         if meta.DEV_SOURCE == "val":
             if self.data.val is None:
-                raise ConfigError(f"METHOD.META.DEV_SOURCE=val but dataset {self.cfg.DATASET.NAME!r} has no val split; "
-                                  "use DEV_SOURCE train (or DATASET.ARGS.VAL_PER_CLASS for digits_lt)")
+                raise ConfigError(
+                    f"METHOD.META.DEV_SOURCE=val but dataset {self.cfg.DATASET.NAME!r} has no val split; "
+                    "use DEV_SOURCE train (or DATASET.ARGS.VAL_PER_CLASS for digits_lt)"
+                )
             labels = np.asarray(self.data.val.targets, dtype=np.int64)
             rng = np.random.default_rng(self.cfg.SEED)
             picks = [rng.permutation(np.flatnonzero(labels == c))[:k] for c in range(self.data.num_classes)]
@@ -255,15 +273,18 @@ class ClassificationTrainer:
             raise FileNotFoundError(f"checkpoint {path} does not exist; train first or pass --checkpoint PATH")
         state = torch.load(path, map_location=self.device)
         if not isinstance(state, dict) or "model" not in state:
-            raise ValueError(f"checkpoint {path}: expected a dict with a 'model' entry (a file written by this "
-                             "trainer)")
+            raise ValueError(
+                f"checkpoint {path}: expected a dict with a 'model' entry (a file written by this trainer)"
+            )
         try:
             self.model.load_state_dict(state["model"])
             self.method.load_state_dict(state.get("method", {}))
         except RuntimeError as err:
-            raise ValueError(f"checkpoint {path} does not fit MODEL.NAME={self.cfg.MODEL.NAME!r} with METHOD.NAME="
-                             f"{self.cfg.METHOD.NAME!r} ({str(err).splitlines()[0]}); evaluate it with the config it "
-                             "was trained with") from None
+            raise ValueError(
+                f"checkpoint {path} does not fit MODEL.NAME={self.cfg.MODEL.NAME!r} with METHOD.NAME="
+                f"{self.cfg.METHOD.NAME!r} ({str(err).splitlines()[0]}); evaluate it with the config it "
+                "was trained with"
+            ) from None
         if weights_only:
             return
         self.optimizer.load_state_dict(state["optimizer"])
@@ -330,9 +351,14 @@ class ClassificationTrainer:
             self.method.train()
             sums: dict[str, float] = defaultdict(float)
             seen = 0
-            bar = tqdm(self._train_loader(epoch, self.iter_in_epoch), total=self.iters_per_epoch,
-                       initial=self.iter_in_epoch, desc=f"epoch {epoch + 1}/{cfg.SOLVER.EPOCHS}",
-                       disable=not cfg.LOG.PROGRESS_BAR, leave=False)
+            bar = tqdm(
+                self._train_loader(epoch, self.iter_in_epoch),
+                total=self.iters_per_epoch,
+                initial=self.iter_in_epoch,
+                desc=f"epoch {epoch + 1}/{cfg.SOLVER.EPOCHS}",
+                disable=not cfg.LOG.PROGRESS_BAR,
+                leave=False,
+            )
             for images, targets in bar:
                 logs = self.run_step(images, targets)
                 for k, v in logs.items():
@@ -356,8 +382,10 @@ class ClassificationTrainer:
                 self.save_checkpoint()
             if stop:
                 return None
-        atomic_torch_save({"model": self.model.state_dict(), "method": self.method.state_dict(),
-                           "config": cfg.dump()}, os.path.join(self.output_dir, FINAL_WEIGHTS))
+        atomic_torch_save(
+            {"model": self.model.state_dict(), "method": self.method.state_dict(), "config": cfg.dump()},
+            os.path.join(self.output_dir, FINAL_WEIGHTS),
+        )
         self.save_checkpoint()
         result = self.evaluate(tag="final")
         self.close()
@@ -369,8 +397,10 @@ class ClassificationTrainer:
         ctx = StepContext(epoch=self.epoch, global_step=self.global_step, lr=lr)
         loss, logs = self.method.training_loss(self.model, images, targets, ctx)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"{self.cfg.METHOD.NAME}: non-finite loss {loss.item()} at epoch {self.epoch}, "
-                                     f"step {self.global_step} (lr {lr:g}); lower SOLVER.BASE_LR or check the data")
+            raise FloatingPointError(
+                f"{self.cfg.METHOD.NAME}: non-finite loss {loss.item()} at epoch {self.epoch}, "
+                f"step {self.global_step} (lr {lr:g}); lower SOLVER.BASE_LR or check the data"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -388,8 +418,9 @@ class ClassificationTrainer:
         self.method.eval()
         saved = self.method.target_prior.clone()
         self.method.with_target_prior(target_prior)
-        loader = DataLoader(dataset, batch_size=self.cfg.TEST.BATCH_SIZE, shuffle=False,
-                            num_workers=self.cfg.DATALOADER.NUM_WORKERS)
+        loader = DataLoader(
+            dataset, batch_size=self.cfg.TEST.BATCH_SIZE, shuffle=False, num_workers=self.cfg.DATALOADER.NUM_WORKERS
+        )
         logits, labels = [], []
         try:
             for images, targets in loader:
@@ -410,8 +441,9 @@ class ClassificationTrainer:
         logits, labels = self.predict()
         # Injection assumes the logits are for the uniform prior; skip it when METHOD.TEST_PRIOR already injected one.
         injection = self.method.prior_kind if self.cfg.METHOD.TEST_PRIOR == "uniform" else None
-        result = metrics.evaluate(logits, labels, self.train_counts, ece_bins=self.cfg.TEST.ECE_BINS,
-                                  prior_injection=injection)
+        result = metrics.evaluate(
+            logits, labels, self.train_counts, ece_bins=self.cfg.TEST.ECE_BINS, prior_injection=injection
+        )
         result.update(method=self.cfg.METHOD.NAME, epoch=self.epoch, step=self.global_step)
         out_dir = os.path.join(self.output_dir, "eval", tag)
         if self.cfg.TEST.PLOTS:
@@ -419,8 +451,11 @@ class ClassificationTrainer:
             self._save_eps_history(out_dir)
         else:
             plots.write_json_atomic(result, os.path.join(out_dir, "eval.json"))
-        scalars = {f"test/{k}": float(v) for k, v in result.items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch", "step")}
+        scalars = {
+            f"test/{k}": float(v)
+            for k, v in result.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch", "step")
+        }
         self.log_scalars(scalars, self.global_step, self.epoch)
         return result
 
@@ -434,9 +469,13 @@ class ClassificationTrainer:
         from . import metrics, plots
 
         iterations, means = history()
-        plots.write_json_atomic({"iterations": iterations.tolist(),
-                                 "eps_mean": [[None if np.isnan(v) else float(v) for v in row] for row in means]},
-                                os.path.join(out_dir, "eps_history.json"))
+        plots.write_json_atomic(
+            {
+                "iterations": iterations.tolist(),
+                "eps_mean": [[None if np.isnan(v) else float(v) for v in row] for row in means],
+            },
+            os.path.join(out_dir, "eps_history.json"),
+        )
         plot_eps_by_group(iterations, means, metrics.shot_groups(self.train_counts), os.path.join(out_dir, "eps.png"))
 
     def close(self) -> None:
@@ -472,13 +511,17 @@ def load_frozen_classifier(cfg: CfgNode, num_classes: int) -> nn.Module:
 
     path = cfg.METHOD.M2M.G_CHECKPOINT or train_frozen_classifier(cfg)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"METHOD.M2M.G_CHECKPOINT={path!r} does not exist; give the {FINAL_WEIGHTS} of a CE "
-                                "run of the same model, or leave it empty to train g first")
+        raise FileNotFoundError(
+            f"METHOD.M2M.G_CHECKPOINT={path!r} does not exist; give the {FINAL_WEIGHTS} of a CE "
+            "run of the same model, or leave it empty to train g first"
+        )
     g = build_model(cfg.MODEL.NAME, num_classes, **{k.lower(): v for k, v in cfg.MODEL.ARGS.items()})
     state = torch.load(path, map_location="cpu")
     try:
         g.load_state_dict(state["model"] if isinstance(state, dict) and "model" in state else state)
     except (RuntimeError, KeyError) as err:
-        raise ValueError(f"METHOD.M2M.G_CHECKPOINT={path!r} does not fit model {cfg.MODEL.NAME!r} with a linear "
-                         f"classifier ({err}); g must be a CE (method ce) run of the same architecture") from None
+        raise ValueError(
+            f"METHOD.M2M.G_CHECKPOINT={path!r} does not fit model {cfg.MODEL.NAME!r} with a linear "
+            f"classifier ({err}); g must be a CE (method ce) run of the same architecture"
+        ) from None
     return g.to(cfg.DEVICE).eval().requires_grad_(False)

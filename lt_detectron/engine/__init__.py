@@ -1,6 +1,7 @@
 """Detectron2 training/evaluation for lt-detectron: `LTTrainer` and config set-up."""
-from .setup import build_cfg, check_cfg_datasets, register_lt_components, setup_cfg
+
 from .meta_hook import MetaWeightingHook, MetaWeightingTrainerMixin, prepare_meta_datasets
+from .setup import build_cfg, check_cfg_datasets, register_lt_components, setup_cfg
 from .trainer import AtomicDetectionCheckpointer, LTTrainer, build_lt_evaluator
 
 __all__ = [

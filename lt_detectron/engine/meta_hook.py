@@ -12,6 +12,7 @@ Three pieces, usable from tools/train_net.py or any Detectron2 project with a Ge
 - `MetaWeightingHook`: the hook (state saved with the trainer's checkpoint, eps plot after training);
 - `MetaWeightingTrainerMixin`: `class Trainer(MetaWeightingTrainerMixin, DefaultTrainer)` does both.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,6 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from torch import nn
-
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
 from detectron2.data import transforms as T
@@ -30,6 +29,7 @@ from detectron2.engine.hooks import PeriodicWriter
 from detectron2.layers import cat
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
+from torch import nn
 
 from lt_detectron import losses as lt_losses
 from lt_detectron.meta import DevBatchSampler, MetaReweighter, build_dev_split, plot_eps_by_group
@@ -127,19 +127,26 @@ class MetaWeightingHook(HookBase):
         self.model = _unwrap(model)
         for attr in ("backbone", "roi_heads", "preprocess_image"):
             if not hasattr(self.model, attr):
-                raise TypeError(f"MetaWeightingHook needs a GeneralizedRCNN-like model with `{attr}`; got {type(self.model).__name__}")
+                raise TypeError(
+                    "MetaWeightingHook needs a GeneralizedRCNN-like model with "
+                    f"`{attr}`; got {type(self.model).__name__}"
+                )
         self.roi_heads = self.model.roi_heads
         self.predictor = self.roi_heads.box_predictor
-        if not getattr(self.predictor, "per_example", False) or not hasattr(self.predictor, "per_roi_classification_loss"):
+        if not getattr(self.predictor, "per_example", False) or not hasattr(
+            self.predictor, "per_roi_classification_loss"
+        ):
             raise ValueError(
                 f"MODEL.LT.BOX_CLASSIFIER = {cfg.MODEL.LT.BOX_CLASSIFIER!r} ({type(self.predictor).__name__}) has no "
                 "per-RoI classification loss (per_example is False), so it cannot be meta-weighted; use one of "
-                "softmax, focal, ldam, balanced_softmax, lade (or cb / cb_focal, whose class weights then multiply w_y)."
+                "softmax, focal, ldam, balanced_softmax, lade (or cb / cb_focal, whose class weights then multiply "
+                "w_y)."
             )
         if getattr(self.predictor, "class_weight", None) is not None:
             logger.warning(
-                f"MODEL.LT.BOX_CLASSIFIER = {cfg.MODEL.LT.BOX_CLASSIFIER!r} already weights its loss by class; the meta "
-                "weights w_y + eps multiply it (Algorithm 1 assumes an unweighted loss such as 'softmax')."
+                f"MODEL.LT.BOX_CLASSIFIER = {cfg.MODEL.LT.BOX_CLASSIFIER!r} already weights its loss by class; "
+                "the meta weights w_y + eps multiply it (Algorithm 1 assumes an unweighted loss such as "
+                "'softmax')."
             )
         self.num_classes = int(self.roi_heads.num_classes)
         self.output_dir = cfg.OUTPUT_DIR
@@ -149,7 +156,10 @@ class MetaWeightingHook(HookBase):
 
         zero_policy = "exclude" if cfg.MODEL.LT.ZERO_COUNT_POLICY == "warn" else "error"
         fg_weights = lt_losses.class_weights(
-            read_class_counts(cfg), kind="effective_number", beta=meta.BETA, zero_policy=zero_policy,
+            read_class_counts(cfg),
+            kind="effective_number",
+            beta=meta.BETA,
+            zero_policy=zero_policy,
             dtype=torch.float32,
         )
         # INNER_LR <= 0: eta follows the optimizer's current lr (seed 000 uses the model's lr for the virtual step).
@@ -225,7 +235,9 @@ class MetaWeightingHook(HookBase):
             return None
         proposals, losses = output
         if "loss_cls" not in losses:
-            raise KeyError(f"MetaWeightingHook: the ROI heads returned no 'loss_cls' (got {sorted(losses)}); cannot reweight")
+            raise KeyError(
+                f"MetaWeightingHook: the ROI heads returned no 'loss_cls' (got {sorted(losses)}); cannot reweight"
+            )
         box_features, scores = self._captured
         self._captured = None
         gt_classes = cat([p.gt_classes for p in proposals]) if proposals else scores.new_zeros(0, dtype=torch.long)
@@ -247,8 +259,14 @@ class MetaWeightingHook(HookBase):
         self._in_meta_step = True
         try:
             result = self.reweighter.step(
-                predictor, per_roi_loss, box_features.detach(), gt_classes, dev_features, dev_classes,
-                iteration=self.trainer.iter, meta_mask=foreground,
+                predictor,
+                per_roi_loss,
+                box_features.detach(),
+                gt_classes,
+                dev_features,
+                dev_classes,
+                iteration=self.trainer.iter,
+                meta_mask=foreground,
             )
         finally:
             self._in_meta_step = False
@@ -286,12 +304,17 @@ class MetaWeightingHook(HookBase):
         os.makedirs(self.output_dir, exist_ok=True)
         history = {
             "iterations": iters.tolist(),
-            "eps_mean_per_class": [[None if np.isnan(v) else float(v) for v in row[: self.num_classes]] for row in means],
+            "eps_mean_per_class": [
+                [None if np.isnan(v) else float(v) for v in row[: self.num_classes]] for row in means
+            ],
             "groups": [str(g) for g in groups],
         }
         write_json_atomic(history, os.path.join(self.output_dir, EPS_HISTORY_NAME), indent=None)
         path = plot_eps_by_group(
-            iters, means[:, : self.num_classes], groups, os.path.join(self.output_dir, EPS_PLOT_NAME),
+            iters,
+            means[:, : self.num_classes],
+            groups,
+            os.path.join(self.output_dir, EPS_PLOT_NAME),
             title="meta-learned conditional weights of the box classifier",
         )
         logger.info(f"meta weighting: wrote {path}")

@@ -1,4 +1,5 @@
 """Config set-up shared by tools/train_net.py, tools/demo.py and other entry points."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """`LTTrainer`: Detectron2's DefaultTrainer with LVIS evaluation at 300 detections and atomic checkpoints."""
+
 from __future__ import annotations
 
 import logging
@@ -19,7 +20,6 @@ from .meta_hook import MetaWeightingTrainerMixin
 __all__ = ["LTTrainer", "AtomicDetectionCheckpointer", "build_lt_evaluator"]
 
 logger = logging.getLogger(__name__)
-
 
 
 class AtomicDetectionCheckpointer(DetectionCheckpointer):
@@ -54,13 +54,9 @@ def build_lt_evaluator(cfg, dataset_name: str, output_folder: Optional[str] = No
         output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
     evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
     if evaluator_type == "lvis":
-        return LVISEvaluator(
-            dataset_name, output_dir=output_folder, max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE
-        )
+        return LVISEvaluator(dataset_name, output_dir=output_folder, max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
     if evaluator_type == "coco":
-        return COCOEvaluator(
-            dataset_name, output_dir=output_folder, max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE
-        )
+        return COCOEvaluator(dataset_name, output_dir=output_folder, max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
     raise NotImplementedError(
         f"Dataset {dataset_name!r} has evaluator_type={evaluator_type!r}; LTTrainer evaluates 'lvis' and 'coco' "
         f"datasets. Set MetadataCatalog.get({dataset_name!r}).evaluator_type when registering it, "

@@ -140,7 +140,14 @@ class _LadeFunction(torch.autograd.Function):
                 # -log Q_iy = r_i + log (X p)_i - z_iy - log p_s(y_i)
                 ce_value = (prior_mass.log() + row_lse).sub_(target_logits + log_prior[targets]).mean()
             ctx.save_for_backward(
-                targets, class_weight, sample_weight, row_exp, prior_mass, importance_weights, column_mass, second,
+                targets,
+                class_weight,
+                sample_weight,
+                row_exp,
+                prior_mass,
+                importance_weights,
+                column_mass,
+                second,
                 prior,
             )
         else:

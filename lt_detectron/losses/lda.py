@@ -7,7 +7,6 @@ from collections import deque
 from typing import Any, Dict
 
 import torch
-import torch.nn.functional as F
 
 from ._validation import ArrayLike, as_tensor_like, check_counts
 
@@ -102,8 +101,18 @@ class _LdaDivergenceFunction(torch.autograd.Function):
             normaliser = (2.0 * (num_present - 1) * pair_weights.sum()).clamp_min(torch.finfo(features.dtype).tiny)
         inter = total / normaliser  # a single class has no pair: total is 0
         ctx.save_for_backward(
-            inverse, units, norms, centres, centre_norms, direction_sums, hinge, sizes, has_spread, num_spread,
-            pair_weights, normaliser,
+            inverse,
+            units,
+            norms,
+            centres,
+            centre_norms,
+            direction_sums,
+            hinge,
+            sizes,
+            has_spread,
+            num_spread,
+            pair_weights,
+            normaliser,
         )
         ctx.mark_non_differentiable(inverse, class_sizes)
         return intra, inter
@@ -112,8 +121,18 @@ class _LdaDivergenceFunction(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_intra, grad_inter):
         (
-            inverse, units, norms, centres, centre_norms, direction_sums, hinge, sizes, has_spread, num_spread,
-            pair_weights, normaliser,
+            inverse,
+            units,
+            norms,
+            centres,
+            centre_norms,
+            direction_sums,
+            hinge,
+            sizes,
+            has_spread,
+            num_spread,
+            pair_weights,
+            normaliser,
         ) = ctx.saved_tensors
         intra_scale = torch.where(has_spread, grad_intra / (sizes * num_spread), 0.0)[:, None]  # k_c
         pair_grad = torch.sign(hinge)  # [hinge > 0] as a float in one pass (hinge >= 0)

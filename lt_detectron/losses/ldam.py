@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from ._fused import shifted_cross_entropy
 from ._validation import (
     ArrayLike,
     check_class_weight,
@@ -16,7 +17,6 @@ from ._validation import (
     memoized,
     reduce_loss,
 )
-from ._fused import shifted_cross_entropy
 from .class_weights import class_weights
 
 

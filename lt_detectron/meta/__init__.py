@@ -4,6 +4,7 @@
 `DevBatchSampler` draws its batches; `plot_eps_by_group` draws seed 000 Figure 3. Detectron2 integration
 lives in `lt_detectron.engine.meta_hook`.
 """
+
 from .devset import DevBatchSampler, DevSplit, DevSplitReport, build_dev_split
 from .engine import MetaReweighter, MetaStepResult, PerExampleLoss
 from .plot import plot_eps_by_group

@@ -4,6 +4,7 @@ Per benchmark k (METHODS §6): 10 per class on CIFAR-LT, 5 (iNat17) / 2 (iNat18)
 most k training images per class. Policy for small classes: every class keeps at least one training example,
 so a class with n_c <= k gives only n_c - 1 examples to D (none when n_c = 1); the report names those classes.
 """
+
 from __future__ import annotations
 
 import logging

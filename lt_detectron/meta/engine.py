@@ -11,6 +11,7 @@ Which parameters are meta-differentiated is the caller's choice of `module`: the
 classification layers fed with detached features (the cheap mode of seed 000 §5.3). Framework-agnostic:
 no Detectron2 import here.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -87,9 +88,13 @@ class MetaReweighter:
     ):
         class_weights = torch.as_tensor(class_weights).detach()
         if class_weights.ndim != 1 or class_weights.numel() == 0:
-            raise ValueError(f"MetaReweighter: class_weights must be a non-empty 1-D tensor, got {tuple(class_weights.shape)}")
+            raise ValueError(
+                f"MetaReweighter: class_weights must be a non-empty 1-D tensor, got {tuple(class_weights.shape)}"
+            )
         if not torch.isfinite(class_weights).all() or (class_weights < 0).any():
-            raise ValueError("MetaReweighter: class_weights must be finite and >= 0 (see losses.class_weights zero_policy)")
+            raise ValueError(
+                "MetaReweighter: class_weights must be finite and >= 0 (see losses.class_weights zero_policy)"
+            )
         if inner_lr <= 0 or eps_lr <= 0:
             raise ValueError(f"MetaReweighter: inner_lr ({inner_lr}) and eps_lr ({eps_lr}) must be > 0")
         self.class_weights = class_weights.clone()
@@ -145,7 +150,9 @@ class MetaReweighter:
         num = targets.numel()
         mask = torch.ones(num, dtype=torch.bool, device=device) if meta_mask is None else meta_mask.to(device).bool()
         if mask.shape != targets.shape:
-            raise ValueError(f"MetaReweighter.step: meta_mask has shape {tuple(mask.shape)}, targets {tuple(targets.shape)}")
+            raise ValueError(
+                f"MetaReweighter.step: meta_mask has shape {tuple(mask.shape)}, targets {tuple(targets.shape)}"
+            )
         class_w = self.class_weights.to(device=device, dtype=dtype)[targets]
         mask_f = mask.to(dtype)
 
@@ -179,8 +186,11 @@ class MetaReweighter:
         self.tracker.update(eps[mask], targets[mask], iteration)
         self.meta_steps += 1
         result = MetaStepResult(
-            weights=weights.detach(), eps=eps.detach(), raw_eps=raw_eps.detach(),
-            eps_grad=eps_grad.detach(), dev_loss=dev_loss.detach(),
+            weights=weights.detach(),
+            eps=eps.detach(),
+            raw_eps=raw_eps.detach(),
+            eps_grad=eps_grad.detach(),
+            dev_loss=dev_loss.detach(),
         )
         if compute_loss:
             result.loss = self.weighted_loss(loss_fn(module(*args), targets), result)
@@ -219,7 +229,12 @@ class MetaReweighter:
         return {
             "meta_steps": self.meta_steps,
             "class_weights": self.class_weights.clone(),
-            "hparams": {"inner_lr": self.inner_lr, "eps_lr": self.eps_lr, "start_iter": self.start_iter, "l2rw": self.l2rw},
+            "hparams": {
+                "inner_lr": self.inner_lr,
+                "eps_lr": self.eps_lr,
+                "start_iter": self.start_iter,
+                "l2rw": self.l2rw,
+            },
             "tracker": self.tracker.state_dict(),
         }
 
@@ -231,13 +246,18 @@ class MetaReweighter:
                 f"{self.class_weights.numel()}; resume with the same training set"
             )
         if not torch.allclose(saved_w.double(), self.class_weights.double()):
-            warnings.warn("MetaReweighter: class weights differ from the checkpoint's; resuming with the checkpoint's")
+            warnings.warn(
+                "MetaReweighter: class weights differ from the checkpoint's; resuming with the checkpoint's",
+                stacklevel=2,
+            )
         # The schedule and the L2RW switch change what eps means; learning rates may legitimately follow a
         # schedule (a caller setting inner_lr to the optimizer's lr), so only the former warn.
         ours = {"start_iter": self.start_iter, "l2rw": self.l2rw}
         changed = {k: (v, ours[k]) for k, v in state.get("hparams", {}).items() if k in ours and ours[k] != v}
         if changed:
-            warnings.warn(f"MetaReweighter: schedule/L2RW changed since the checkpoint (saved, now): {changed}")
+            warnings.warn(
+                f"MetaReweighter: schedule/L2RW changed since the checkpoint (saved, now): {changed}", stacklevel=2
+            )
         self.class_weights = saved_w.clone()
         self.meta_steps = int(state["meta_steps"])
         self.tracker.load_state_dict(state["tracker"])

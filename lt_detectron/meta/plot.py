@@ -1,7 +1,7 @@
 """PNG of the per-class mean conditional weight eps over training, by frequency group (seed 000 Figure 3)."""
+
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Dict, Optional, Sequence
 
@@ -13,7 +13,12 @@ __all__ = ["plot_eps_by_group", "GROUP_LABELS"]
 
 # Display names of the group codes used by lt_detectron.data.frequency_groups and the shot groups of METHODS §8.
 GROUP_LABELS: Dict[str, str] = {
-    "r": "rare", "c": "common", "f": "frequent", "many": "many-shot", "medium": "medium-shot", "few": "few-shot",
+    "r": "rare",
+    "c": "common",
+    "f": "frequent",
+    "many": "many-shot",
+    "medium": "medium-shot",
+    "few": "few-shot",
 }
 _ORDER = ["r", "c", "f", "few", "medium", "many"]
 
@@ -59,8 +64,14 @@ def plot_eps_by_group(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: the group had no example in a window
             group_mean = np.nanmean(cols, axis=1)
-        ax.plot(iters, group_mean, color=colors(k), linewidth=2.2, marker=marker,
-                label=f"{GROUP_LABELS.get(g, g)} ({cols.shape[1]} classes)")
+        ax.plot(
+            iters,
+            group_mean,
+            color=colors(k),
+            linewidth=2.2,
+            marker=marker,
+            label=f"{GROUP_LABELS.get(g, g)} ({cols.shape[1]} classes)",
+        )
     ax.axhline(0.0, color="black", linewidth=0.6)
     ax.set_xlabel("iteration")
     ax.set_ylabel("per-class mean of eps")

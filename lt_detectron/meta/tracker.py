@@ -1,4 +1,5 @@
 """Per-class running mean of the conditional weights eps over training (seed 000 Figure 3; METHODS §6)."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, Tuple
@@ -37,7 +38,8 @@ class EpsTracker:
             raise ValueError(f"EpsTracker.update: eps has {eps_np.size} entries but labels {labels_np.size}")
         if labels_np.size and (labels_np.min() < 0 or labels_np.max() >= self.num_classes):
             raise ValueError(
-                f"EpsTracker.update: labels must lie in [0, {self.num_classes}); got {labels_np.min()}..{labels_np.max()}"
+                f"EpsTracker.update: labels must lie in [0, {self.num_classes}); "
+                f"got {labels_np.min()}..{labels_np.max()}"
             )
         sums = np.bincount(labels_np, weights=eps_np, minlength=self.num_classes)
         counts = np.bincount(labels_np, minlength=self.num_classes)

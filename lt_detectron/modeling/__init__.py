@@ -3,6 +3,7 @@
 - `LTROIHeads` in ROI_HEADS_REGISTRY (MODEL.ROI_HEADS.NAME: "LTROIHeads"), box predictor by MODEL.LT.BOX_CLASSIFIER;
 - the narrow ResNet-FPN backbone of the CPU demo (`backbone.py`) in BACKBONE_REGISTRY.
 """
+
 from . import backbone  # noqa: F401  (registers build_narrow_resnet_fpn_backbone)
 from .box_predictors import (
     BalancedSoftmaxBoxPredictor,

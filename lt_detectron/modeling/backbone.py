@@ -11,6 +11,7 @@ Config (existing Detectron2 keys, no new ones):
   MODEL.RESNETS.NORM                "BN" / "GN" / "SyncBN" (train from scratch: not "FrozenBN")
   MODEL.RESNETS.OUT_FEATURES, MODEL.FPN.IN_FEATURES / OUT_CHANNELS / NORM / FUSE_TYPE as usual.
 """
+
 from __future__ import annotations
 
 from detectron2.layers import ShapeSpec
@@ -37,9 +38,7 @@ def build_narrow_resnet_backbone(cfg, input_shape: ShapeSpec) -> Backbone:
             "MODEL.RESNETS.NORM='FrozenBN' freezes random statistics when training from scratch; "
             "set it to 'BN' or 'GN' for the narrow ResNet backbone."
         )
-    stem = BasicStem(
-        in_channels=input_shape.channels, out_channels=cfg.MODEL.RESNETS.STEM_OUT_CHANNELS, norm=norm
-    )
+    stem = BasicStem(in_channels=input_shape.channels, out_channels=cfg.MODEL.RESNETS.STEM_OUT_CHANNELS, norm=norm)
     out_features = cfg.MODEL.RESNETS.OUT_FEATURES
     # Build stages only up to the deepest requested feature.
     num_stages = max({"res2": 2, "res3": 3, "res4": 4, "res5": 5}[f] for f in out_features) - 1

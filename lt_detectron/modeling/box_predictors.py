@@ -9,20 +9,20 @@ Every predictor exposes, for the meta-weighting hook:
   per_example: bool                                      the loss is the mean of a per-RoI loss
   per_roi_classification_loss(scores, gt_classes) -> [R]  unreduced classification loss per RoI
 """
+
 from __future__ import annotations
 
 import logging
 from typing import Dict, List, Optional, Tuple
 
 import torch
-from torch import nn
-from torch.nn import functional as F
-
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, cat
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
 from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
+from torch import nn
+from torch.nn import functional as F
 
 from lt_detectron import losses as lt_losses
 
@@ -231,7 +231,7 @@ class LTBoxPredictor(FastRCNNOutputLayers):
 
 
 class CBBoxPredictor(LTBoxPredictor):
-    """"cb": effective-number class-balanced softmax CE (METHODS §1-2); background weight 1."""
+    """ "cb": effective-number class-balanced softmax CE (METHODS §1-2); background weight 1."""
 
     @configurable
     def __init__(self, input_shape: ShapeSpec, *, cb_beta: Optional[float] = None, **kwargs):
@@ -249,14 +249,12 @@ class CBBoxPredictor(LTBoxPredictor):
 
 
 class FocalBoxPredictor(LTBoxPredictor):
-    """"focal": focal loss (METHODS §2, Lin et al.) on the C+1 classes; "cb_focal" adds CB weights."""
+    """ "focal": focal loss (METHODS §2, Lin et al.) on the C+1 classes; "cb_focal" adds CB weights."""
 
     class_balanced = False
 
     @configurable
-    def __init__(
-        self, input_shape: ShapeSpec, *, gamma: float = 2.0, form: str = "softmax", cb_beta=None, **kwargs
-    ):
+    def __init__(self, input_shape: ShapeSpec, *, gamma: float = 2.0, form: str = "softmax", cb_beta=None, **kwargs):
         super().__init__(input_shape, **kwargs)
         if form not in ("softmax", "sigmoid"):
             raise ValueError(f"MODEL.LT.FOCAL.FORM must be 'softmax' or 'sigmoid', got {form!r}.")
@@ -282,7 +280,7 @@ class FocalBoxPredictor(LTBoxPredictor):
 
 
 class CBFocalBoxPredictor(FocalBoxPredictor):
-    """"cb_focal": focal loss weighted by effective-number class weights (Cui et al.; METHODS §2)."""
+    """ "cb_focal": focal loss weighted by effective-number class weights (Cui et al.; METHODS §2)."""
 
     class_balanced = True
 
@@ -300,7 +298,7 @@ class CosineLinear(nn.Module):
 
 
 class LDAMBoxPredictor(LTBoxPredictor):
-    """"ldam": LDAM margins on the foreground classes, background margin 0, optional DRW (METHODS §2)."""
+    """ "ldam": LDAM margins on the foreground classes, background margin 0, optional DRW (METHODS §2)."""
 
     @configurable
     def __init__(
@@ -366,7 +364,7 @@ class LDAMBoxPredictor(LTBoxPredictor):
 
 
 class PCSoftmaxBoxPredictor(LTBoxPredictor):
-    """"pc_softmax": the stock softmax CE at training, PC Softmax at test (METHODS §3, seed 003 eq. 4-7).
+    """ "pc_softmax": the stock softmax CE at training, PC Softmax at test (METHODS §3, seed 003 eq. 4-7).
 
     Same parameters as Detectron2's predictor, so a trained stock model (e.g. the baseline's model_final.pth)
     can be evaluated post hoc with MODEL.LT.BOX_CLASSIFIER pc_softmax and any TEST_TARGET_PRIOR.
@@ -382,7 +380,7 @@ class PCSoftmaxBoxPredictor(LTBoxPredictor):
 
 
 class BalancedSoftmaxBoxPredictor(LTBoxPredictor):
-    """"balanced_softmax": LADE-CE `CE(z + log p_s, y)` (METHODS §2, §4 eq. 18-19); target prior at test."""
+    """ "balanced_softmax": LADE-CE `CE(z + log p_s, y)` (METHODS §2, §4 eq. 18-19); target prior at test."""
 
     uses_target_prior = True
 
@@ -395,7 +393,7 @@ class BalancedSoftmaxBoxPredictor(LTBoxPredictor):
 
 
 class LADEBoxPredictor(BalancedSoftmaxBoxPredictor):
-    """"lade": L_LADE = LADE-CE + alpha * LADER (METHODS §4 eq. 11-20); target prior at test.
+    """ "lade": L_LADE = LADE-CE + alpha * LADER (METHODS §4 eq. 11-20); target prior at test.
 
     The two terms are separate losses, as Detectron2 keeps its loss terms: `loss_cls` is the per-RoI LADE-CE
     (so `per_example` holds and the meta hook can re-weight it) and `loss_lader` = alpha * LADER, a batch-level

@@ -11,6 +11,7 @@ Box classifiers:
 The conversion itself happens in the predictors' `_load_from_state_dict`, so Detectron2's own
 `DetectionCheckpointer` (MODEL.WEIGHTS, `--resume`) applies it too; this module adds the report.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,9 +20,8 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Tuple, Union
 
 import torch
-from torch import nn
-
 from detectron2.checkpoint import DetectionCheckpointer
+from torch import nn
 
 __all__ = ["StockLoadReport", "load_stock_checkpoint"]
 
@@ -48,7 +48,9 @@ class StockLoadReport:
         rows += [("initialised from stock", key, source) for key, source in self.from_stock]
         rows += [("missing (fresh init)", key, "") for key in self.missing]
         rows += [("unexpected (ignored)", key, "") for key in self.unexpected]
-        rows += [("shape mismatch (fresh init)", key, f"checkpoint {c} vs model {m}") for key, c, m in self.incorrect_shapes]
+        rows += [
+            ("shape mismatch (fresh init)", key, f"checkpoint {c} vs model {m}") for key, c, m in self.incorrect_shapes
+        ]
         widths = [max(len(r[i]) for r in rows + [("status", "key / module", "detail")]) for i in range(3)]
         lines = [
             "  ".join(h.ljust(w) for h, w in zip(("status", "key / module", "detail"), widths)),

@@ -9,19 +9,19 @@ Total: L_fgbg + lambda_u L_u + lambda_b a_t L_b + lambda_d (L_intra + L_inter) +
 RiskBalancer. Inference: score_c = p_fg * softmax(balanced(x))_c, background column 1 - p_fg, then
 Detectron2's fast_rcnn_inference. Box regression (`bbox_pred`) is Detectron2's.
 """
+
 from __future__ import annotations
 
 import math
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
-from torch import nn
-from torch.nn import functional as F
-
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, cross_entropy
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from detectron2.structures import Instances
+from torch import nn
+from torch.nn import functional as F
 
 from lt_detectron import losses as lt_losses
 
@@ -116,7 +116,9 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         if window <= 0:
             # METHODS §5: K = max(1, N / (n_min * B)), B = the expected foreground RoIs per batch.
             fg_per_batch = round(
-                cfg.SOLVER.IMS_PER_BATCH * cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE * cfg.MODEL.ROI_HEADS.POSITIVE_FRACTION
+                cfg.SOLVER.IMS_PER_BATCH
+                * cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE
+                * cfg.MODEL.ROI_HEADS.POSITIVE_FRACTION
             )
             seen = counts[counts > 0]
             window = lt_losses.default_window(float(seen.sum()), float(seen.min()), max(1, fg_per_batch))
@@ -199,11 +201,15 @@ class LDABoxPredictor(FastRCNNOutputLayers):
             acc_b = lt_losses.accuracy_percent(logits_b, y)
             if self.training:
                 self.risk_balancer.update(acc_u, acc_b)
-            put_scalars(**{
-                "lda/acc_unbalanced": acc_u, "lda/acc_balanced": acc_b, "lda/acc_gap": acc_u - acc_b,
-                # Detectron2's name for the foreground classification accuracy, as the stock head logs it.
-                "fast_rcnn/fg_cls_accuracy": acc_b / 100.0,
-            })
+            put_scalars(
+                **{
+                    "lda/acc_unbalanced": acc_u,
+                    "lda/acc_balanced": acc_b,
+                    "lda/acc_gap": acc_u - acc_b,
+                    # Detectron2's name for the foreground classification accuracy, as the stock head logs it.
+                    "fast_rcnn/fg_cls_accuracy": acc_b / 100.0,
+                }
+            )
         else:
             # No foreground RoI: the foreground terms are zero; every classifier stays in the graph (no NaN,
             # no parameter without a gradient under DDP).
@@ -226,7 +232,9 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         }
 
     # --- loading a stock Detectron2 checkpoint -------------------------------------------------------
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         # A stock checkpoint has `cls_score` (C+1 rows, background last) and none of our classifiers: start
         # them from it. The children read `state_dict` after this call, so the converted keys load normally.
         stock_w, stock_b = prefix + "cls_score.weight", prefix + "cls_score.bias"
@@ -262,7 +270,7 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         state_dict[prefix + "fgbg_score.bias"] = fgbg_b
         self.initialised_from_stock += [
             (prefix + "fgbg_score.weight", f"[mean of {prefix}cls_score.weight[:{num_classes}], background row]"),
-            (prefix + "fgbg_score.bias", f"[mean of the class biases + log C, background bias]"),
+            (prefix + "fgbg_score.bias", "[mean of the class biases + log C, background bias]"),
         ]
 
     # --- state that survives resume -----------------------------------------------------------------

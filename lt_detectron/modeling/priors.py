@@ -6,6 +6,7 @@ the C+1-way heads treat background as class C with source prior `b = 1 - ROI_HEA
 classes share `1 - b` in proportion to `n_c`. At inference the target prior keeps the background's mass
 `b` and spreads `1 - b` over the foreground classes by `MODEL.LT.TEST_TARGET_PRIOR`.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,19 +69,14 @@ def read_class_counts(cfg) -> np.ndarray:
         listed = ", ".join(f"{i} ({class_names[i]})" for i in zero[:20])
         more = f" and {zero.size - 20} more" if zero.size > 20 else ""
         policy = cfg.MODEL.LT.ZERO_COUNT_POLICY
-        msg = (
-            f"{zero.size} categories of {list(names)} never occur in training ({source} = 0): "
-            f"{listed}{more}."
-        )
+        msg = f"{zero.size} categories of {list(names)} never occur in training ({source} = 0): {listed}{more}."
         if policy == "error":
             raise ValueError(
                 msg + " Their class weight 1/n_c is undefined. Remove them from the dataset, or set "
                 "MODEL.LT.ZERO_COUNT_POLICY: warn to exclude them from the weighting."
             )
         if policy != "warn":
-            raise ValueError(
-                f"MODEL.LT.ZERO_COUNT_POLICY must be 'error' or 'warn', got {policy!r}."
-            )
+            raise ValueError(f"MODEL.LT.ZERO_COUNT_POLICY must be 'error' or 'warn', got {policy!r}.")
         warnings.warn(
             msg + " They get class weight 0 and are treated as seen once in priors and margins "
             "(MODEL.LT.ZERO_COUNT_POLICY: warn).",
@@ -98,7 +94,9 @@ def weights_from_counts(counts, zero_count_policy: str, **kwargs) -> torch.Tenso
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="class_weights: classes .* have no training samples")
-        return class_weights(torch.as_tensor(counts, dtype=torch.float64).cpu(), zero_policy=zero_count_policy, **kwargs)
+        return class_weights(
+            torch.as_tensor(counts, dtype=torch.float64).cpu(), zero_policy=zero_count_policy, **kwargs
+        )
 
 
 def prior_counts(counts) -> torch.Tensor:

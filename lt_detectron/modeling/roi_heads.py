@@ -2,17 +2,17 @@
 
 Only the box predictor changes; the pooler, box head, mask head and proposal sampling are Detectron2's.
 """
+
 from __future__ import annotations
 
 import logging
 from typing import Dict, Type
 
 import torch
-from torch import nn
-
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+from torch import nn
 
 from .box_predictors import (
     BalancedSoftmaxBoxPredictor,

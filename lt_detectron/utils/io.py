@@ -1,4 +1,5 @@
 """Atomic file output: readers (and a crash) never see half a file."""
+
 from __future__ import annotations
 
 import json
