@@ -11,7 +11,7 @@ import pytest
 from lvis import LVIS, LVISEval, LVISResults
 from pycocotools import mask as mask_utils
 
-from lt_detectron.data import frequency_groups, generate_lt_shapes, lt_shapes, synthetic
+from lt_detectron.data import frequency_groups, generate_lt_shapes, lt_shapes
 from lt_detectron.data.lt_shapes import (
     INFO_JSON,
     TRAIN_JSON,
@@ -147,7 +147,7 @@ def test_refuses_to_overwrite_unless_asked(small_set, tmp_path):
 
 
 def test_cli_writes_the_documented_layout(tmp_path, capsys):
-    synthetic.main(["--out", str(tmp_path / "cli"), "--seed", "1", "--num-train-images", "12", "--num-val-images", "8"])
+    lt_shapes.main(["--out", str(tmp_path / "cli"), "--seed", "1", "--num-train-images", "12", "--num-val-images", "8"])
     assert json.loads(capsys.readouterr().out)["train"]["images"] == 12
     assert is_complete(tmp_path / "cli")
     assert sorted(p.name for p in (tmp_path / "cli" / "images").iterdir()) == ["train", "val"]

@@ -133,7 +133,7 @@ def tiny_lt_shapes(tmp_path_factory):
     from detectron2.data.datasets.lvis import load_lvis_json
 
     from lt_detectron.data import generate_lt_shapes
-    from lt_detectron.data.synthetic import category_names
+    from lt_detectron.data.lt_shapes import category_names
 
     root = tmp_path_factory.mktemp("lt_shapes_meta")
     generate_lt_shapes(root, seed=0, num_train_images=60, num_val_images=10)

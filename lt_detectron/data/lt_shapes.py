@@ -10,11 +10,13 @@ Output (deterministic given the seed; written to a temporary folder and renamed 
     OUT/lt_shapes_train.json, OUT/lt_shapes_val.json, OUT/lt_shapes_info.json,
     OUT/images/train/000001.png, OUT/images/val/001501.png, ...
 
-CLI: `python -m lt_detectron.data.synthetic --out DIR --seed 0` (see synthetic.py).
+CLI: `python -m lt_detectron.data.lt_shapes --out DIR --seed 0` writes DIR/lt_shapes_{train,val}.json and
+DIR/images/{train,val}/ and prints the summary.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -39,6 +41,7 @@ __all__ = [
     "TRAIN_JSON",
     "VAL_JSON",
     "INFO_JSON",
+    "main",
 ]
 
 logger = logging.getLogger(__name__)
@@ -472,3 +475,25 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
             raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Generate lt_shapes, the synthetic long-tailed LVIS-format dataset.")
+    parser.add_argument("--out", required=True, help="output folder (created; must be empty or an lt_shapes dataset)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-train-images", type=int, default=LTShapesSpec.num_train_images)
+    parser.add_argument("--num-val-images", type=int, default=LTShapesSpec.num_val_images)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing lt_shapes dataset in --out")
+    args = parser.parse_args(argv)
+    summary = generate_lt_shapes(
+        args.out,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        num_train_images=args.num_train_images,
+        num_val_images=args.num_val_images,
+    )
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

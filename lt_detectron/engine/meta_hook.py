@@ -152,7 +152,7 @@ class MetaWeightingHook(HookBase):
         self.output_dir = cfg.OUTPUT_DIR
         self.train_datasets = tuple(cfg.DATASETS.TRAIN)
 
-        from lt_detectron.modeling.priors import read_class_counts
+        from lt_detectron.modeling.class_counts import read_class_counts
 
         zero_policy = "exclude" if cfg.MODEL.LT.ZERO_COUNT_POLICY == "warn" else "error"
         fg_weights = lt_losses.class_weights(

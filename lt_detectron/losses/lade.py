@@ -6,7 +6,6 @@ import math
 
 import torch
 
-from ._fused import shifted_cross_entropy
 from ._validation import (
     ArrayLike,
     check_class_weight,
@@ -16,6 +15,7 @@ from ._validation import (
     log_of,
     reduce_loss,
 )
+from .shifted_cross_entropy import shifted_cross_entropy
 
 IMPORTANCE_KINDS = ("label", "column")
 

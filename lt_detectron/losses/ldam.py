@@ -6,7 +6,6 @@ import math
 
 import torch
 
-from ._fused import shifted_cross_entropy
 from ._validation import (
     ArrayLike,
     check_class_weight,
@@ -18,6 +17,7 @@ from ._validation import (
     reduce_loss,
 )
 from .class_weights import class_weights
+from .shifted_cross_entropy import shifted_cross_entropy
 
 
 def ldam_margins(counts: ArrayLike, max_margin: float = 0.5) -> torch.Tensor:

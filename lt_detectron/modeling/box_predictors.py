@@ -17,20 +17,27 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec, cat
+from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
 from detectron2.structures import Instances
-from detectron2.utils.events import get_event_storage
 from torch import nn
 from torch.nn import functional as F
 
 from lt_detectron import losses as lt_losses
 
+from .class_counts import read_class_counts
+from .predictor_utils import (
+    current_iteration,
+    event_storage_active,
+    gt_classes_of,
+    put_scalars,
+    regression_loss,
+    reject_stock_loss_options,
+)
 from .priors import (
     detection_source_prior,
     detection_target_prior,
     prior_counts,
-    read_class_counts,
     resolve_background_prior,
     weights_from_counts,
 )
@@ -46,57 +53,9 @@ __all__ = [
     "BalancedSoftmaxBoxPredictor",
     "LADEBoxPredictor",
     "CosineLinear",
-    "put_scalars",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def event_storage_active() -> bool:
-    """Whether a Detectron2 EventStorage is open (inside a trainer), not e.g. at inference or in a unit test."""
-    try:
-        get_event_storage()
-    except AssertionError:
-        return False
-    return True
-
-
-def put_scalars(**values: float) -> None:
-    """Write scalars to Detectron2's EventStorage when one is active (training); a no-op otherwise."""
-    if event_storage_active():
-        get_event_storage().put_scalars(**{k: float(v) for k, v in values.items()})
-
-
-def current_iteration() -> int:
-    """The trainer's iteration (restored on resume), or 0 outside a trainer."""
-    return get_event_storage().iter if event_storage_active() else 0
-
-
-def gt_classes_of(proposals: List[Instances], device: torch.device) -> torch.Tensor:
-    if not len(proposals):
-        return torch.empty(0, dtype=torch.long, device=device)
-    return cat([p.gt_classes for p in proposals], dim=0)
-
-
-def regression_loss(predictor: FastRCNNOutputLayers, proposal_deltas, proposals, gt_classes) -> torch.Tensor:
-    """Detectron2's box regression loss with the inputs gathered as FastRCNNOutputLayers.losses does."""
-    if len(proposals):
-        proposal_boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
-        # All-background images carry no gt_boxes; their placeholder boxes are never used by box_reg_loss.
-        gt_boxes = cat([(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals], dim=0)
-    else:
-        proposal_boxes = gt_boxes = torch.empty((0, 4), device=proposal_deltas.device)
-    loss = predictor.box_reg_loss(proposal_boxes, gt_boxes, proposal_deltas, gt_classes)
-    return loss * predictor.loss_weight.get("loss_box_reg", 1.0)
-
-
-def _reject_stock_loss_options(cfg, name: str) -> None:
-    if cfg.MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE or cfg.MODEL.ROI_BOX_HEAD.USE_FED_LOSS:
-        raise ValueError(
-            f"MODEL.LT.BOX_CLASSIFIER = {name!r} defines its own classification loss, so "
-            "MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE / USE_FED_LOSS must be False; use BOX_CLASSIFIER 'softmax' "
-            "for Detectron2's sigmoid / federated loss."
-        )
 
 
 class StockBoxPredictor(FastRCNNOutputLayers):
@@ -170,7 +129,7 @@ class LTBoxPredictor(FastRCNNOutputLayers):
 
     @classmethod
     def from_config(cls, cfg, input_shape):
-        _reject_stock_loss_options(cfg, cfg.MODEL.LT.BOX_CLASSIFIER)
+        reject_stock_loss_options(cfg, cfg.MODEL.LT.BOX_CLASSIFIER)
         ret = super().from_config(cfg, input_shape)
         ret.update(
             class_counts=read_class_counts(cfg),

@@ -25,8 +25,9 @@ from torch.nn import functional as F
 
 from lt_detectron import losses as lt_losses
 
-from .box_predictors import _reject_stock_loss_options, gt_classes_of, put_scalars, regression_loss
-from .priors import read_class_counts, weights_from_counts
+from .class_counts import read_class_counts
+from .predictor_utils import gt_classes_of, put_scalars, regression_loss, reject_stock_loss_options
+from .priors import weights_from_counts
 
 __all__ = ["LDAScores", "LDABoxPredictor", "balancer_state_to_tensor", "balancer_state_from_tensor"]
 
@@ -108,7 +109,7 @@ class LDABoxPredictor(FastRCNNOutputLayers):
 
     @classmethod
     def from_config(cls, cfg, input_shape):
-        _reject_stock_loss_options(cfg, "lda")
+        reject_stock_loss_options(cfg, "lda")
         ret = super().from_config(cfg, input_shape)
         counts = read_class_counts(cfg)
         lda = cfg.MODEL.LT.LDA

@@ -1,4 +1,4 @@
-"""Class statistics of the box classifier: training counts, the C+1-way source prior and target priors.
+"""Priors of the box classifier: class weights from counts, the C+1-way source prior and target priors.
 
 Background decision (the papers do not make one for detection; documented in `lt_detectron/config.py`):
 the C+1-way heads treat background as class C with source prior `b = 1 - ROI_HEADS.POSITIVE_FRACTION`
@@ -13,13 +13,10 @@ import json
 import logging
 import os
 import warnings
-from typing import Sequence
 
-import numpy as np
 import torch
 
 __all__ = [
-    "read_class_counts",
     "resolve_background_prior",
     "prior_counts",
     "weights_from_counts",
@@ -29,60 +26,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def _class_names(dataset_names: Sequence[str], num: int) -> list[str]:
-    from detectron2.data import MetadataCatalog
-
-    for name in dataset_names:
-        names = MetadataCatalog.get(name).get("thing_classes", None)
-        if names is not None and len(names) == num:
-            return list(names)
-    return [f"class {i}" for i in range(num)]
-
-
-def read_class_counts(cfg) -> np.ndarray:
-    """Per-class training counts n_c of `cfg.DATASETS.TRAIN`, checked against the config.
-
-    Raises ValueError when NUM_CLASSES disagrees with the datasets, or (ZERO_COUNT_POLICY "error")
-    when a class never occurs in training; with "warn" those classes are named in a warning.
-    """
-    from lt_detectron.data import class_counts
-
-    names = tuple(cfg.DATASETS.TRAIN)
-    if not names:
-        raise ValueError(
-            "DATASETS.TRAIN is empty: the long-tail box classifiers need the training datasets to read "
-            "the per-class counts n_c; set DATASETS.TRAIN, or use MODEL.LT.BOX_CLASSIFIER softmax."
-        )
-    source = cfg.MODEL.LT.CLASS_COUNT_SOURCE
-    counts = np.asarray(class_counts(names, source=source), dtype=np.float64)
-    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
-    if counts.shape != (num_classes,):
-        raise ValueError(
-            f"MODEL.ROI_HEADS.NUM_CLASSES is {num_classes} but the training datasets {list(names)} have "
-            f"{counts.shape[0]} categories; set MODEL.ROI_HEADS.NUM_CLASSES: {counts.shape[0]} in the config."
-        )
-    zero = np.flatnonzero(counts <= 0)
-    if zero.size:
-        class_names = _class_names(names, num_classes)
-        listed = ", ".join(f"{i} ({class_names[i]})" for i in zero[:20])
-        more = f" and {zero.size - 20} more" if zero.size > 20 else ""
-        policy = cfg.MODEL.LT.ZERO_COUNT_POLICY
-        msg = f"{zero.size} categories of {list(names)} never occur in training ({source} = 0): {listed}{more}."
-        if policy == "error":
-            raise ValueError(
-                msg + " Their class weight 1/n_c is undefined. Remove them from the dataset, or set "
-                "MODEL.LT.ZERO_COUNT_POLICY: warn to exclude them from the weighting."
-            )
-        if policy != "warn":
-            raise ValueError(f"MODEL.LT.ZERO_COUNT_POLICY must be 'error' or 'warn', got {policy!r}.")
-        warnings.warn(
-            msg + " They get class weight 0 and are treated as seen once in priors and margins "
-            "(MODEL.LT.ZERO_COUNT_POLICY: warn).",
-            stacklevel=2,
-        )
-    return counts
 
 
 def weights_from_counts(counts, zero_count_policy: str, **kwargs) -> torch.Tensor:

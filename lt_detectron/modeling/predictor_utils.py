@@ -1,0 +1,67 @@
+"""Helpers shared by the box predictors: EventStorage access, gathered ground truth, box regression, option checks."""
+
+from __future__ import annotations
+
+from typing import List
+
+import torch
+from detectron2.layers import cat
+from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+from detectron2.structures import Instances
+from detectron2.utils.events import get_event_storage
+
+__all__ = [
+    "event_storage_active",
+    "put_scalars",
+    "current_iteration",
+    "gt_classes_of",
+    "regression_loss",
+    "reject_stock_loss_options",
+]
+
+
+def event_storage_active() -> bool:
+    """Whether a Detectron2 EventStorage is open (inside a trainer), not e.g. at inference or in a unit test."""
+    try:
+        get_event_storage()
+    except AssertionError:
+        return False
+    return True
+
+
+def put_scalars(**values: float) -> None:
+    """Write scalars to Detectron2's EventStorage when one is active (training); a no-op otherwise."""
+    if event_storage_active():
+        get_event_storage().put_scalars(**{k: float(v) for k, v in values.items()})
+
+
+def current_iteration() -> int:
+    """The trainer's iteration (restored on resume), or 0 outside a trainer."""
+    return get_event_storage().iter if event_storage_active() else 0
+
+
+def gt_classes_of(proposals: List[Instances], device: torch.device) -> torch.Tensor:
+    if not len(proposals):
+        return torch.empty(0, dtype=torch.long, device=device)
+    return cat([p.gt_classes for p in proposals], dim=0)
+
+
+def regression_loss(predictor: FastRCNNOutputLayers, proposal_deltas, proposals, gt_classes) -> torch.Tensor:
+    """Detectron2's box regression loss with the inputs gathered as FastRCNNOutputLayers.losses does."""
+    if len(proposals):
+        proposal_boxes = cat([p.proposal_boxes.tensor for p in proposals], dim=0)
+        # All-background images carry no gt_boxes; their placeholder boxes are never used by box_reg_loss.
+        gt_boxes = cat([(p.gt_boxes if p.has("gt_boxes") else p.proposal_boxes).tensor for p in proposals], dim=0)
+    else:
+        proposal_boxes = gt_boxes = torch.empty((0, 4), device=proposal_deltas.device)
+    loss = predictor.box_reg_loss(proposal_boxes, gt_boxes, proposal_deltas, gt_classes)
+    return loss * predictor.loss_weight.get("loss_box_reg", 1.0)
+
+
+def reject_stock_loss_options(cfg, name: str) -> None:
+    if cfg.MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE or cfg.MODEL.ROI_BOX_HEAD.USE_FED_LOSS:
+        raise ValueError(
+            f"MODEL.LT.BOX_CLASSIFIER = {name!r} defines its own classification loss, so "
+            "MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE / USE_FED_LOSS must be False; use BOX_CLASSIFIER 'softmax' "
+            "for Detectron2's sigmoid / federated loss."
+        )
