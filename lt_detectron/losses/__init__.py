@@ -1,4 +1,5 @@
-"""Long-tail losses as plain PyTorch (no Detectron2): the single implementation of METHODS §1-5.
+"""Long-tail losses as plain PyTorch (no Detectron2): the single implementation of every
+loss in docs/methods.md.
 
 Logits are (B, C), `counts` / `prior` are length-C; detection passes C+1-way logits with C+1 counts.
 """

@@ -1,4 +1,4 @@
-"""Per-class weights w_c and priors p_s(c) from training counts n_c (METHODS §1, §3)."""
+"""Per-class weights w_c and priors p_s(c) from training counts n_c (docs/methods.md#class-weights)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def class_weights(
     zero_policy: str = "error",
     dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Class weights w_c (METHODS §1; effective number: Cui et al. 2019, seed 000 §4.1; "lda": METHODS §5).
+    """Class weights w_c (effective number: Cui et al., CVPR 2019, arXiv:1901.05555;
+    "lda": Peng et al., ACM MM 2021, arXiv:2110.02686; see docs/methods.md#class-weights).
 
     kind: "inverse" (w ∝ 1/n_c), "effective_number" (w = (1-beta)/(1-beta^n_c), beta None = (N-1)/N),
     "lda" (1/(C n_c); never normalised, its scale is part of the LDA loss). With `normalize`, weights sum to
@@ -75,7 +76,7 @@ def class_weights(
 
 
 def prior_from_counts(counts: ArrayLike, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Source prior p_s(c) = n_c / N (METHODS notation), checked like any counts."""
+    """Source prior p_s(c) = n_c / N (notation of docs/methods.md#notation), checked like any counts."""
     n = check_counts(counts, "prior_from_counts")
     total = float(n.sum())
     if total <= 0:

@@ -1,4 +1,6 @@
-"""Balanced softmax (LADE-CE), LADER, LADE and PC Softmax (METHODS §3-4, seed 003)."""
+"""Balanced softmax (LADE-CE), LADER, LADE and PC Softmax (Hong et al., CVPR 2021, arXiv:2012.00321).
+
+Balanced softmax is also Ren et al., NeurIPS 2020, arXiv:2007.10740."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ def balanced_softmax_loss(
     weight: ArrayLike | None = None,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """LADE-CE / balanced softmax `CE(z + log p_s, y)` (METHODS §4; seed 003 eq. 18-19, Ren et al. 2020)."""
+    """LADE-CE / balanced softmax `CE(z + log p_s, y)` (Hong et al. 2021 eq. 18-19; Ren et al. 2020)."""
     fn = "balanced_softmax_loss"
     check_reduction(reduction, fn)
     targets = check_logits_targets(logits, targets, fn)
@@ -46,7 +48,7 @@ def lader(
     lam: float = 0.1,
     importance: str = "label",
 ) -> torch.Tensor:
-    """LADER regulariser, a batch-level scalar (METHODS §4; seed 003 eq. 11-16 with alpha_c = p_s(c)).
+    """LADER regulariser, a batch-level scalar (Hong et al. 2021 eq. 11-16, alpha_c = p_s(c)).
 
     importance="label": eq. 13, sample i weighted by p_u(y_i)/p_s(y_i), summed over classes present in the batch.
     importance="column": the authors' public code, exp(z_i[c]) weighted by p_u(c)/p_s(c), summed over all C.
@@ -203,8 +205,8 @@ _FAST_PATH_MIN_MASS = 1e-30
 
 def _lade_fast_statistics(logits, prior, log_importance, per_row: bool):
     """(r, X, X p, v, v^T X, second) of `_LadeFunction`'s fast path, or None where its sums would underflow."""
-    # softmax's fused kernel rather than exp(z - row max): its exp is vectorised faster than torch.exp on CPU
-    # (at 256 x 1000: softmax plus two row maxima 210-280 us, row max + subtract + exp 315-360 us).
+    # softmax's fused kernel rather than exp(z - row max): its exp is vectorised faster than torch.exp on
+    # CPU (timing in benchmarks/results/loss_throughput.md).
     row_exp = torch.softmax(logits, dim=1)
     # r_i = z_ij - log X_ij at the row's largest entry j, where X_ij >= 1/C cannot underflow.
     row_lse = logits.amax(dim=1) - row_exp.amax(dim=1).log_()
@@ -230,7 +232,7 @@ def lade_loss(
     lam: float = 0.1,
     importance: str = "label",
 ) -> torch.Tensor:
-    """`L_LADE = L_ce(z + log p_s) + alpha * L_LADER`, a batch-level scalar (METHODS §4; seed 003 eq. 20)."""
+    """`L_LADE = L_ce(z + log p_s) + alpha * L_LADER`, a batch-level scalar (Hong et al. 2021 eq. 20)."""
     fn = "lade_loss"
     _check_importance(importance, fn)
     targets = check_logits_targets(logits, targets, fn)
@@ -239,7 +241,7 @@ def lade_loss(
 
 
 def adjust_logits(logits: torch.Tensor, source_prior: ArrayLike, target_prior: ArrayLike | None = None) -> torch.Tensor:
-    """Post-compensation `z_c - log p_s(c) + log p_t(c)`, p_t uniform when None (METHODS §3; seed 003 eq. 4-7, 17).
+    """Post-compensation `z_c - log p_s(c) + log p_t(c)`, p_t uniform when None (Hong et al. 2021 eq. 4-7, 17).
 
     Works on any (..., C) tensor. `target_prior` may contain zeros: those classes get logit -inf (probability 0).
     """
@@ -256,5 +258,5 @@ def adjust_logits(logits: torch.Tensor, source_prior: ArrayLike, target_prior: A
 
 
 def pc_softmax(logits: torch.Tensor, source_prior: ArrayLike, target_prior: ArrayLike | None = None) -> torch.Tensor:
-    """PC Softmax: softmax of `adjust_logits` over the last dimension (METHODS §3; seed 003 eq. 7)."""
+    """PC Softmax: softmax of `adjust_logits` over the last dimension (Hong et al. 2021 eq. 7)."""
     return adjust_logits(logits, source_prior, target_prior).softmax(dim=-1)

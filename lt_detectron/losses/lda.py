@@ -1,4 +1,5 @@
-"""LDA: intra/inter-class divergence on projected features and the adaptive risk balancer (METHODS §5, seed 002)."""
+"""LDA: intra/inter-class divergence on projected features and the adaptive risk balancer (Peng et al.,
+ACM MM 2021, arXiv:2110.02686)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def lda_divergence(
     margin: float = 1.0,
     class_weights: ArrayLike | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`(L_intra, L_inter)` of projected features f_i (METHODS §5; seed 002 eq. 7-8).
+    """`(L_intra, L_inter)` of projected features f_i (Peng et al. 2021 eq. 7-8).
 
     L_intra: mean over classes with >= 2 samples of mean_i (1 - cos(mu_c, f_i)), mu_c the class centre.
     L_inter: mean over ordered pairs c != c' of classes in the batch of max(0, margin - (1 - cos(mu_c, mu_c'))),
@@ -78,7 +79,8 @@ class _LdaDivergenceFunction(torch.autograd.Function):
         tiny = 1e-12  # F.normalize's eps: a zero vector stays zero
         norms = torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min_(tiny)
         units = features / norms
-        # index_add_, not index_put_(accumulate=True): measured 8x faster on CPU with 2 threads (torch 2.3).
+        # index_add_, not index_put_(accumulate=True): the faster segment sum on CPU (timing in
+        # benchmarks/results/loss_throughput.md).
         class_sums = features.new_zeros(num_present, dim).index_add_(0, inverse, features)
         direction_sums = features.new_zeros(num_present, dim).index_add_(0, inverse, units)
         centre_norms = torch.linalg.vector_norm(class_sums, dim=1, keepdim=True).clamp_min_(tiny)
@@ -153,7 +155,7 @@ class _LdaDivergenceFunction(torch.autograd.Function):
 
 
 def accuracy_percent(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """Top-1 training accuracy in percent, the input of `RiskBalancer.update` (METHODS §5)."""
+    """Top-1 training accuracy in percent, the input of `RiskBalancer.update` (Peng et al. 2021 eq. 6)."""
     if logits.dim() != 2 or targets.shape != logits.shape[:1] or logits.shape[0] == 0:
         raise ValueError(
             f"accuracy_percent: need logits (B, C) and targets (B,) with B > 0; got {tuple(logits.shape)} and "
@@ -164,7 +166,7 @@ def accuracy_percent(logits: torch.Tensor, targets: torch.Tensor) -> float:
 
 
 def default_window(num_samples: float, min_count: float, batch_size: int) -> int:
-    """Risk-balancer window K = max(1, N / (n_min * B)) mini-batches, rounded up (METHODS §5)."""
+    """Risk-balancer window K = max(1, N / (n_min * B)) mini-batches, rounded up (docs/methods.md#lda)."""
     if num_samples <= 0 or min_count <= 0 or batch_size <= 0:
         raise ValueError(
             f"default_window: N, n_min and B must be > 0; got N={num_samples}, n_min={min_count}, B={batch_size}."
@@ -173,7 +175,7 @@ def default_window(num_samples: float, min_count: float, batch_size: int) -> int
 
 
 class RiskBalancer:
-    """Adaptive risk balance `a_t = max(0, A_u - A_b)^gamma` (METHODS §5; seed 002 eq. 6).
+    """Adaptive risk balance `a_t = max(0, A_u - A_b)^gamma` (Peng et al. 2021 eq. 6).
 
     A_u, A_b: the unbalanced and balanced classifiers' training top-1 accuracies (percent), each averaged over
     the last `window` mini-batches. `alpha` is a plain float (a constant for autograd); it is 0 before the first

@@ -1,4 +1,4 @@
-"""LDAM margin loss and its deferred re-weighting (DRW) schedule (METHODS §2; Cao et al. 2019)."""
+"""LDAM margin loss and its deferred re-weighting (DRW) schedule (Cao et al., NeurIPS 2019, arXiv:1906.07413)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from .shifted_cross_entropy import shifted_cross_entropy
 
 
 def ldam_margins(counts: ArrayLike, max_margin: float = 0.5) -> torch.Tensor:
-    """Margins `Delta_c = K / n_c^{1/4}`, K such that `max_c Delta_c = max_margin` (METHODS §2; Cao et al. 2019 §3.2).
+    """Margins `Delta_c = K / n_c^{1/4}`, K such that `max_c Delta_c = max_margin` (Cao et al. 2019 §3.2).
 
     Returned in float64 on the device of `counts`; classes with n_c = 0 have no finite margin and raise.
     """
@@ -55,7 +55,7 @@ def ldam_loss(
     *,
     margins: ArrayLike | None = None,
 ) -> torch.Tensor:
-    """`w_{y_i} * CE(s * (z_i - Delta_{y_i} onehot(y_i)), y_i)`, batch mean (METHODS §2; Cao et al. 2019 §3.2).
+    """`w_{y_i} * CE(s * (z_i - Delta_{y_i} onehot(y_i)), y_i)`, batch mean (Cao et al. 2019 §3.2).
 
     `weight` (e.g. from `drw_weights`) re-weights per class; None = unweighted. Margins come from `counts` via
     `ldam_margins`, or are given directly as `margins` (counts=None), e.g. foreground margins plus a background
@@ -86,7 +86,8 @@ def ldam_loss(
 
 
 def drw_weights(counts: ArrayLike, step: int, start: int, beta: float = 0.9999) -> torch.Tensor | None:
-    """Deferred re-weighting: None before `start` (or when start < 0), effective-number weights after (METHODS §2).
+    """Deferred re-weighting: None before `start` (or when start < 0), effective-number weights after
+    (Cao et al. 2019, DRW).
 
     Cao et al. switch at epoch 160 of 200 on CIFAR; `step` and `start` are in whatever unit the caller counts.
     """

@@ -67,7 +67,7 @@ class CrossEntropyLoss(LTLoss):
 
 @register_loss("cb")
 class ClassBalancedCELoss(LTLoss):
-    """Effective-number weighted cross-entropy (METHODS §1-2)."""
+    """Effective-number weighted cross-entropy (Cui et al., CVPR 2019, arXiv:1901.05555)."""
 
     needs_counts = True
 
@@ -81,7 +81,7 @@ class ClassBalancedCELoss(LTLoss):
 
 @register_loss("focal")
 class FocalLoss(LTLoss):
-    """Focal loss, softmax or sigmoid form (METHODS §2)."""
+    """Focal loss, softmax or sigmoid form (Lin et al., ICCV 2017, arXiv:1708.02002)."""
 
     def __init__(self, counts: ArrayLike | None = None, gamma: float = 2.0, form: str = "softmax") -> None:
         super().__init__()
@@ -95,7 +95,7 @@ class FocalLoss(LTLoss):
 
 @register_loss("cb_focal")
 class ClassBalancedFocalLoss(FocalLoss):
-    """Focal loss times effective-number class weights (METHODS §1-2)."""
+    """Focal loss times effective-number class weights (Cui et al. 2019)."""
 
     needs_counts = True
 
@@ -113,7 +113,10 @@ class ClassBalancedFocalLoss(FocalLoss):
 
 @register_loss("ldam")
 class LDAMLoss(LTLoss):
-    """LDAM with optional deferred re-weighting: call `set_iteration(it)` each step (METHODS §2)."""
+    """LDAM with optional deferred re-weighting: call `set_iteration(it)` each step.
+
+    Cao et al., NeurIPS 2019, arXiv:1906.07413.
+    """
 
     needs_counts = True
 
@@ -150,7 +153,7 @@ class LDAMLoss(LTLoss):
 
 @register_loss("balanced_softmax")
 class BalancedSoftmaxLoss(LTLoss):
-    """Balanced softmax / LADE-CE `CE(z + log p_s, y)` (METHODS §2, §4)."""
+    """Balanced softmax / LADE-CE `CE(z + log p_s, y)` (Ren et al., NeurIPS 2020, arXiv:2007.10740)."""
 
     needs_counts = True
 
@@ -164,7 +167,7 @@ class BalancedSoftmaxLoss(LTLoss):
 
 @register_loss("lade")
 class LADELoss(LTLoss):
-    """LADE = LADE-CE + alpha * LADER, a batch-level loss (METHODS §4)."""
+    """LADE = LADE-CE + alpha * LADER, a batch-level loss (Hong et al., CVPR 2021, arXiv:2012.00321)."""
 
     per_example = False
     needs_counts = True

@@ -1,4 +1,8 @@
-"""Re-weighted losses: class-balanced cross-entropy and focal loss (METHODS §2)."""
+"""Re-weighted losses: class-balanced cross-entropy and focal loss.
+
+Class-balanced weights: Cui et al., CVPR 2019, arXiv:1901.05555.
+Focal loss: Lin et al., ICCV 2017, arXiv:1708.02002.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ FOCAL_FORMS = ("softmax", "sigmoid")
 def cb_cross_entropy(
     logits: torch.Tensor, targets: torch.Tensor, weight: ArrayLike, reduction: str = "mean"
 ) -> torch.Tensor:
-    """`w_{y_i} * CE(z_i, y_i)`, batch mean (METHODS §2, CB cross-entropy; Cui et al. 2019 via seed 000 §4.1).
+    """`w_{y_i} * CE(z_i, y_i)`, batch mean (CB cross-entropy; Cui et al. 2019;
+    Jamal et al. 2020 §4.1).
 
     Unlike `F.cross_entropy(weight=...)`, "mean" divides by the batch size, not by the sum of the weights.
     """
@@ -32,7 +37,7 @@ def focal_loss(
     form: str = "softmax",
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """Focal loss `-(1 - p_t)^gamma log p_t`, times `w_{y_i}` when weighted (METHODS §2; Lin et al. 2017 eq. 4).
+    """Focal loss `-(1 - p_t)^gamma log p_t`, times `w_{y_i}` when weighted (Lin et al. 2017 eq. 4).
 
     form="softmax": p_t is the softmax probability of the target class. form="sigmoid": one binary focal term per
     class against the one-hot target (Cui et al.'s CB-focal), summed over classes; the per-example weight
@@ -74,10 +79,10 @@ class _SoftmaxFocalFunction(torch.autograd.Function):
 
     With l_i = log p_t = log_softmax(z_i)_{y_i} and f(l) = -(1 - e^l)^gamma l:
       f'(l) = -(1 - p)^gamma + gamma (1 - p)^(gamma - 1) p l,   dL/dz_ic = g_i f'(l_i) ([c = y_i] - q_ic).
-    Composed from autograd ops (cross-entropy plus eight (B,) ops and their backward nodes) it cost ~2-3x a
-    cross-entropy at 256 x 1000 (benchmarks/loss_throughput.py); here the (B, C) work is one log-softmax forward
-    and one softmax backward, as in cross-entropy. Not twice differentiable: under torch.func transforms
-    `focal_loss` uses the composed form.
+    Composed from autograd ops (cross-entropy plus eight (B,) ops and their backward nodes) it was too slow
+    for the 2x-of-cross-entropy budget (benchmarks/results/loss_throughput.md); here the (B, C) work is one
+    log-softmax forward and one softmax backward, as in cross-entropy. Not twice differentiable: under torch.func
+    transforms `focal_loss` uses the composed form.
     """
 
     @staticmethod

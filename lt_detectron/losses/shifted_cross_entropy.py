@@ -1,4 +1,5 @@
-"""One fused cross-entropy of shifted logits, shared by LDAM and balanced softmax (METHODS §2, §4).
+"""One fused cross-entropy of shifted logits, shared by LDAM and balanced softmax (Cao et al., NeurIPS
+2019, arXiv:1906.07413; Ren et al., NeurIPS 2020, arXiv:2007.10740).
 
 `shifted_cross_entropy` returns `CE(s * z_i + b - t_{y_i} onehot(y_i), y_i)`: LDAM is s = 30, b = 0,
 t = s * Delta; balanced softmax is s = 1, b = log p_s, t = 0.
@@ -56,10 +57,10 @@ class _ShiftedCrossEntropy(torch.autograd.Function):
     of the shifted logits.
 
     Composed from autograd ops (shifted copy, log-softmax, NLL's zero-filled gradient, log-softmax backward, the
-    scale's backward) it needs two more (B, C) buffers and passes than cross-entropy, which broke the
-    2x-of-cross-entropy budget at 256 x 1000 (benchmarks/loss_throughput.py). Here the forward makes one (B, C)
+    scale's backward) it needs two more (B, C) buffers and passes than cross-entropy, which missed
+    the 2x-of-cross-entropy budget (benchmarks/results/loss_throughput.md). Here the forward makes one (B, C)
     buffer and ends in cross-entropy's own NLL kernel, and the backward is cross-entropy's two kernels, with s on
-    the incoming gradient. At 256 x 1000 every extra small op costs ~10 us, 2 % of a cross-entropy, so the target
+    the incoming gradient. Each extra small op is a visible share of a small cross-entropy's time, so the target
     index is made once and the reduction happens inside. Not twice differentiable: under torch.func transforms
     `shifted_cross_entropy` uses the composed form.
     """
@@ -70,9 +71,8 @@ class _ShiftedCrossEntropy(torch.autograd.Function):
         # In place where the kernel is known to finish reading a row before writing it (contiguous CPU rows).
         in_place = shifted.device.type == "cpu" and shifted.is_contiguous()
         # Only a scale (LDAM's s = 30) spreads logits beyond the floor as a rule; at scale 1 they are as wide as
-        # cross-entropy sees them. Flooring unconditionally (two passes) beat checking the spread first (one pass,
-        # plus two when needed): at 256 x 1000, 2 threads, 1.78x vs 1.86-1.92x of cross-entropy on N(0, 1) logits
-        # and 1.77-1.84x vs 1.68-1.73x on cosine logits, measured side by side.
+        # cross-entropy sees them. Flooring unconditionally (two passes) is chosen over checking the spread first (one
+        # pass, plus two when needed); the comparison is in benchmarks/results/loss_throughput.md.
         floor = in_place and scale > 1.0 and shifted.dtype == torch.float32
         target_index = targets[:, None]
         if target_shift is not None or floor:
