@@ -1,4 +1,5 @@
-"""Meta-learned per-RoI weights in Detectron2 training (METHODS §6 "Detection"; seed 000 Algorithm 1).
+"""Meta-learned per-RoI weights in Detectron2 training (docs/methods.md#meta-weights-in-detection;
+Algorithm 1 of Jamal et al., CVPR 2020, arXiv:2003.10780).
 
 Examples are the sampled RoIs of the box classifier; the foreground RoIs get a conditional weight
 `w_y + eps` (background RoIs keep weight 1). The dev batch is a few held-out training images whose
@@ -50,7 +51,8 @@ def _image_class_sets(dicts: Sequence[Dict[str, Any]]) -> List[List[int]]:
 
 
 def prepare_meta_datasets(cfg: CfgNode) -> CfgNode:
-    """Hold out the dev set D from DATASETS.TRAIN (at most DEV_PER_CLASS images per class, METHODS §6).
+    """Hold out the dev set D from DATASETS.TRAIN (at most DEV_PER_CLASS images per class; see
+    docs/methods.md#meta-weights-in-detection).
 
     Registers `<names>__meta_train` and `<names>__meta_dev` (lazily split, metadata copied from the first
     training dataset) and returns a clone of `cfg` with DATASETS.TRAIN and MODEL.LT.META.DEV_DATASETS pointing
@@ -116,8 +118,8 @@ class MetaWeightingHook(HookBase):
         if meta.MODE != "classifier":
             raise ValueError(
                 f"MODEL.LT.META.MODE = {meta.MODE!r}: the Detectron2 hook meta-differentiates the box predictor only "
-                "(METHODS §6, detection); set MODE: classifier. The whole-model mode is the engine's "
-                "(lt_detectron.meta.MetaReweighter) for classification."
+                "(docs/methods.md#meta-weights-in-detection); set MODE: classifier. The whole-model mode is the "
+                "engine's (lt_detectron.meta.MetaReweighter) for classification."
             )
         if not len(meta.DEV_DATASETS):
             raise ValueError(
@@ -162,9 +164,11 @@ class MetaWeightingHook(HookBase):
             zero_policy=zero_policy,
             dtype=torch.float32,
         )
-        # INNER_LR <= 0: eta follows the optimizer's current lr (seed 000 uses the model's lr for the virtual step).
+        # INNER_LR <= 0: eta follows the optimizer's current lr (Jamal et al. 2020 use the model's lr for the
+        # virtual step).
         self.follow_lr = meta.INNER_LR <= 0
-        # START_ITER < 0: the meta stage starts at the first lr decay (METHODS §6), SOLVER.STEPS[0].
+        # START_ITER < 0: the meta stage starts at the first lr decay (Jamal et al. 2020 §5.3),
+        # SOLVER.STEPS[0].
         start_iter = int(meta.START_ITER) if meta.START_ITER >= 0 else int(min(cfg.SOLVER.STEPS, default=0))
         # Background RoIs are not meta examples: weight 1, as in the unweighted detection loss.
         self.reweighter = MetaReweighter(

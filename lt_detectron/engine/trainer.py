@@ -71,7 +71,8 @@ class LTTrainer(MetaWeightingTrainerMixin, DefaultTrainer):
     cfg.DATALOADER.REPEAT_THRESHOLD is handled by `build_detection_train_loader`), the SGD optimizer and LR
     schedule, gradient clipping, and the default writers (console with ETA, metrics.json, TensorBoard events).
     Adds: LVIS evaluation at 300 detections per image, atomic checkpoints, and (MODEL.LT.META.ENABLED) the
-    meta-learned per-example weights of METHODS §6 through `MetaWeightingTrainerMixin`.
+    meta-learned per-example weights (docs/methods.md#meta-learned-conditional-weights) through
+    `MetaWeightingTrainerMixin`.
     """
 
     def build_hooks(self):

@@ -1,7 +1,8 @@
-"""Meta-learned per-example conditional weights (seed 000 Algorithm 1, METHODS §6). Plain PyTorch + torch.func.
+"""Meta-learned per-example conditional weights (Algorithm 1 of Jamal et al., CVPR 2020, arXiv:2003.10780).
+Plain PyTorch + torch.func.
 
 `MetaReweighter` runs one meta step; `build_dev_split` holds out the class-balanced dev set and
-`DevBatchSampler` draws its batches; `plot_eps_by_group` draws seed 000 Figure 3. Detectron2 integration
+`DevBatchSampler` draws its batches; `plot_eps_by_group` draws the paper's Figure 3. Detectron2 integration
 lives in `lt_detectron.engine.meta_hook`.
 """
 

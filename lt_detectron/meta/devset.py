@@ -1,6 +1,8 @@
-"""Class-balanced development set D held out of the training data (METHODS §6), and a resumable dev sampler.
+"""Class-balanced development set D held out of the training data, and a resumable dev sampler.
 
-Per benchmark k (METHODS §6): 10 per class on CIFAR-LT, 5 (iNat17) / 2 (iNat18) from train; detection takes at
+The dev set of Jamal et al., CVPR 2020, arXiv:2003.10780 (§5).
+
+Per benchmark k (the paper's choices): 10 per class on CIFAR-LT, 5 (iNat17) / 2 (iNat18) from train; detection takes at
 most k training images per class. Policy for small classes: every class keeps at least one training example,
 so a class with n_c <= k gives only n_c - 1 examples to D (none when n_c = 1); the report names those classes.
 """

@@ -1,6 +1,7 @@
-"""One step of seed 000 Algorithm 1 (lines 8-15) with torch.func: meta-learned conditional weights eps.
+"""One step of Algorithm 1 (lines 8-15) of Jamal et al., CVPR 2020, arXiv:2003.10780, with torch.func:
+meta-learned conditional weights eps.
 
-METHODS §6: per-example weight `w_{y_i} + eps_i`. With eps = 0, a virtual SGD step
+Per-example weight `w_{y_i} + eps_i`. With eps = 0, a virtual SGD step
 `theta' = theta - eta * grad_theta mean_i (w_{y_i} + eps_i) L_i(theta)` is kept differentiable in eps,
 the unweighted dev loss `L_d(theta')` is differentiated w.r.t. eps, `eps <- -tau * dL_d/deps`, and the caller
 takes the real step on `mean_i (w_{y_i} + eps_i) L_i`. At eps = 0 this gives the closed form
@@ -8,7 +9,7 @@ takes the real step on `mean_i (w_{y_i} + eps_i) L_i`. At eps = 0 this gives the
 dev gradient get larger weights.
 
 Which parameters are meta-differentiated is the caller's choice of `module`: the whole model, or only the
-classification layers fed with detached features (the cheap mode of seed 000 §5.3). Framework-agnostic:
+classification layers fed with detached features (the cheap mode of Jamal et al. 2020 §5.3). Framework-agnostic:
 no Detectron2 import here.
 """
 
@@ -63,7 +64,9 @@ def _as_args(inputs: Inputs) -> Tuple[Any, ...]:
 
 
 class MetaReweighter:
-    """Meta-learned per-example weights `w_y + eps` (seed 000 Algorithm 1, METHODS §6).
+    """Meta-learned per-example weights `w_y + eps` (Jamal et al. 2020, Algorithm 1).
+
+    See docs/methods.md#meta-learned-conditional-weights.
 
     Args:
         class_weights: Tensor[K] of class weights w_c over every target index the loss sees (for detection
@@ -72,7 +75,8 @@ class MetaReweighter:
         eps_lr: tau, the step size of the eps update.
         start_iter: t1; `is_meta_step(it)` is False for it < t1 (stage 1, plain training).
         l2rw: the L2RW ablation: clip eps at 0 and normalise the weights of the meta examples to mean 1 per
-            batch. Default False: eps is unclipped and unnormalised (seed 000 §4.3).
+            batch. Default False: eps is unclipped and unnormalised (Jamal et al. 2020 §4.3).
+            L2RW: Ren et al., ICML 2018, arXiv:1803.09050.
         track_period: number of meta steps averaged into one point of the eps history.
     """
 
@@ -198,7 +202,7 @@ class MetaReweighter:
 
     @staticmethod
     def weighted_loss(per_example_losses: Tensor, result: MetaStepResult) -> Tensor:
-        """Line 14: `mean_i (w_{y_i} + eps_i) L_i` (the batch mean of METHODS §2)."""
+        """Line 14: `mean_i (w_{y_i} + eps_i) L_i` (the batch mean of docs/methods.md#conventions)."""
         if per_example_losses.shape != result.weights.shape:
             raise ValueError(
                 f"MetaReweighter.weighted_loss: per-example losses have shape {tuple(per_example_losses.shape)}, "

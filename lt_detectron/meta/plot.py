@@ -1,4 +1,5 @@
-"""PNG of the per-class mean conditional weight eps over training, by frequency group (seed 000 Figure 3)."""
+"""PNG of the per-class mean conditional weight eps over training, by frequency group (Jamal et al.,
+CVPR 2020, arXiv:2003.10780, Figure 3)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from lt_detectron.utils.io import atomic_write
 
 __all__ = ["plot_eps_by_group", "GROUP_LABELS"]
 
-# Display names of the group codes used by lt_detectron.data.frequency_groups and the shot groups of METHODS §8.
+# Display names of the group codes used by lt_detectron.data.frequency_groups and the shot groups of
+# docs/methods.md#data-and-metrics.
 GROUP_LABELS: Dict[str, str] = {
     "r": "rare",
     "c": "common",

@@ -1,4 +1,5 @@
-"""Per-class running mean of the conditional weights eps over training (seed 000 Figure 3; METHODS §6)."""
+"""Per-class running mean of the conditional weights eps over training (Jamal et al.,
+CVPR 2020, arXiv:2003.10780, Figure 3)."""
 
 from __future__ import annotations
 
