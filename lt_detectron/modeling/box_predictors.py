@@ -1,9 +1,9 @@
 """Box predictors for `LTROIHeads`: Detectron2's FastRCNNOutputLayers with a long-tail classification loss.
 
 Each predictor keeps Detectron2's box regression (`box_reg_loss`, `predict_boxes`) and inference
-(`fast_rcnn_inference`) and changes only the C+1-way classification loss and, where METHODS §3-4 define it,
-the inference scores. The loss math lives in `lt_detectron.losses`; this module only wires counts, priors
-and the background class (see `priors.py` for the background decision).
+(`fast_rcnn_inference`) and changes only the C+1-way classification loss and, where Hong et al., CVPR 2021,
+arXiv:2012.00321 define them, the inference scores. The loss math lives in `lt_detectron.losses`; this module only
+wires counts, priors and the background class (see `priors.py` and docs/methods.md#the-background-class).
 
 Every predictor exposes, for the meta-weighting hook:
   per_example: bool                                      the loss is the mean of a per-RoI loss
@@ -92,7 +92,7 @@ class LTBoxPredictor(FastRCNNOutputLayers):
     """
 
     per_example = True
-    # Whether MODEL.LT.TEST_TARGET_PRIOR changes this head's inference scores (METHODS §3-4).
+    # Whether MODEL.LT.TEST_TARGET_PRIOR changes this head's inference scores (Hong et al. 2021 eq. 7, 17).
     uses_target_prior = False
 
     @configurable
@@ -124,7 +124,7 @@ class LTBoxPredictor(FastRCNNOutputLayers):
         if test_target_prior != "uniform" and not self.uses_target_prior:
             logger.warning(
                 f"MODEL.LT.TEST_TARGET_PRIOR = {test_target_prior!r} has no effect on {type(self).__name__}; "
-                "only 'pc_softmax', 'balanced_softmax' and 'lade' use a target prior (METHODS §3-4)."
+                "only 'pc_softmax', 'balanced_softmax' and 'lade' use a target prior (docs/methods.md#pc-softmax)."
             )
 
     @classmethod
@@ -190,7 +190,8 @@ class LTBoxPredictor(FastRCNNOutputLayers):
 
 
 class CBBoxPredictor(LTBoxPredictor):
-    """ "cb": effective-number class-balanced softmax CE (METHODS §1-2); background weight 1."""
+    """ "cb": effective-number class-balanced softmax CE (Cui et al., CVPR 2019, arXiv:1901.05555); background
+    weight 1 (docs/methods.md#the-background-class)."""
 
     @configurable
     def __init__(self, input_shape: ShapeSpec, *, cb_beta: Optional[float] = None, **kwargs):
@@ -208,7 +209,7 @@ class CBBoxPredictor(LTBoxPredictor):
 
 
 class FocalBoxPredictor(LTBoxPredictor):
-    """ "focal": focal loss (METHODS §2, Lin et al.) on the C+1 classes; "cb_focal" adds CB weights."""
+    """ "focal": focal loss (Lin et al., ICCV 2017, arXiv:1708.02002) on the C+1 classes; "cb_focal" adds CB weights."""
 
     class_balanced = False
 
@@ -239,7 +240,7 @@ class FocalBoxPredictor(LTBoxPredictor):
 
 
 class CBFocalBoxPredictor(FocalBoxPredictor):
-    """ "cb_focal": focal loss weighted by effective-number class weights (Cui et al.; METHODS §2)."""
+    """ "cb_focal": focal loss weighted by effective-number class weights (Cui et al. 2019)."""
 
     class_balanced = True
 
@@ -257,7 +258,8 @@ class CosineLinear(nn.Module):
 
 
 class LDAMBoxPredictor(LTBoxPredictor):
-    """ "ldam": LDAM margins on the foreground classes, background margin 0, optional DRW (METHODS §2)."""
+    """ "ldam": LDAM margins on the foreground classes, background margin 0, optional DRW (Cao et al.,
+    NeurIPS 2019, arXiv:1906.07413)."""
 
     @configurable
     def __init__(
@@ -323,7 +325,7 @@ class LDAMBoxPredictor(LTBoxPredictor):
 
 
 class PCSoftmaxBoxPredictor(LTBoxPredictor):
-    """ "pc_softmax": the stock softmax CE at training, PC Softmax at test (METHODS §3, seed 003 eq. 4-7).
+    """ "pc_softmax": the stock softmax CE at training, PC Softmax at test (Hong et al. 2021 eq. 4-7).
 
     Same parameters as Detectron2's predictor, so a trained stock model (e.g. the baseline's model_final.pth)
     can be evaluated post hoc with MODEL.LT.BOX_CLASSIFIER pc_softmax and any TEST_TARGET_PRIOR.
@@ -339,7 +341,8 @@ class PCSoftmaxBoxPredictor(LTBoxPredictor):
 
 
 class BalancedSoftmaxBoxPredictor(LTBoxPredictor):
-    """ "balanced_softmax": LADE-CE `CE(z + log p_s, y)` (METHODS §2, §4 eq. 18-19); target prior at test."""
+    """ "balanced_softmax": LADE-CE `CE(z + log p_s, y)` (Hong et al. 2021 eq. 18-19; Ren et al.,
+    NeurIPS 2020, arXiv:2007.10740); target prior at test."""
 
     uses_target_prior = True
 
@@ -347,12 +350,12 @@ class BalancedSoftmaxBoxPredictor(LTBoxPredictor):
         return lt_losses.balanced_softmax_loss(scores, gt_classes, self.source_prior, reduction=reduction)
 
     def class_probabilities(self, scores):
-        # p_t(y|x) ∝ p_t(y) exp(z_y) (METHODS §3 / §4 eq. 17): z is trained free of the source prior.
+        # p_t(y|x) ∝ p_t(y) exp(z_y) (Hong et al. 2021 eq. 17): z is trained free of the source prior.
         return F.softmax(scores + self.log_target_prior, dim=-1)
 
 
 class LADEBoxPredictor(BalancedSoftmaxBoxPredictor):
-    """ "lade": L_LADE = LADE-CE + alpha * LADER (METHODS §4 eq. 11-20); target prior at test.
+    """ "lade": L_LADE = LADE-CE + alpha * LADER (Hong et al. 2021 eq. 11-20); target prior at test.
 
     The two terms are separate losses, as Detectron2 keeps its loss terms: `loss_cls` is the per-RoI LADE-CE
     (so `per_example` holds and the meta hook can re-weight it) and `loss_lader` = alpha * LADER, a batch-level

@@ -1,4 +1,4 @@
-"""LDA box predictor (METHODS §5, seed 002 Appendix B): FgBg + unbalanced + balanced classifiers.
+"""LDA box predictor (Peng et al., ACM MM 2021, arXiv:2110.02686, Appendix B): FgBg + unbalanced + balanced classifiers.
 
 On the box head feature x:
   fgbg        Linear(d, 2), columns (foreground, background), CE on all sampled RoIs
@@ -95,7 +95,7 @@ class LDABoxPredictor(FastRCNNOutputLayers):
             raise ValueError(
                 f"LDABoxPredictor: class_counts has shape {tuple(counts.shape)} but NUM_CLASSES is {num_classes}."
             )
-        # w_c = 1 / (C n_c) (METHODS §5); derived from the config at build time, not checkpointed.
+        # w_c = 1 / (C n_c) (docs/methods.md#lda); derived from the config at build time, not checkpointed.
         weights = weights_from_counts(counts, zero_count_policy, kind="lda")
         self.register_buffer("balanced_weight", weights.float(), persistent=False)
         self.register_buffer("class_counts", counts.float(), persistent=False)
@@ -115,7 +115,7 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         lda = cfg.MODEL.LT.LDA
         window = lda.WINDOW
         if window <= 0:
-            # METHODS §5: K = max(1, N / (n_min * B)), B = the expected foreground RoIs per batch.
+            # docs/methods.md#lda: K = max(1, N / (n_min * B)), B = the expected foreground RoIs per batch.
             fg_per_batch = round(
                 cfg.SOLVER.IMS_PER_BATCH
                 * cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE
@@ -193,7 +193,8 @@ class LDABoxPredictor(FastRCNNOutputLayers):
             y, x = gt_classes[is_fg], scores.features[is_fg]
             logits_u, logits_b = self.unbalanced_score(x), self._balanced_logits(x)
             loss_u = F.cross_entropy(logits_u, y)
-            # L_b sums w_y CE over the batch without normalising (METHODS §5, the public code).
+            # L_b sums w_y CE over the batch without normalising (as the authors' public code does;
+            # docs/methods.md#lda).
             loss_b = lt_losses.cb_cross_entropy(logits_b, y, self.balanced_weight, reduction="sum")
             intra, inter = lt_losses.lda_divergence(
                 self.projection(x), y, margin=self.margin, class_weights=self._divergence_weights()
