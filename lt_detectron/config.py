@@ -1,6 +1,6 @@
 """`add_lt_config(cfg)`: every lt-detectron config key, defined and documented in this one place.
 
-Defaults follow ../shared/METHODS.md; where a paper leaves a choice open, the choice is a key here.
+Defaults follow the papers (docs/methods.md); where a paper leaves a choice open, the choice is a key here.
 The comments below are the config reference; the README points here.
 """
 
@@ -26,43 +26,49 @@ def add_lt_config(cfg: CN) -> CN:
     _C.MODEL.LT = CN()
     # Box classifier of the ROI heads (LTROIHeads):
     #   "softmax"          Detectron2's stock FastRCNNOutputLayers, unchanged (USE_SIGMOID_CE / USE_FED_LOSS work).
-    #   "cb"               effective-number weighted softmax CE (METHODS §1-2).
-    #   "focal"/"cb_focal" softmax focal loss, optionally with CB weights (METHODS §2).
-    #   "ldam"             LDAM margins (METHODS §2), optional DRW.
-    #   "pc_softmax"       stock softmax CE training, PC Softmax with TEST_TARGET_PRIOR at test (METHODS §3); same
-    #                      weights as "softmax", so a trained baseline can be evaluated post hoc.
-    #   "balanced_softmax" LADE-CE / logit adjustment (METHODS §2, §4).
-    #   "lade"             LADE-CE + alpha * LADER (METHODS §4).
-    #   "lda"              FgBg + unbalanced + balanced classifiers, projection head, risk balancer (METHODS §5).
+    #   "cb"               effective-number weighted softmax CE (Cui et al., CVPR 2019, arXiv:1901.05555).
+    #   "focal"/"cb_focal" softmax focal loss, optionally with CB weights (Lin et al., ICCV 2017,
+    #                      arXiv:1708.02002).
+    #   "ldam"             LDAM margins, optional DRW (Cao et al., NeurIPS 2019, arXiv:1906.07413).
+    #   "pc_softmax"       stock softmax CE training, PC Softmax with TEST_TARGET_PRIOR at test (Hong et al., CVPR
+    #                      2021, arXiv:2012.00321); same weights as "softmax", so a trained baseline can be evaluated
+    #                      post hoc.
+    #   "balanced_softmax" LADE-CE / logit adjustment (Ren et al., NeurIPS 2020, arXiv:2007.10740).
+    #   "lade"             LADE-CE + alpha * LADER (Hong et al. 2021).
+    #   "lda"              FgBg + unbalanced + balanced classifiers, projection head, risk balancer (Peng et al.,
+    #                      ACM MM 2021, arXiv:2110.02686).
     _C.MODEL.LT.BOX_CLASSIFIER = "softmax"
-    # Per-class training counts n_c for the box classifier: "instance_count" (METHODS default for detection)
+    # Per-class training counts n_c for the box classifier: "instance_count" (the default for detection,
+    # docs/methods.md#notation)
     # or "image_count". Read once at build time from the training datasets' metadata or annotations.
     _C.MODEL.LT.CLASS_COUNT_SOURCE = "instance_count"
     # What to do with a class that never occurs in training (n_c = 0): "error" or "warn" (the class is
-    # excluded from the weighting with a warning naming it; METHODS §1).
+    # excluded from the weighting with a warning naming it; docs/methods.md#class-weights).
     _C.MODEL.LT.ZERO_COUNT_POLICY = "error"
     # Target prior p_t used at inference by the prior-aware heads ("pc_softmax", "balanced_softmax", "lade"; "lda" is
-    # unaffected): "uniform" (default, METHODS §3), "source" (the training prior), or a path to a json
+    # unaffected): "uniform" (default, docs/methods.md#pc-softmax), "source" (the training prior), or a path to a json
     # file holding a list of C non-negative numbers (normalised on load).
     _C.MODEL.LT.TEST_TARGET_PRIOR = "uniform"
     # Background class of the C+1-way box classifiers ("cb", "focal", "cb_focal", "ldam",
-    # "balanced_softmax", "lade"); the papers do not define one for detection. The background's source prior is
+    # "balanced_softmax", "lade"); the papers do not define one for detection
+    # (docs/methods.md#the-background-class). The background's source prior is
     # this value, or the RoI sampler's background fraction 1 - ROI_HEADS.POSITIVE_FRACTION when -1; foreground
     # classes share the rest in proportion to n_c. At inference the target prior keeps the background's mass
     # and spreads the foreground mass by TEST_TARGET_PRIOR. CB / focal weights: foreground class_weights(n)
     # (normalised to sum C), background 1.0. LDAM: background margin 0. "lda" has its own FgBg classifier.
     _C.MODEL.LT.BACKGROUND_PRIOR = -1.0
 
-    # Class-balanced weights (METHODS §1). BETA None = (N-1)/N (seed 000); Cui et al. use 0.9999.
+    # Class-balanced weights (docs/methods.md#class-weights). BETA None = (N-1)/N (Jamal et al. 2020); Cui et al.
+    # use 0.9999.
     _C.MODEL.LT.CB = CN()
     _C.MODEL.LT.CB.BETA = None
 
-    # Focal loss (METHODS §2).
+    # Focal loss (docs/methods.md#focal-loss).
     _C.MODEL.LT.FOCAL = CN()
     _C.MODEL.LT.FOCAL.GAMMA = 2.0
     _C.MODEL.LT.FOCAL.FORM = "softmax"  # "softmax" | "sigmoid"
 
-    # LDAM (METHODS §2).
+    # LDAM (docs/methods.md#ldam-and-deferred-re-weighting).
     _C.MODEL.LT.LDAM = CN()
     _C.MODEL.LT.LDAM.MAX_MARGIN = 0.5
     _C.MODEL.LT.LDAM.SCALE = 30.0
@@ -73,13 +79,13 @@ def add_lt_config(cfg: CN) -> CN:
     # SCALE sets the logit range at training and test. False = Detectron2's plain Linear cls_score.
     _C.MODEL.LT.LDAM.COSINE_CLASSIFIER = True
 
-    # LADE (METHODS §4).
+    # LADE (docs/methods.md#lade).
     _C.MODEL.LT.LADE = CN()
     _C.MODEL.LT.LADE.ALPHA = 0.1
     _C.MODEL.LT.LADE.LAMBDA = 0.1
     _C.MODEL.LT.LADE.IMPORTANCE = "label"  # "label" (paper eq. 13) | "column" (authors' public code)
 
-    # LDA (METHODS §5). LVIS recipe values: GAMMA 1.5, LAMBDA_D 0.1.
+    # LDA (docs/methods.md#lda). LVIS recipe values (Peng et al. 2021 §4.2): GAMMA 1.5, LAMBDA_D 0.1.
     _C.MODEL.LT.LDA = CN()
     _C.MODEL.LT.LDA.GAMMA = 1.5
     # Risk-balancer window K in mini-batches; 0 = max(1, N / (n_min * B)), B = expected foreground RoIs per batch
@@ -95,14 +101,15 @@ def add_lt_config(cfg: CN) -> CN:
     _C.MODEL.LT.LDA.PAIR_WEIGHTS = False
     # Whether L_b's gradient reaches the shared box-head feature (True: the paper, all classifiers share it) or only
     # trains the balanced classifier on a stopped-gradient feature (False: what the from-scratch lt_shapes demo needs;
-    # see the README section "LDA on lt_shapes").
+    # see docs/methods.md#lda-box-head).
     _C.MODEL.LT.LDA.BALANCED_FEATURE_GRAD = True
 
-    # Meta-learned per-example conditional weights (METHODS §6, seed 000 Algorithm 1).
+    # Meta-learned per-example conditional weights (Jamal et al., CVPR 2020,
+    # arXiv:2003.10780, Algorithm 1; docs/methods.md#meta-learned-conditional-weights).
     _C.MODEL.LT.META = CN()
     _C.MODEL.LT.META.ENABLED = False
     # Stage 1 length t1: plain training until this iteration; the meta stage runs after it.
-    # Negative: the first lr decay, SOLVER.STEPS[0] (METHODS §6: "Meta stage starts at the first lr decay").
+    # Negative: the first lr decay, SOLVER.STEPS[0] (Jamal et al. 2020 §5.3).
     _C.MODEL.LT.META.START_ITER = 0
     # Virtual-step learning rate eta (<= 0: the optimizer's current lr) and conditional-weight step tau.
     _C.MODEL.LT.META.INNER_LR = 0.01
