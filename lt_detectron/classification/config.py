@@ -2,7 +2,7 @@
 
 Every key the classification trainer reads is defined, with its default and meaning, in `get_cfg()` below; a YAML
 file or override that names any other key fails with an error naming the file, the key and the keys that exist.
-Defaults follow ../shared/METHODS.md (section numbers in the comments).
+Defaults follow the papers; docs/methods.md gives each method's formula, defaults and citation.
 """
 
 from __future__ import annotations
@@ -110,10 +110,11 @@ def get_cfg() -> CfgNode:
     _C.METHOD = CfgNode()
     # One of lt_detectron.classification.methods.METHODS (ce, cb_ce, focal, ..., m2m).
     _C.METHOD.NAME = "ce"
-    # Target prior p_t at inference for the prior-aware methods (pc_softmax, balanced_softmax, lade; METHODS §3-4):
+    # Target prior p_t at inference for the prior-aware methods (pc_softmax, balanced_softmax, lade;
+    # docs/methods.md#pc-softmax):
     # "uniform", "source" (training prior), a path to a json list of C numbers, or "n1 n2 ... nC" (normalised).
     _C.METHOD.TEST_PRIOR = "uniform"
-    # Class-balanced weights (METHODS §1-2): effective number with this beta; None = (N-1)/N.
+    # Class-balanced weights (docs/methods.md#class-weights): effective number with this beta; None = (N-1)/N.
     _C.METHOD.CB = CfgNode()
     _C.METHOD.CB.BETA = 0.9999
     _C.METHOD.FOCAL = CfgNode()
@@ -122,15 +123,16 @@ def get_cfg() -> CfgNode:
     _C.METHOD.LDAM = CfgNode()
     _C.METHOD.LDAM.MAX_MARGIN = 0.5
     _C.METHOD.LDAM.SCALE = 30.0
-    # Deferred re-weighting (METHODS §2): epoch at which CB weights switch on for any per-example loss.
+    # Deferred re-weighting (docs/methods.md#ldam-and-deferred-re-weighting): epoch at which CB weights switch on
+    # for any per-example loss.
     # -1 = off, except for ldam_drw where -1 means 80% of the epochs (160 of 200 on CIFAR).
     _C.METHOD.DRW_START_EPOCH = -1
     _C.METHOD.DRW_BETA = 0.9999
-    _C.METHOD.LADE = CfgNode()  # METHODS §4
+    _C.METHOD.LADE = CfgNode()  # docs/methods.md#lade
     _C.METHOD.LADE.ALPHA = 0.1
     _C.METHOD.LADE.LAMBDA = 0.1
     _C.METHOD.LADE.IMPORTANCE = "label"  # "label" (paper eq. 13) | "column" (authors' public code)
-    _C.METHOD.LDA = CfgNode()  # METHODS §5
+    _C.METHOD.LDA = CfgNode()  # docs/methods.md#lda
     _C.METHOD.LDA.GAMMA = 2.0
     _C.METHOD.LDA.WINDOW = 100  # 0 = max(1, N / (n_min * B))
     _C.METHOD.LDA.LAMBDA_U = 1.0
@@ -140,11 +142,13 @@ def get_cfg() -> CfgNode:
     _C.METHOD.LDA.PROJ_HEAD = "linear"  # "linear" (d->PROJ_DIM) | "mlp" (d->512->PROJ_DIM)
     _C.METHOD.LDA.PROJ_DIM = 128
     _C.METHOD.LDA.PAIR_WEIGHTS = False  # paper eq. 8 pair weights (w_c + w_c')
-    _C.METHOD.META = CfgNode()  # METHODS §6 (seed 000 Algorithm 1); used by meta_ce / meta_focal / meta_ldam
+    _C.METHOD.META = CfgNode()  # docs/methods.md#meta-learned-conditional-weights; meta_ce / meta_focal /
+    # meta_ldam use it
     # Stage 2 starts at this epoch (-1 = at the first lr decay, SOLVER.STEPS[0]).
     _C.METHOD.META.START_EPOCH = -1
     _C.METHOD.META.INNER_LR = -1.0  # virtual-step lr eta; -1 = the current optimizer lr
-    # tau. Losses are batch means (METHODS §6), so eps scales as tau / (B * B_d) relative to seed 000's sums:
+    # tau. Losses are batch means (docs/methods.md#conventions), so eps scales as tau / (B * B_d) relative to the
+    # sums of Jamal et al. 2020:
     # tau = B * B_d here reproduces the paper's tau = 1 (the digits and CIFAR configs set it so).
     _C.METHOD.META.EPS_LR = 1.0
     _C.METHOD.META.BETA = None  # class weights w_y: effective number with this beta; None = (N-1)/N
@@ -153,9 +157,10 @@ def get_cfg() -> CfgNode:
     _C.METHOD.META.DEV_SOURCE = "train"
     _C.METHOD.META.DEV_PER_CLASS = 10
     _C.METHOD.META.DEV_BATCH_SIZE = 100
-    _C.METHOD.META.MODE = "full"  # "full" | "classifier" (update only the classifier in stage 2, seed 000 §5.3)
+    _C.METHOD.META.MODE = "full"  # "full" | "classifier" (update only the classifier in stage 2,
+    # Jamal et al. 2020 §5.3)
     _C.METHOD.META.L2RW = False  # ablation: clip eps at 0 and normalise per batch
-    _C.METHOD.M2M = CfgNode()  # METHODS §7
+    _C.METHOD.M2M = CfgNode()  # docs/methods.md#m2m
     # Frozen ERM classifier g: a checkpoint path; "" = train it first with this config and METHOD.NAME ce.
     _C.METHOD.M2M.G_CHECKPOINT = ""
     _C.METHOD.M2M.START_EPOCH = 160  # deferred start: plain ERM before it

@@ -1,4 +1,5 @@
-"""M2m: major-to-minor translation with a frozen ERM classifier g (METHODS §7; seed 004 Algorithm 1, batch-wise).
+"""M2m: major-to-minor translation with a frozen ERM classifier g (Kim et al., CVPR 2020,
+arXiv:2004.00431, Algorithm 1, batch-wise).
 
 For each sample (x_i, y_i) of a class-balanced batch, with probability 1 - n_{y_i} / n_max, a seed x0 of a more
 frequent class k0 present in the batch is translated towards y_i by T normalised gradient steps on

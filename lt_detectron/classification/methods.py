@@ -2,7 +2,8 @@
 
 A method adapts a `LTClassifierNet` (it may replace `model.classifier` and own extra heads), computes the training
 loss of a batch, and produces inference logits. Every loss, class weight and balancer comes from
-`lt_detectron.losses` / `lt_detectron.meta`; this module only wires them to the network (METHODS §1-7).
+`lt_detectron.losses` / `lt_detectron.meta`; this module only wires them to the network
+(docs/methods.md describes each method and cites its paper).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ class LossMethod(ClassificationMethod):
     """One loss of `lt_detectron.losses.build_loss` on `model(x)`, with optional deferred re-weighting (DRW).
 
     ce, cb_ce, focal, cb_focal, ldam, ldam_drw, balanced_softmax, and pc_softmax (CE training, PC-Softmax at
-    inference, METHODS §3).
+    inference; Hong et al., CVPR 2021, arXiv:2012.00321).
     """
 
     def __init__(
@@ -172,7 +173,7 @@ class LossMethod(ClassificationMethod):
         weights = self._drw_weights(ctx.epoch)
         if weights is None:
             return self.loss(logits, targets), {}
-        # CB convention (METHODS §2): batch mean of the weighted per-example losses.
+        # CB convention (docs/methods.md#conventions): batch mean of the weighted per-example losses.
         weights = weights.to(device=logits.device, dtype=logits.dtype)
         return (weights[targets] * self.loss(logits, targets, reduction="none")).mean(), {"drw": 1.0}
 
@@ -187,7 +188,7 @@ class LossMethod(ClassificationMethod):
         logits = model(images)
         if self.inference == "scaled":
             return self.scale * logits
-        if self.inference == "prior":  # the logits already exclude the source prior (METHODS §4, eq. 17)
+        if self.inference == "prior":  # the logits already exclude the source prior (Hong et al. 2021 eq. 17)
             return L.adjust_logits(
                 logits, torch.full_like(self.source_prior, 1.0 / self.num_classes), self.target_prior
             )
@@ -197,7 +198,9 @@ class LossMethod(ClassificationMethod):
 
 
 class LDAMethod(ClassificationMethod):
-    """LDA (METHODS §5): unbalanced + balanced linear classifiers, projection head, adaptive risk balance.
+    """LDA: unbalanced + balanced linear classifiers, projection head, adaptive risk balance.
+
+    Peng et al., ACM MM 2021, arXiv:2110.02686.
 
     `model.classifier` becomes the balanced classifier g_b, so `model(x)` is already the inference output.
     """
@@ -237,7 +240,7 @@ class LDAMethod(ClassificationMethod):
         logits_u = self.unbalanced(features)
         logits_b = model.classifier(features)
         loss_u = self.ce(logits_u, targets)
-        # L_b = sum_i w_{y_i} CE_i with w_c = 1/(C n_c): a sum, not a mean (METHODS §5).
+        # L_b = sum_i w_{y_i} CE_i with w_c = 1/(C n_c): a sum, not a mean (docs/methods.md#lda).
         loss_b = L.cb_cross_entropy(logits_b, targets, self.balanced_weights, reduction="sum")
         alpha = self.balancer.update(L.accuracy_percent(logits_u, targets), L.accuracy_percent(logits_b, targets))
         intra, inter = L.lda_divergence(
@@ -264,7 +267,10 @@ class LDAMethod(ClassificationMethod):
 
 
 class LADEMethod(LossMethod):
-    """LADE (METHODS §4): LADE-CE + alpha * LADER in training; `z + log p_t` at inference (eq. 17)."""
+    """LADE: LADE-CE + alpha * LADER in training; `z + log p_t` at inference (eq. 17).
+
+    Hong et al., CVPR 2021, arXiv:2012.00321.
+    """
 
     def __init__(self, cfg, model, train_counts):
         c = cfg.METHOD.LADE
@@ -281,7 +287,8 @@ class LADEMethod(LossMethod):
 
 
 class M2mMethod(ClassificationMethod):
-    """M2m (METHODS §7): plain CE until `START_EPOCH`, then class-balanced batches with major-to-minor translation.
+    """M2m (Kim et al., CVPR 2020, arXiv:2004.00431): plain CE until `START_EPOCH`, then class-balanced batches
+    with major-to-minor translation.
 
     The frozen ERM classifier g is given by `frozen_classifier` (the trainer loads it; see `M2M.G_CHECKPOINT`).
     It is kept out of this module's parameters and state dict: it is an input, not something trained or resumed.
@@ -328,12 +335,13 @@ class M2mMethod(ClassificationMethod):
 
 
 class MetaMethod(ClassificationMethod):
-    """Meta-learned conditional weights (METHODS §6, seed 000 Algorithm 1) on a CE / focal / LDAM loss.
+    """Meta-learned conditional weights (Jamal et al., CVPR 2020, arXiv:2003.10780,
+    Algorithm 1) on a CE / focal / LDAM loss.
 
     Stage 1 (epochs before META.START_EPOCH): the plain loss. Stage 2: per-example weights w_y + eps_i from
     `lt_detectron.meta.MetaReweighter` against a class-balanced dev batch; the returned loss is the weighted one
     the optimizer steps on. `META.L2RW` is the L2RW ablation, `META.MODE: classifier` meta-differentiates only
-    the classifier on detached features (seed 000 §5.3).
+    the classifier on detached features (Jamal et al. 2020 §5.3).
     """
 
     def __init__(self, cfg, model, train_counts, base_loss: str, dev_data=None):
@@ -350,7 +358,7 @@ class MetaMethod(ClassificationMethod):
             raise ConfigError(f"METHOD.META.MODE={c.MODE!r}; known: full, classifier")
         self.mode = c.MODE
         counts = np.asarray(train_counts)
-        beta = c.BETA if c.BETA is not None else (counts.sum() - 1) / counts.sum()  # seed 000: (N-1)/N
+        beta = c.BETA if c.BETA is not None else (counts.sum() - 1) / counts.sum()  # Jamal et al.: (N-1)/N
         self.reweighter = M.MetaReweighter(
             L.class_weights(counts, kind="effective_number", beta=beta),
             inner_lr=float(c.INNER_LR) if not self.follow_lr else float(cfg.SOLVER.BASE_LR),
@@ -409,7 +417,7 @@ class MetaMethod(ClassificationMethod):
         return loss, {"meta_dev_loss": float(result.dev_loss), "meta_eps_mean": float(result.eps.mean())}
 
     def eps_history(self) -> tuple[np.ndarray, np.ndarray]:
-        """(iterations, per-class mean eps) over training (seed 000 Figure 3)."""
+        """(iterations, per-class mean eps) over training (Jamal et al. 2020 Figure 3)."""
         return self.reweighter.tracker.history()
 
     def get_extra_state(self) -> dict:

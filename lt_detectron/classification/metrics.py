@@ -1,4 +1,6 @@
-"""Classification metrics of the long-tailed papers (METHODS §8), from logits: one json-serialisable dict.
+"""Classification metrics of the long-tailed papers, from logits: one json-serialisable dict.
+
+The metrics are defined in docs/methods.md#data-and-metrics.
 
 Conventions: accuracies, recalls and ECE are percentages (0..100); NLL is in nats. Per-class recall of a class with
 no test sample is None and is left out of every mean. Shot groups use training counts: many (> 100),
@@ -13,7 +15,7 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from lt_detectron.losses import adjust_logits  # the one PC-Softmax / prior-injection implementation (METHODS §3)
+from lt_detectron.losses import adjust_logits  # the one PC-Softmax / prior-injection implementation
 
 __all__ = [
     "evaluate",
@@ -25,7 +27,7 @@ __all__ = [
     "SHIFT_RATIOS",
 ]
 
-SHIFT_RATIOS = (50, 25, 10, 5, 2, 1)  # seed 003 Table 6
+SHIFT_RATIOS = (50, 25, 10, 5, 2, 1)  # Hong et al., CVPR 2021, arXiv:2012.00321, Table 6
 # How target-prior injection treats the logits: "source" = they carry the training prior (CE-like training,
 # PC Softmax: z - log p_s + log p_t); "balanced" = they are prior-free (balanced softmax / LADE: z + log p_t).
 Injection = Union[None, str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
@@ -64,7 +66,10 @@ def confusion_matrix(predictions: ArrayLike, labels: ArrayLike, num_classes: int
 
 
 def shot_groups(train_counts: ArrayLike) -> np.ndarray:
-    """ "many" (> 100 training images), "medium" (20..100), "few" (< 20) per class (METHODS §8)."""
+    """ "many" (> 100 training images), "medium" (20..100), "few" (< 20) per class.
+
+    Shot groups as in docs/methods.md#data-and-metrics.
+    """
     counts = np.asarray(train_counts)
     return np.where(counts > 100, "many", np.where(counts >= 20, "medium", "few"))
 
@@ -147,7 +152,7 @@ def shifted_prior_accuracy(
     ratios: Sequence[float] = SHIFT_RATIOS,
     inject: Injection = None,
 ) -> dict:
-    """Top-1 accuracy (percent) on forward/backward shifted test priors (seed 003 §4.3).
+    """Top-1 accuracy (percent) on forward/backward shifted test priors (Hong et al. 2021 §4.3).
 
     Computed by importance weighting the (balanced) test set, not by subsampling: accuracy under prior pi is
     `sum_j pi_j * recall_j`, the expected accuracy of a test set with class sizes proportional to pi, deterministic

@@ -128,7 +128,10 @@ def plot_confusion_matrix(
 
 
 def plot_shifted_prior(shifted: dict, path: str) -> str:
-    """Accuracy from Forward-50 through uniform to Backward-50 (seed 003 Table 6 layout), with/without injection."""
+    """Accuracy from Forward-50 through uniform to Backward-50 with/without injection.
+
+    The layout of Table 6 of Hong et al., CVPR 2021, arXiv:2012.00321.
+    """
     ratios = list(shifted["ratios"])
     fwd = sorted(range(len(ratios)), key=lambda i: -ratios[i])  # forward, most imbalanced first
     bwd = [i for i in sorted(range(len(ratios)), key=lambda i: ratios[i]) if ratios[i] != 1]

@@ -217,7 +217,8 @@ class ClassificationTrainer:
         )
 
     def _meta_dev_set(self) -> Dataset:
-        """The class-balanced development set D of the meta methods (METHODS §6), k = META.DEV_PER_CLASS per class.
+        """The class-balanced development set D of the meta methods (Jamal et al. 2020 §5),
+        k = META.DEV_PER_CLASS per class.
 
         DEV_SOURCE "train": held out of the training split (CIFAR-LT, iNat), which shrinks the training set and its
         counts n_c; "val": taken from the validation split (ImageNet-LT, Places-LT, digits-LT's val_per_class).
@@ -433,7 +434,8 @@ class ClassificationTrainer:
     def evaluate(self, tag: str = "final") -> dict:
         """metrics.evaluate on the test split; OUTPUT_DIR/eval/<tag>/eval.json (+ PNGs with TEST.PLOTS); scalars logged.
 
-        The shifted-prior accuracies are reported with and without target-prior injection (seed 003 §4.3); the
+        The shifted-prior accuracies are reported with and without target-prior injection (Hong et al., CVPR 2021,
+        arXiv:2012.00321, §4.3); the
         injection follows the prior the method's logits carry (`method.prior_kind`).
         """
         from . import metrics, plots
@@ -460,7 +462,7 @@ class ClassificationTrainer:
         return result
 
     def _save_eps_history(self, out_dir: str) -> None:
-        """Meta methods: per-class mean eps over training, json + PNG by shot group (seed 000 Figure 3)."""
+        """Meta methods: per-class mean eps over training, json + PNG by shot group (Jamal et al. 2020 Figure 3)."""
         history = getattr(self.method, "eps_history", None)
         if history is None:
             return

@@ -1,4 +1,5 @@
-"""What every classification dataset builder returns, and the long-tailed count profile (METHODS §8)."""
+"""What every classification dataset builder returns, and the long-tailed count profile
+(docs/methods.md#data-and-metrics)."""
 from __future__ import annotations
 
 import math
@@ -12,7 +13,8 @@ from torch.utils.data import Dataset
 
 __all__ = ["LTDatasetSplits", "TensorImageDataset", "long_tail_counts", "default_root", "IMBALANCE_FACTORS"]
 
-# The imbalance factors of the CIFAR-LT benchmarks (issue 6); any value >= 1 is accepted.
+# The imbalance factors of the CIFAR-LT benchmarks (Jamal et al., CVPR 2020, arXiv:2003.10780, Tables 2-3); any
+# value >= 1 is accepted.
 IMBALANCE_FACTORS = (200, 100, 50, 20, 10, 1)
 
 
@@ -62,7 +64,8 @@ class TensorImageDataset(Dataset):
 
 
 def long_tail_counts(n_max: int, num_classes: int, imbalance_factor: float) -> np.ndarray:
-    """Exponential profile `n_c = floor(n_max * (1/IF)^(c / (C-1)))`, c = 0..C-1 (METHODS §8; Cao et al. 2019)."""
+    """Exponential profile `n_c = floor(n_max * (1/IF)^(c / (C-1)))`, c = 0..C-1 (Cao et al., NeurIPS 2019,
+    arXiv:1906.07413)."""
     if imbalance_factor < 1:
         raise ValueError(f"imbalance_factor must be >= 1 (n_max / n_min), got {imbalance_factor}")
     if num_classes < 1 or n_max < 1:
