@@ -3,7 +3,7 @@
 Each class is a visible (shape, colour) pair, e.g. "red_star". Images are 128x128 RGB with a smooth noisy
 background, clutter (lines, blobs) that is not an object, 2-6 objects of 16-56 px that may overlap (the
 annotation is the visible part), and mild colour jitter. The train split is long-tailed with all three LVIS
-frequency groups (METHODS.md §8: rare 1..10 training images, common 11..100, frequent > 100); the val split
+frequency groups (rare 1..10 training images, common 11..100, frequent > 100); the val split
 is class-balanced (every class occurs in the same number of val images).
 
 Output (deterministic given the seed; written to a temporary folder and renamed into place):

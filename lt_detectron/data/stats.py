@@ -15,7 +15,8 @@ import numpy as np
 
 __all__ = ["class_counts", "frequency_groups", "lvis_json_class_stats", "RARE_MAX_IMAGES", "COMMON_MAX_IMAGES"]
 
-# LVIS groups by number of training images (METHODS.md §8): rare 1..10, common 11..100, frequent > 100.
+# LVIS groups by number of training images (Gupta et al., CVPR 2019, arXiv:1908.03195): rare 1..10, common
+# 11..100, frequent > 100.
 RARE_MAX_IMAGES = 10
 COMMON_MAX_IMAGES = 100
 _SOURCES = ("instance_count", "image_count")
