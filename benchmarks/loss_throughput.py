@@ -43,7 +43,7 @@ from lt_detectron.losses import (
 )
 
 COSINE_CE = "cross_entropy (cosine logits)"
-# Targets of issue 3 (ratio to cross-entropy), keyed by contender name.
+# The project's throughput budget (ratio to cross-entropy), keyed by contender name.
 TARGETS = {
     "cb": 2.0,
     "focal": 2.0,
@@ -57,7 +57,7 @@ TARGETS = {
 
 
 def long_tailed_counts(num_classes: int, imbalance: float = 100.0) -> torch.Tensor:
-    """n_c = floor(1000 * (1/IF)^{c/(C-1)}) (METHODS §8), at least 1."""
+    """n_c = floor(1000 * (1/IF)^{c/(C-1)}) (docs/methods.md#data-and-metrics), at least 1."""
     exponent = torch.arange(num_classes, dtype=torch.float64) / max(num_classes - 1, 1)
     return torch.floor(1000.0 * imbalance ** (-exponent)).clamp_min(1.0)
 

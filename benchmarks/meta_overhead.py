@@ -1,8 +1,10 @@
-"""Iteration-time overhead of meta weighting (classifier-only mode, METHODS §6) on the lt_shapes demo model.
+"""Iteration-time overhead of meta weighting (classifier-only mode) on the lt_shapes demo model.
+
+The method: docs/methods.md#meta-weights-in-detection.
 
 One model, one optimizer and one data stream; iterations alternate between plain training and a meta step
 (ABBA order, so neither mode always runs first), and the script prints the median seconds per iteration of
-each and their ratio (issue 5 target: <= 1.5x). The timed region is what IterationTimer measures: the
+each and their ratio (target: <= 1.5x). The timed region is what IterationTimer measures: the
 hook's before_step (dev batch through backbone and box head), the training step, and after_step.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/meta_overhead.py --iters 20

@@ -19,8 +19,9 @@ import traceback
 
 from lt_detectron.utils.io import write_json_atomic
 
-# OpenMP threads that busy-wait collapse when another process shares the 2 cores (measured: 0.6 s/iter passive vs
-# 5 s/iter spinning at load ~3); passive waiting costs little on an idle machine. Must be set before torch loads.
+# OpenMP threads that busy-wait collapse when another process shares the cores (timings in
+# benchmarks/results/lt_shapes_demo.md); passive waiting costs little on an idle machine. Must be set before torch
+# loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
