@@ -13,7 +13,7 @@ from PIL import Image
 from lt_detectron.classification.datasets import build_dataset, long_tail_counts
 
 
-# ---------------------------------------------------------------- the long-tailed profile (METHODS §8)
+# ------------------------------------------------------- the long-tailed profile (docs/methods.md#data-and-metrics)
 def test_cifar10_if100_profile_is_the_methods_counts():
     expected = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
     by_hand = [math.floor(5000 * (1 / 100) ** (c / 9)) for c in range(10)]

@@ -1,4 +1,5 @@
-"""M2m (METHODS §7): translation lowers g's loss on the target class; seed choice and rejection follow the rules."""
+"""M2m (Kim et al., CVPR 2020, arXiv:2004.00431):
+translation lowers g's loss on the target class; seed choice and rejection follow the rules."""
 
 from __future__ import annotations
 

@@ -98,7 +98,8 @@ def test_env_var_overrides_the_cache_folder(tmp_path, monkeypatch):
 
 
 def test_repeat_factors_favour_images_with_rare_classes():
-    """Detectron2's RFS on the default train layout (t = 0.001, METHODS §8): r(I) = max_c max(1, sqrt(t / f(c)))."""
+    """Detectron2's RFS on the default train layout (t = 0.001, Gupta et al. 2019):
+    r(I) = max_c max(1, sqrt(t / f(c)))."""
     plan = plan_lt_shapes(LTShapesSpec())
     dicts = [{"annotations": [{"category_id": c} for c in classes]} for classes in plan["train"]]
     factors = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(dicts, repeat_thresh=0.001)

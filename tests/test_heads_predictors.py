@@ -210,7 +210,7 @@ def test_lade_terms_sum_to_the_library_lade_loss():
     torch.testing.assert_close(losses["loss_cls"] + losses["loss_lader"], expected)
 
 
-# --- background decision and target prior (METHODS §3) --------------------------------------------------
+# --- background decision and target prior (docs/methods.md#pc-softmax) -----------------------------------------------
 def test_source_prior_gives_background_the_sampler_fraction():
     cfg = tiny_cfg("balanced_softmax", **{"MODEL.ROI_HEADS.POSITIVE_FRACTION": 0.25})
     predictor = build_heads(cfg).box_predictor
@@ -264,7 +264,7 @@ def test_target_prior_switch_changes_scores_as_pc_softmax(classifier, tmp_path):
     b = predictor.source_prior[-1]
     uniform_target = torch.cat([(1 - b) * torch.full((NUM_CLASSES,), 1.0 / NUM_CLASSES), b[None]])
     # "source" is the training posterior softmax(z + log p_s); the uniform prior re-weights it exactly by
-    # METHODS §3: z_c - log p_s(c) + log p_t(c).
+    # Hong et al. 2021 eq. 7: z_c - log p_s(c) + log p_t(c).
     torch.testing.assert_close(probs["source"], torch.softmax(scores + predictor.source_prior.log(), dim=1))
     pc = adjust_logits(scores + predictor.source_prior.log(), predictor.source_prior, uniform_target).softmax(dim=1)
     torch.testing.assert_close(probs["uniform"], pc)

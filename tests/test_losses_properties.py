@@ -1,4 +1,4 @@
-"""Properties that pin the semantics of lt_detectron.losses (METHODS §1-5), the risk balancer and the registry."""
+"""Properties that pin the semantics of lt_detectron.losses (docs/methods.md), the risk balancer and the registry."""
 
 from __future__ import annotations
 
@@ -227,7 +227,8 @@ def test_half_precision_logits_keep_float32_class_statistics():
 
 
 def _ldam_composite(logits, targets, counts, scale=30.0, weight=None):
-    """LDAM from autograd ops (METHODS §2), the reference for the hand-written gradient of ldam_loss."""
+    """LDAM from autograd ops (Cao et al., NeurIPS 2019, arXiv:1906.07413), the
+    reference for the hand-written gradient of ldam_loss."""
     margins = L.ldam_margins(counts).to(logits.dtype)
     shifted = (logits * scale).scatter_add(1, targets[:, None], -(scale * margins[targets])[:, None])
     return F.cross_entropy(shifted, targets, weight=weight, reduction="none")

@@ -1,5 +1,5 @@
 """lt_detectron.losses against deliberately naive references: explicit Python loops over samples and classes,
-written straight from the METHODS.md formulas (§1-5), on random inputs and edge-case batches."""
+written straight from the formulas of docs/methods.md, on random inputs and edge-case batches."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Dev-set builder, dev sampler and eps plot of lt_detectron.meta (METHODS §6)."""
+"""Dev-set builder, dev sampler and eps plot of lt_detectron.meta (docs/methods.md#meta-learned-conditional-weights)."""
 
 from __future__ import annotations
 

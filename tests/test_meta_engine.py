@@ -1,4 +1,5 @@
-"""MetaReweighter (METHODS §6, seed 000 Algorithm 1): closed form, sign, L2RW switch, side effects, resume."""
+"""MetaReweighter (Jamal et al., CVPR 2020, arXiv:2003.10780, Algorithm 1):
+closed form, sign, L2RW switch, side effects, resume."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ def test_lvis_baseline_resolves_model_zoo_base():
     assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1203
     assert cfg.MODEL.RESNETS.DEPTH == 50
     assert cfg.MODEL.BACKBONE.NAME == "build_resnet_fpn_backbone"
-    # Ours on top (METHODS §8).
+    # Ours on top (docs/methods.md#data-and-metrics).
     assert cfg.DATALOADER.SAMPLER_TRAIN == "RepeatFactorTrainingSampler"
     assert cfg.DATALOADER.REPEAT_THRESHOLD == pytest.approx(0.001)
     assert cfg.TEST.DETECTIONS_PER_IMAGE == 300
