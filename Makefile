@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Threads for torch on CPU; these machines have 2 cores. OpenMP's default spin-waiting made 2-thread training
-# ~10x slower whenever another process shared the cores (measured, see README "Demo"), so threads sleep instead.
+# ~10x slower whenever another process shared the cores (benchmarks/results/lt_shapes_demo.md); threads sleep instead.
 export OMP_NUM_THREADS ?= 2
 export OMP_WAIT_POLICY ?= PASSIVE
 

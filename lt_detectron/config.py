@@ -1,7 +1,7 @@
 """`add_lt_config(cfg)`: every lt-detectron config key, defined and documented in this one place.
 
 Defaults follow the papers (docs/methods.md); where a paper leaves a choice open, the choice is a key here.
-The comments below are the config reference; the README points here.
+The comments below are the config reference; the README and docs/methods.md point here.
 """
 
 from __future__ import annotations

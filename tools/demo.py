@@ -39,7 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def format_lvis_table(results: dict, title: str = "") -> str:
-    """Markdown table of bbox/segm AP, AP50, AP75, APr, APc, APf (as printed by the demo and quoted in the README)."""
+    """Markdown table of bbox/segm AP, AP50, AP75, APr, APc, APf (as printed by the demo and recorded in
+    benchmarks/results/lt_shapes_demo.md)."""
     lines = [title] if title else []
     lines.append("| task | " + " | ".join(METRICS) + " |")
     lines.append("|---" * (len(METRICS) + 1) + "|")
