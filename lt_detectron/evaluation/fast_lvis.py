@@ -1,0 +1,451 @@
+"""LVIS AP with lvis-api 0.5.3's exact numbers on faster-coco-eval's C++ matching, sharded by class over processes.
+
+lvis-api (`lvis.LVISEval`) is the reference. The protocol it applies around COCO-style matching is applied here
+around faster-coco-eval's C++ `COCOevalEvaluateAccumulate`:
+
+1. per image, keep the 300 highest-scoring detections (a stable sort, as `lvis.LVISResults`); Fixed AP (Dave et al.
+   2021, arXiv 2102.01066) instead keeps the K (10,000) highest-scoring detections of each class over the dataset
+   and no per-image cap;
+2. drop detections with area <= 0 (lvis-api's `get_ann_ids` keeps 0 < area < inf) and detections of a class that is
+   neither annotated in the image nor in its `neg_category_ids` (the federated rule; lvis-api skips them too);
+3. mark unmatched detections of a class in the image's `not_exhaustive_category_ids` as ignored (`lvis_mark`);
+4. for segm, a detection's area is its mask area (Detectron2 drops the result's box before LVISResults).
+
+AP of one class depends only on that class's ground truth and detections, so classes are split into chunks and
+evaluated in a process pool; each worker builds the records of its chunk only. The summary (AP, AP50, AP75,
+APs/m/l, APr/c/f, AR) is lvis-api's `_summarize` over the reassembled precision/recall arrays, so even the order of
+the floating-point sums is lvis-api's.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .inputs import Detections, JsonLike, LVISGroundTruth, LVISInputError, load_detections, load_ground_truth
+
+__all__ = [
+    "LVISEvalResult",
+    "evaluate_lvis",
+    "summarize_lvis",
+    "default_workers",
+    "FIXED_AP_DEFAULT_K",
+    "SUMMARY_KEYS",
+]
+
+logger = logging.getLogger(__name__)
+
+FIXED_AP_DEFAULT_K = 10_000
+IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+AREA_RNG = [[0**2, 1e5**2], [0**2, 32**2], [32**2, 96**2], [96**2, 1e5**2]]
+AREA_LBL = ["all", "small", "medium", "large"]
+FREQ_LBL = ["r", "c", "f"]
+SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AR", "ARs", "ARm", "ARl")
+
+
+def default_workers() -> int:
+    """Worker processes: the CPUs this process may use."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@dataclass
+class LVISEvalResult:
+    """One iou type's result. Summary values are fractions (lvis-api's scale); -1 where lvis-api gives -1."""
+
+    iou_type: str
+    summary: Dict[str, float]
+    per_class_ap: np.ndarray  # [num_cats] AP at IoU .50:.95, all areas; NaN for a class with no ground truth
+    cat_ids: np.ndarray
+    precision: np.ndarray = field(repr=False)  # [T, R, K, A]
+    recall: np.ndarray = field(repr=False)  # [T, K, A]
+    fixed_ap: bool = False
+    max_dets_per_image: int = 300
+    timings: Dict[str, float] = field(default_factory=dict)
+
+    def summary_lvis_names(self) -> Dict[str, float]:
+        """The summary keyed as lvis-api's `get_results()` (AR@300, ARs@300, ...)."""
+        label = "-1" if self.fixed_ap else str(self.max_dets_per_image)
+        return {(k if not k.startswith("AR") else f"{k}@{label}"): v for k, v in self.summary.items()}
+
+
+def summarize_lvis(precision: np.ndarray, recall: np.ndarray, freq_groups: Sequence[Sequence[int]]) -> Dict[str, float]:
+    """lvis-api's `LVISEval.summarize` on precision [T, R, K, A] and recall [T, K, A] (same slicing, same means)."""
+
+    def mean_valid(s: np.ndarray) -> float:
+        valid = s[s > -1]
+        return float(np.mean(valid)) if len(valid) else -1.0
+
+    def ap(iou_thr: Optional[float] = None, area: str = "all", group: Optional[int] = None) -> float:
+        aidx = [AREA_LBL.index(area)]
+        s = precision
+        if iou_thr is not None:
+            s = s[np.where(iou_thr == IOU_THRS)[0]]
+        s = s[:, :, freq_groups[group], aidx] if group is not None else s[:, :, :, aidx]
+        return mean_valid(s)
+
+    def ar(area: str = "all") -> float:
+        return mean_valid(recall[:, :, [AREA_LBL.index(area)]])
+
+    return {
+        "AP": ap(),
+        "AP50": ap(iou_thr=0.50),
+        "AP75": ap(iou_thr=0.75),
+        "APs": ap(area="small"),
+        "APm": ap(area="medium"),
+        "APl": ap(area="large"),
+        "APr": ap(group=0),
+        "APc": ap(group=1),
+        "APf": ap(group=2),
+        "AR": ar(),
+        "ARs": ar("small"),
+        "ARm": ar("medium"),
+        "ARl": ar("large"),
+    }
+
+
+def per_class_ap(precision: np.ndarray) -> np.ndarray:
+    """AP at IoU .50:.95 over all areas for each class (the per-class term of lvis-api's AP); NaN if undefined."""
+    s = precision[:, :, :, 0]
+    out = np.full(s.shape[2], np.nan)
+    for k in range(s.shape[2]):
+        valid = s[:, :, k][s[:, :, k] > -1]
+        if len(valid):
+            out[k] = float(np.mean(valid))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Selection of the detections that lvis-api evaluates (vectorised over all detections).
+
+
+def _stable_top(group: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
+    """Mask of the k highest-scoring rows of each group; ties keep the earlier row (a stable sort, as sorted())."""
+    n = len(score)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    order = np.lexsort((np.arange(n), -score, group))  # by group, then score descending, then original position
+    g = group[order]
+    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
+    rank = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    keep = np.zeros(n, dtype=bool)
+    keep[order[rank < k]] = True
+    return keep
+
+
+def select_detections(
+    dets: Detections, gt: LVISGroundTruth, max_dets_per_image: int = 300, fixed_ap_k: Optional[int] = None
+) -> Tuple[Detections, int]:
+    """The detections lvis-api evaluates: the per-image (or Fixed AP per-class) cap, then the federated rule.
+
+    Returns them in their original order, and the number kept after the cap (before the federated rule).
+    """
+    if fixed_ap_k is not None:
+        keep = _stable_top(dets.cat_index, dets.score, fixed_ap_k)
+    elif max_dets_per_image >= 0:
+        keep = _stable_top(dets.img_index, dets.score, max_dets_per_image)
+    else:
+        keep = np.ones(len(dets), dtype=bool)
+    n_capped = int(keep.sum())
+    keys = gt.pair_keys(dets.img_index, dets.cat_index)
+    listed = np.union1d(gt.pos_pairs, gt.neg_pairs)
+    keep &= np.isin(keys, listed, assume_unique=False)
+    return dets.subset(np.flatnonzero(keep)), n_capped
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-chunk evaluation (runs in the workers).
+
+_SHARED: Dict[str, object] = {}  # set by the parent before forking the pool; read-only in the workers
+
+
+@dataclass
+class _Chunk:
+    cat_lo: int
+    cat_hi: int  # category indices [cat_lo, cat_hi)
+    det_lo: int
+    det_hi: int  # rows of the (category-sorted) detections
+
+
+def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, int]:
+    import faster_coco_eval.core.mask as mask_utils
+    import faster_coco_eval.faster_eval_api_cpp as _C
+    from faster_coco_eval.core.cocoeval import Params
+
+    gt: LVISGroundTruth = _SHARED["gt"]  # type: ignore[assignment]
+    dets: Detections = _SHARED["dets"]  # type: ignore[assignment]
+    iou_type: str = _SHARED["iou_type"]  # type: ignore[assignment]
+    max_det: int = _SHARED["max_det"]  # type: ignore[assignment]
+    segm = iou_type == "segm"
+    lo, hi = chunk.det_lo, chunk.det_hi
+    img_ids = gt.img_ids
+    cat_ids = gt.cat_ids
+
+    # ground truth of the chunk's classes (copies: faster-coco-eval writes keys into the records)
+    gts: List[dict] = []
+    for ci in range(chunk.cat_lo, chunk.cat_hi):
+        for ann in gt.anns_by_cat[ci]:
+            rec = {
+                "id": ann["id"],
+                "image_id": ann["image_id"],
+                "category_id": ann["category_id"],
+                "area": float(ann["area"]),
+                "iscrowd": 0,  # lvis-api treats every annotation as non-crowd
+                "ignore": 0,
+            }
+            if segm:
+                if "segmentation" not in ann:
+                    raise LVISInputError(
+                        f"ground truth {gt.source}: annotation id {ann['id']} has no 'segmentation'; segm "
+                        f"evaluation needs masks (or evaluate --iou-type bbox only)."
+                    )
+                rec["segmentation"] = ann["segmentation"]
+            else:
+                rec["bbox"] = ann["bbox"]
+            gts.append(rec)
+
+    # detections of the chunk's classes
+    rows = range(lo, hi)
+    d_img = img_ids[dets.img_index[lo:hi]].tolist()
+    d_cat = cat_ids[dets.cat_index[lo:hi]].tolist()
+    d_score = dets.score[lo:hi].tolist()
+    d_index = dets.index[lo:hi].tolist()
+    dts: List[dict] = []
+    if segm:
+        segs = dets.segmentation
+        for j, r in enumerate(rows):
+            dts.append({"id": j + 1, "image_id": d_img[j], "category_id": d_cat[j], "score": d_score[j],
+                        "segmentation": segs[r], "iscrowd": 0})  # fmt: skip
+    else:
+        boxes = dets.bbox[lo:hi]
+        areas = (boxes[:, 2] * boxes[:, 3]).tolist()
+        blist = boxes.tolist()
+        for j in range(hi - lo):
+            dts.append({"id": j + 1, "image_id": d_img[j], "category_id": d_cat[j], "score": d_score[j],
+                        "bbox": blist[j], "area": areas[j], "iscrowd": 0})  # fmt: skip
+
+    hw = gt.img_hw
+    if segm:
+        needed = {d["image_id"] for d in dts} | {g["image_id"] for g in gts}
+        idx = np.searchsorted(img_ids, np.fromiter(needed, dtype=np.int64, count=len(needed)))
+        img_sizes = {int(img_ids[i]): (int(hw[i, 0]), int(hw[i, 1])) for i in idx}
+        mask_utils.calculateRleForAllAnnotations(gts, img_sizes, True, False, 0.02, 1)
+        try:
+            mask_utils.calculateRleForAllAnnotations(dts, img_sizes, True, False, 0.02, 1)
+            areas = mask_utils.area([d["rle"] for d in dts]) if dts else []
+        except Exception:  # find the record
+            for j, d in enumerate(dts):
+                try:
+                    mask_utils.area([mask_utils.segmToRle(d["segmentation"], *img_sizes[d["image_id"]][::-1])])
+                except Exception as err:
+                    raise LVISInputError(
+                        f"results: record [{d_index[j]}] field 'segmentation' does not decode ({err}); write masks "
+                        f"with pycocotools.mask.encode at the image's size (Detectron2's instances_to_coco_json)."
+                    ) from None
+            raise
+        for d, a in zip(dts, np.asarray(areas).tolist()):
+            d["area"] = float(a)
+        dts = [d for d in dts if d["area"] > 0]  # lvis-api's get_ann_ids keeps 0 < area < inf
+    else:
+        dts = [d for d in dts if d["area"] > 0]
+
+    gt_ds, dt_ds = _C.Dataset(), _C.Dataset()
+    by_pair_gt: Dict[Tuple[int, int], List[dict]] = {}
+    for g in gts:
+        gt_ds.append_ref(g["image_id"], g["category_id"], g)
+        by_pair_gt.setdefault((g["image_id"], g["category_id"]), []).append(g)
+    by_pair_dt: Dict[Tuple[int, int], List[dict]] = {}
+    nel = gt.not_exhaustive
+    dt_imgs = sorted({d["image_id"] for d in dts})
+    img_pos = dict(zip(dt_imgs, np.searchsorted(img_ids, np.array(dt_imgs, dtype=np.int64)).tolist()))
+    for d in dts:
+        # unmatched detections of a class the image's annotation is not exhaustive for are ignored
+        d["lvis_mark"] = d["category_id"] in nel[img_pos[d["image_id"]]]
+        dt_ds.append_ref(d["image_id"], d["category_id"], d)
+        by_pair_dt.setdefault((d["image_id"], d["category_id"]), []).append(d)
+
+    eval_imgs = sorted({g["image_id"] for g in gts} | {d["image_id"] for d in dts})
+    eval_cats = cat_ids[chunk.cat_lo : chunk.cat_hi].tolist()
+    img_row = {img_id: k for k, img_id in enumerate(eval_imgs)}
+    cat_col = {cat_id: k for k, cat_id in enumerate(eval_cats)}
+    empty: list = []
+    ious: List[list] = [[empty] * len(eval_cats) for _ in eval_imgs]
+    key = "rle" if segm else "bbox"
+    for pair, dt_list in by_pair_dt.items():
+        g_list = by_pair_gt.get(pair)
+        if not g_list:
+            continue
+        order = np.argsort([-d["score"] for d in dt_list], kind="mergesort")[:max_det]
+        d_geo = [dt_list[i][key] for i in order]
+        g_geo = [g[key] for g in g_list]
+        ious[img_row[pair[0]]][cat_col[pair[1]]] = mask_utils.iou(d_geo, g_geo, [0] * len(g_geo))
+
+    params = Params(iouType=iou_type)
+    params.maxDets = [max_det]
+    params.areaRng = AREA_RNG
+    params.areaRngLbl = AREA_LBL
+    params.imgIds = eval_imgs
+    params.catIds = eval_cats
+    params.useCats = 1
+    k = chunk.cat_hi - chunk.cat_lo
+    if eval_imgs:
+        out = _C.COCOevalEvaluateAccumulate(params, ious, gt_ds, dt_ds, eval_imgs, eval_cats, True)
+        precision = np.asarray(out["precision"])[..., 0]  # [T, R, K, A]
+        recall = np.asarray(out["recall"])[..., 0]  # [T, K, A]
+    else:
+        precision = -np.ones((len(IOU_THRS), len(REC_THRS), k, len(AREA_RNG)))
+        recall = -np.ones((len(IOU_THRS), k, len(AREA_RNG)))
+    rss = _peak_rss_bytes()
+    return chunk.cat_lo, chunk.cat_hi, precision, recall, rss
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _make_chunks(cat_index_sorted: np.ndarray, gt: LVISGroundTruth, num_chunks: int) -> List[_Chunk]:
+    """Contiguous class ranges with about equal work (detections + ground truth), each at least one class."""
+    num_cats = gt.num_cats
+    det_count = np.bincount(cat_index_sorted, minlength=num_cats)
+    work = det_count + gt.instance_counts() + 1
+    cum = np.cumsum(work)
+    bounds = [0]
+    for t in range(1, num_chunks):
+        b = int(np.searchsorted(cum, cum[-1] * t / num_chunks))
+        if b > bounds[-1]:
+            bounds.append(b)
+    if bounds[-1] != num_cats:
+        bounds.append(num_cats)
+    det_start = np.r_[0, np.cumsum(det_count)]
+    return [_Chunk(lo, hi, int(det_start[lo]), int(det_start[hi])) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def _freq_groups(gt: LVISGroundTruth) -> List[List[int]]:
+    return [np.flatnonzero(gt.frequency == lbl).tolist() for lbl in FREQ_LBL]
+
+
+def evaluate_detections(
+    gt: LVISGroundTruth,
+    dets: Detections,
+    iou_type: str = "bbox",
+    *,
+    fixed_ap: bool = False,
+    fixed_ap_k: int = FIXED_AP_DEFAULT_K,
+    max_dets_per_image: int = 300,
+    workers: Optional[int] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+    stats: Optional[Dict[str, float]] = None,
+) -> LVISEvalResult:
+    """Evaluate checked detections (see `evaluate_lvis` for the arguments)."""
+    if iou_type not in ("bbox", "segm"):
+        raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
+    if iou_type == "segm" and dets.segmentation is None:
+        raise LVISInputError("results have no 'segmentation'; evaluate iou type bbox only, or save masks.")
+    if iou_type == "bbox" and dets.bbox is None:
+        raise LVISInputError("results have no 'bbox'; evaluate iou type segm only, or save boxes.")
+    t0 = time.perf_counter()
+    selected, n_capped = select_detections(dets, gt, max_dets_per_image, fixed_ap_k if fixed_ap else None)
+    if fixed_ap:
+        pair_counts = np.unique(gt.pair_keys(selected.img_index, selected.cat_index), return_counts=True)[1]
+        max_det = int(pair_counts.max()) if len(pair_counts) else 1
+    else:
+        max_det = max(max_dets_per_image, 1)
+    order = np.argsort(selected.cat_index, kind="stable")
+    selected = selected.subset(order)
+    workers = default_workers() if workers is None else max(int(workers), 1)
+    chunks = _make_chunks(selected.cat_index, gt, num_chunks=max(4 * workers, 1) if workers > 1 else 8)
+    num_cats = gt.num_cats
+    precision = -np.ones((len(IOU_THRS), len(REC_THRS), num_cats, len(AREA_RNG)))
+    recall = -np.ones((len(IOU_THRS), num_cats, len(AREA_RNG)))
+    t1 = time.perf_counter()
+    _SHARED.update(gt=gt, dets=selected, iou_type=iou_type, max_det=max_det)
+    worker_rss: List[int] = []
+    try:
+        if workers == 1:
+            results = map(_evaluate_chunk, chunks)
+            pool = None
+        else:
+            pool = mp.get_context("fork").Pool(min(workers, len(chunks)))
+            results = pool.imap_unordered(_evaluate_chunk, chunks)
+        done = 0
+        rss_by_pid: Dict[int, int] = {}
+        for lo, hi, p, r, rss in results:
+            precision[:, :, lo:hi, :] = p
+            recall[:, lo:hi, :] = r
+            done += 1
+            rss_by_pid[len(rss_by_pid)] = rss
+            if progress is not None:
+                progress(done, len(chunks))
+        if pool is not None:
+            pool.close()
+            pool.join()
+        worker_rss = list(rss_by_pid.values())
+    finally:
+        _SHARED.clear()
+        if workers > 1 and "pool" in locals() and pool is not None:
+            pool.terminate()
+    t2 = time.perf_counter()
+    if stats is not None:
+        stats.update(
+            detections=len(dets), after_cap=n_capped, evaluated=len(selected), chunks=len(chunks),
+            max_worker_rss=max(worker_rss) if worker_rss else 0,
+        )  # fmt: skip
+    summary = summarize_lvis(precision, recall, _freq_groups(gt))
+    return LVISEvalResult(
+        iou_type=iou_type,
+        summary=summary,
+        per_class_ap=per_class_ap(precision),
+        cat_ids=gt.cat_ids.copy(),
+        precision=precision,
+        recall=recall,
+        fixed_ap=fixed_ap,
+        max_dets_per_image=max_dets_per_image,
+        timings={"select": t1 - t0, "evaluate": t2 - t1, "summarize": time.perf_counter() - t2},
+    )
+
+
+def evaluate_lvis(
+    gt: JsonLike | LVISGroundTruth,
+    results: JsonLike | Detections,
+    iou_types: Sequence[str] = ("bbox",),
+    *,
+    fixed_ap: bool = False,
+    fixed_ap_k: int = FIXED_AP_DEFAULT_K,
+    max_dets_per_image: int = 300,
+    workers: Optional[int] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> Dict[str, LVISEvalResult]:
+    """LVIS AP of `results` on `gt` for each iou type ('bbox', 'segm'), with lvis-api 0.5.3's numbers.
+
+    gt: an LVIS-format json path or dict; results: a results json path or list (Detectron2's
+    `lvis_instances_results.json`). fixed_ap: Fixed AP (top `fixed_ap_k` detections per class over the dataset, no
+    per-image cap) instead of the per-image cap `max_dets_per_image`. workers: processes (default: the CPUs).
+    Raises LVISInputError naming the first bad record.
+    """
+    gt = gt if isinstance(gt, LVISGroundTruth) else load_ground_truth(gt)
+    if not isinstance(results, Detections):
+        results = load_detections(results, gt, need_bbox="bbox" in iou_types, need_segm="segm" in iou_types)
+    return {
+        t: evaluate_detections(
+            gt,
+            results,
+            t,
+            fixed_ap=fixed_ap,
+            fixed_ap_k=fixed_ap_k,
+            max_dets_per_image=max_dets_per_image,
+            workers=workers,
+            progress=progress,
+        )  # fmt: skip
+        for t in iou_types
+    }

@@ -1,0 +1,291 @@
+"""Load and check LVIS ground truth and results for the evaluators; every error names the first bad record.
+
+`LVISGroundTruth` indexes an LVIS-format ground-truth dict (images with `neg_category_ids` and
+`not_exhaustive_category_ids`, categories with `frequency`); `Detections` holds a results list as columns
+(image index, category index, score, box) plus the masks, after checking every record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+__all__ = ["LVISInputError", "LVISGroundTruth", "Detections", "load_json", "load_ground_truth", "load_detections"]
+
+JsonLike = Union[str, os.PathLike, dict, list]
+
+
+class LVISInputError(ValueError):
+    """Bad ground truth or results given to an LVIS evaluator (the message names the record, the field, the fix)."""
+
+
+def load_json(source: JsonLike, what: str) -> Any:
+    if isinstance(source, (dict, list)):
+        return source
+    path = os.fspath(source)
+    if not os.path.isfile(path):
+        raise LVISInputError(f"{what} file {path!r} does not exist; pass the path of an existing json file.")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise LVISInputError(f"{what} file {path!r} is not valid json ({err}); re-export it.") from err
+
+
+@dataclass
+class LVISGroundTruth:
+    """An LVIS-format ground truth, indexed for evaluation. Category and image indices are into the sorted ids."""
+
+    source: str
+    images: List[dict]
+    categories: List[dict]  # sorted by id
+    cat_ids: np.ndarray  # sorted
+    img_ids: np.ndarray  # sorted
+    img_hw: np.ndarray  # [num_images, 2] (height, width) by image index
+    anns_by_cat: List[List[dict]]  # annotations with area > 0 (lvis-api drops the others), per category index
+    neg_pairs: np.ndarray  # sorted int64 keys img_index * num_cats + cat_index of the negative lists
+    pos_pairs: np.ndarray  # same for the (image, category) pairs with an annotation
+    not_exhaustive: List[frozenset] = field(default_factory=list)  # category ids, by image index
+    frequency: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))  # 'r'/'c'/'f' by category index
+
+    @property
+    def num_cats(self) -> int:
+        return len(self.cat_ids)
+
+    def pair_keys(self, img_index: np.ndarray, cat_index: np.ndarray) -> np.ndarray:
+        return img_index.astype(np.int64) * self.num_cats + cat_index.astype(np.int64)
+
+    def instance_counts(self) -> np.ndarray:
+        return np.array([len(a) for a in self.anns_by_cat], dtype=np.int64)
+
+
+def _gt_error(source: str, msg: str) -> LVISInputError:
+    return LVISInputError(
+        f"ground truth {source}: {msg}. An LVIS-format ground truth (LVIS v1 val json) has 'images' with "
+        f"'id', 'height', 'width', 'neg_category_ids', 'not_exhaustive_category_ids'; 'annotations' with 'id', "
+        f"'image_id', 'category_id', 'bbox', 'area' (and 'segmentation' for segm); 'categories' with 'id', 'name', "
+        f"'frequency' in r/c/f. Convert the file to that format (a COCO json lacks the federated lists)."
+    )
+
+
+def load_ground_truth(source: JsonLike) -> LVISGroundTruth:
+    """Read and check an LVIS-format ground truth (path or dict)."""
+    name = repr(os.fspath(source)) if not isinstance(source, (dict, list)) else "(dict)"
+    data = load_json(source, "ground-truth")
+    if not isinstance(data, dict):
+        raise _gt_error(name, f"the top level is a {type(data).__name__}, not an object")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise _gt_error(name, f"the top-level key {key!r} is missing or not a list")
+    categories = data["categories"]
+    for i, cat in enumerate(categories):
+        if not isinstance(cat, dict) or not isinstance(cat.get("id"), int):
+            raise _gt_error(name, f"categories[{i}] has no integer 'id'")
+        if cat.get("frequency") not in ("r", "c", "f"):
+            raise _gt_error(name, f"categories[{i}] (id {cat['id']}) has frequency {cat.get('frequency')!r}")
+    categories = sorted(categories, key=lambda c: c["id"])
+    cat_ids = np.array([c["id"] for c in categories], dtype=np.int64)
+    if len(np.unique(cat_ids)) != len(cat_ids):
+        raise _gt_error(name, "category ids repeat")
+    images = data["images"]
+    for i, img in enumerate(images):
+        if not isinstance(img, dict) or not isinstance(img.get("id"), int):
+            raise _gt_error(name, f"images[{i}] has no integer 'id'")
+        for key in ("neg_category_ids", "not_exhaustive_category_ids"):
+            if not isinstance(img.get(key), list):
+                raise _gt_error(name, f"images[{i}] (id {img['id']}) has no list {key!r}")
+        for key in ("height", "width"):
+            if not isinstance(img.get(key), int) or img[key] <= 0:
+                raise _gt_error(name, f"images[{i}] (id {img['id']}) has {key}={img.get(key)!r}")
+    images = sorted(images, key=lambda d: d["id"])
+    img_ids = np.array([d["id"] for d in images], dtype=np.int64)
+    if len(np.unique(img_ids)) != len(img_ids):
+        raise _gt_error(name, "image ids repeat")
+    num_cats = len(cat_ids)
+    anns_by_cat: List[List[dict]] = [[] for _ in range(num_cats)]
+    pos: List[int] = []
+    for i, ann in enumerate(data["annotations"]):
+        try:
+            img_id, cat_id, area = ann["image_id"], ann["category_id"], float(ann["area"])
+            bbox = ann["bbox"]
+        except (KeyError, TypeError, ValueError) as err:
+            raise _gt_error(name, f"annotations[{i}] lacks a valid {err} field") from None
+        if not isinstance(bbox, list) or len(bbox) != 4:
+            raise _gt_error(name, f"annotations[{i}] has bbox {bbox!r}")
+        if ann.get("ignore"):
+            raise _gt_error(name, f"annotations[{i}] has 'ignore' set, which this evaluator does not support")
+        ii = int(np.searchsorted(img_ids, img_id))
+        ci = int(np.searchsorted(cat_ids, cat_id))
+        if ii >= len(img_ids) or img_ids[ii] != img_id:
+            raise _gt_error(name, f"annotations[{i}] has image_id {img_id!r}, which is not in 'images'")
+        if ci >= num_cats or cat_ids[ci] != cat_id:
+            raise _gt_error(name, f"annotations[{i}] has category_id {cat_id!r}, which is not in 'categories'")
+        if not area > 0 or math.isinf(area):
+            continue  # lvis-api's get_ann_ids keeps 0 < area < inf only
+        anns_by_cat[ci].append(ann)
+        pos.append(ii * num_cats + ci)
+    neg: List[int] = []
+    for ii, img in enumerate(images):
+        for c in img["neg_category_ids"]:
+            ci = int(np.searchsorted(cat_ids, c))
+            if ci >= num_cats or cat_ids[ci] != c:
+                raise _gt_error(name, f"image id {img['id']} lists neg_category_id {c!r}, not in 'categories'")
+            neg.append(ii * num_cats + ci)
+    return LVISGroundTruth(
+        source=name,
+        images=images,
+        categories=categories,
+        cat_ids=cat_ids,
+        img_ids=img_ids,
+        img_hw=np.array([[d["height"], d["width"]] for d in images], dtype=np.int64).reshape(-1, 2),
+        anns_by_cat=anns_by_cat,
+        neg_pairs=np.unique(np.array(neg, dtype=np.int64)),
+        pos_pairs=np.unique(np.array(pos, dtype=np.int64)),
+        not_exhaustive=[frozenset(d["not_exhaustive_category_ids"]) for d in images],
+        frequency=np.array([c["frequency"] for c in categories], dtype=object),
+    )
+
+
+@dataclass
+class Detections:
+    """A results list as columns; `index` is each row's position in the original list (for error messages)."""
+
+    img_index: np.ndarray  # int64, into LVISGroundTruth.img_ids
+    cat_index: np.ndarray  # int64, into LVISGroundTruth.cat_ids
+    score: np.ndarray  # float64
+    bbox: Optional[np.ndarray]  # [N, 4] float64 (x, y, w, h), None if the results have no boxes
+    segmentation: Optional[List[Any]]  # per row, None if the results have no masks
+    index: np.ndarray  # int64, original position
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+    def subset(self, rows: np.ndarray) -> "Detections":
+        seg = None if self.segmentation is None else [self.segmentation[i] for i in rows.tolist()]
+        return Detections(
+            self.img_index[rows],
+            self.cat_index[rows],
+            self.score[rows],
+            None if self.bbox is None else self.bbox[rows],
+            seg,
+            self.index[rows],
+        )
+
+
+def _record_error(source: str, index: int, field_name: str, problem: str, fix: str) -> LVISInputError:
+    return LVISInputError(f"results {source}: record [{index}] field {field_name!r} {problem}; {fix}")
+
+
+def _find_bad_record(results: Sequence[Any], source: str, need: Sequence[str]) -> LVISInputError:
+    """Slow path: scan for the first record that is not a dict with the needed fields of the right types."""
+    for i, r in enumerate(results):
+        if not isinstance(r, dict):
+            return _record_error(source, i, "(record)", f"is a {type(r).__name__}", "each result must be an object")
+        for key in need:
+            if key not in r:
+                return _record_error(source, i, key, "is missing", "every result needs image_id, category_id, score")
+        for key in ("image_id", "category_id"):
+            if isinstance(r[key], bool) or not isinstance(r[key], (int, np.integer)):
+                return _record_error(source, i, key, f"is {r[key]!r}", "write ids as integers")
+        if isinstance(r["score"], bool) or not isinstance(r["score"], (int, float, np.floating, np.integer)):
+            return _record_error(source, i, "score", f"is {r['score']!r}", "write the score as a number")
+        if "bbox" in need:
+            b = r["bbox"]
+            ok = isinstance(b, (list, tuple)) and len(b) == 4
+            ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b)
+            if not ok:
+                return _record_error(
+                    source, i, "bbox", f"is {b!r}", "write the box as [x, y, width, height] (4 numbers, XYWH_ABS)"
+                )
+        if "segmentation" in need and not isinstance(r["segmentation"], (dict, list)):
+            return _record_error(
+                source, i, "segmentation", f"is {r['segmentation']!r}", "write the mask as an RLE or polygons"
+            )
+    return LVISInputError(f"results {source}: records could not be read as columns (no bad record found)")
+
+
+def load_detections(
+    source: JsonLike, gt: LVISGroundTruth, need_bbox: bool = True, need_segm: bool = False
+) -> Detections:
+    """Check a results list against `gt` and hold it as columns. Nothing is dropped here."""
+    name = repr(os.fspath(source)) if not isinstance(source, (dict, list)) else "(list)"
+    results = load_json(source, "results")
+    if not isinstance(results, list):
+        raise LVISInputError(
+            f"results {name}: the top level is a {type(results).__name__}; an LVIS results file is a list of "
+            f"{{image_id, category_id, bbox, score[, segmentation]}} objects "
+            f"(Detectron2's lvis_instances_results.json)."
+        )
+    n = len(results)
+    need = (
+        ["image_id", "category_id", "score"] + (["bbox"] if need_bbox else []) + (["segmentation"] if need_segm else [])
+    )
+    try:
+        img = np.fromiter((r["image_id"] for r in results), dtype=np.int64, count=n)
+        cat = np.fromiter((r["category_id"] for r in results), dtype=np.int64, count=n)
+        score = np.fromiter((r["score"] for r in results), dtype=np.float64, count=n)
+        bbox = np.array([r["bbox"] for r in results], dtype=np.float64).reshape(n, 4) if need_bbox else None
+        seg = [r["segmentation"] for r in results] if need_segm else None
+    except (KeyError, TypeError, ValueError):
+        raise _find_bad_record(results, name, need) from None
+    # ids stored as floats (1.0) or bools pass fromiter: reject them like the slow path would
+    if n and not all(type(r["image_id"]) is int and type(r["category_id"]) is int for r in results):
+        raise _find_bad_record(results, name, need)
+
+    img_index = np.searchsorted(gt.img_ids, img)
+    bad = (img_index >= len(gt.img_ids)) | (gt.img_ids[np.minimum(img_index, len(gt.img_ids) - 1)] != img)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise _record_error(
+            name, i, "image_id", f"is {int(img[i])}, which is not an image of the ground truth {gt.source}",
+            "evaluate against the ground truth the predictions were made on",
+        )  # fmt: skip
+    cat_index = np.searchsorted(gt.cat_ids, cat)
+    bad = (cat_index >= len(gt.cat_ids)) | (gt.cat_ids[np.minimum(cat_index, len(gt.cat_ids) - 1)] != cat)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise _record_error(
+            name, i, "category_id", f"is {int(cat[i])}, which is not a category of the ground truth {gt.source}",
+            "map contiguous class indices back to dataset category ids (Detectron2: thing_dataset_id_to_contiguous_id)",
+        )  # fmt: skip
+    bad = ~np.isfinite(score) | (score < 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise _record_error(name, i, "score", f"is {score[i]!r}", "scores must be finite and >= 0")
+    if bbox is not None:
+        bad = ~np.isfinite(bbox).all(axis=1) | (bbox[:, 2] < 0) | (bbox[:, 3] < 0)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise _record_error(
+                name, i, "bbox", f"is {results[i]['bbox']!r}",
+                "write [x, y, width, height] with finite values and width, height >= 0 (XYWH_ABS, not XYXY)",
+            )  # fmt: skip
+    if seg is not None:
+        hw = gt.img_hw[img_index]
+        for i, s in enumerate(seg):
+            if isinstance(s, dict):
+                size, counts = s.get("size"), s.get("counts")
+                if not (isinstance(counts, (str, bytes, list)) and isinstance(size, list) and len(size) == 2):
+                    raise _record_error(
+                        name, i, "segmentation", f"is {str(s)[:80]!r}",
+                        "write masks as RLE {'size': [height, width], 'counts': ...} (pycocotools.mask.encode)",
+                    )  # fmt: skip
+                if size[0] != hw[i, 0] or size[1] != hw[i, 1]:
+                    raise _record_error(
+                        name, i, "segmentation", f"has size {size}, but image {int(img[i])} is {hw[i].tolist()}",
+                        "encode the mask at the image's height and width",
+                    )  # fmt: skip
+            elif not (isinstance(s, list) and all(isinstance(p, list) and len(p) >= 6 for p in s)):
+                raise _record_error(
+                    name, i, "segmentation", f"is {str(s)[:80]!r}", "write masks as RLE or a list of polygons"
+                )
+    return Detections(img_index.astype(np.int64), cat_index.astype(np.int64), score, bbox, seg, np.arange(n))
+
+
+def results_have(results: Sequence[Dict], key: str) -> bool:
+    return bool(results) and isinstance(results[0], dict) and key in results[0]
