@@ -273,37 +273,41 @@ def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, in
         dt_ds.append_ref(d["image_id"], d["category_id"], d)
         by_pair_dt.setdefault((d["image_id"], d["category_id"]), []).append(d)
 
-    eval_imgs = sorted({g["image_id"] for g in gts} | {d["image_id"] for d in dts})
-    eval_cats = cat_ids[chunk.cat_lo : chunk.cat_hi].tolist()
-    img_row = {img_id: k for k, img_id in enumerate(eval_imgs)}
-    cat_col = {cat_id: k for k, cat_id in enumerate(eval_cats)}
-    empty: list = []
-    ious: List[list] = [[empty] * len(eval_cats) for _ in eval_imgs]
+    # Evaluate class by class over the images where the class has ground truth or detections: the C++ core walks
+    # every (image, class) pair it is given, and an image without either contributes nothing to that class.
+    imgs_of_cat: Dict[int, set] = {}
+    for img_id, cat_id in list(by_pair_gt) + list(by_pair_dt):
+        imgs_of_cat.setdefault(cat_id, set()).add(img_id)
     key = "rle" if segm else "bbox"
-    for pair, dt_list in by_pair_dt.items():
-        g_list = by_pair_gt.get(pair)
-        if not g_list:
-            continue
-        order = np.argsort([-d["score"] for d in dt_list], kind="mergesort")[:max_det]
-        d_geo = [dt_list[i][key] for i in order]
-        g_geo = [g[key] for g in g_list]
-        ious[img_row[pair[0]]][cat_col[pair[1]]] = mask_utils.iou(d_geo, g_geo, [0] * len(g_geo))
-
     params = Params(iouType=iou_type)
     params.maxDets = [max_det]
     params.areaRng = AREA_RNG
     params.areaRngLbl = AREA_LBL
-    params.imgIds = eval_imgs
-    params.catIds = eval_cats
     params.useCats = 1
     k = chunk.cat_hi - chunk.cat_lo
-    if eval_imgs:
-        out = _C.COCOevalEvaluateAccumulate(params, ious, gt_ds, dt_ds, eval_imgs, eval_cats, True)
-        precision = np.asarray(out["precision"])[..., 0]  # [T, R, K, A]
-        recall = np.asarray(out["recall"])[..., 0]  # [T, K, A]
-    else:
-        precision = -np.ones((len(IOU_THRS), len(REC_THRS), k, len(AREA_RNG)))
-        recall = -np.ones((len(IOU_THRS), k, len(AREA_RNG)))
+    precision = -np.ones((len(IOU_THRS), len(REC_THRS), k, len(AREA_RNG)))
+    recall = -np.ones((len(IOU_THRS), k, len(AREA_RNG)))
+    empty: list = []
+    for col, cat_id in enumerate(cat_ids[chunk.cat_lo : chunk.cat_hi].tolist()):
+        eval_imgs = sorted(imgs_of_cat.get(cat_id, ()))
+        if not eval_imgs:
+            continue
+        ious: List[list] = []
+        for img_id in eval_imgs:
+            g_list = by_pair_gt.get((img_id, cat_id))
+            dt_list = by_pair_dt.get((img_id, cat_id))
+            if not g_list or not dt_list:
+                ious.append([empty])
+                continue
+            order = np.argsort([-d["score"] for d in dt_list], kind="mergesort")[:max_det]
+            d_geo = [dt_list[i][key] for i in order]
+            g_geo = [g[key] for g in g_list]
+            ious.append([mask_utils.iou(d_geo, g_geo, [0] * len(g_geo))])
+        params.imgIds = eval_imgs
+        params.catIds = [cat_id]
+        out = _C.COCOevalEvaluateAccumulate(params, ious, gt_ds, dt_ds, eval_imgs, [cat_id], True)
+        precision[:, :, col, :] = np.asarray(out["precision"])[:, :, 0, :, 0]
+        recall[:, col, :] = np.asarray(out["recall"])[:, 0, :, 0]
     rss = _peak_rss_bytes()
     return chunk.cat_lo, chunk.cat_hi, precision, recall, rss
 
