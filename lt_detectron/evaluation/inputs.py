@@ -11,9 +11,11 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
+
+from .fast_json import RLEColumn, read_results_columns
 
 __all__ = ["LVISInputError", "LVISGroundTruth", "Detections", "load_json", "load_ground_truth", "load_detections"]
 
@@ -159,14 +161,19 @@ class Detections:
     cat_index: np.ndarray  # int64, into LVISGroundTruth.cat_ids
     score: np.ndarray  # float64
     bbox: Optional[np.ndarray]  # [N, 4] float64 (x, y, w, h), None if the results have no boxes
-    segmentation: Optional[List[Any]]  # per row, None if the results have no masks
+    segmentation: Optional[Union[List[Any], RLEColumn]]  # per row, None if the results have no masks
     index: np.ndarray  # int64, original position
 
     def __len__(self) -> int:
         return len(self.score)
 
     def subset(self, rows: np.ndarray) -> "Detections":
-        seg = None if self.segmentation is None else [self.segmentation[i] for i in rows.tolist()]
+        if self.segmentation is None:
+            seg = None
+        elif isinstance(self.segmentation, RLEColumn):
+            seg = self.segmentation.take(rows)
+        else:
+            seg = [self.segmentation[i] for i in rows.tolist()]
         return Detections(
             self.img_index[rows],
             self.cat_index[rows],
@@ -210,32 +217,55 @@ def _find_bad_record(results: Sequence[Any], source: str, need: Sequence[str]) -
 
 
 def load_detections(
-    source: JsonLike, gt: LVISGroundTruth, need_bbox: bool = True, need_segm: bool = False
+    source: JsonLike,
+    gt: LVISGroundTruth,
+    need_bbox: bool = True,
+    need_segm: bool = False,
+    progress: Optional[Callable[[int, int], None]] = None,
 ) -> Detections:
-    """Check a results list against `gt` and hold it as columns. Nothing is dropped here."""
+    """Check a results list (or json file) against `gt` and hold it as columns. Nothing is dropped here.
+
+    A file written by Detectron2 is read by `fast_json.read_results_columns`; any other layout goes through
+    `json.load` and the per-record checks.
+    """
     name = repr(os.fspath(source)) if not isinstance(source, (dict, list)) else "(list)"
-    results = load_json(source, "results")
-    if not isinstance(results, list):
-        raise LVISInputError(
-            f"results {name}: the top level is a {type(results).__name__}; an LVIS results file is a list of "
-            f"{{image_id, category_id, bbox, score[, segmentation]}} objects "
-            f"(Detectron2's lvis_instances_results.json)."
-        )
-    n = len(results)
-    need = (
-        ["image_id", "category_id", "score"] + (["bbox"] if need_bbox else []) + (["segmentation"] if need_segm else [])
-    )
-    try:
-        img = np.fromiter((r["image_id"] for r in results), dtype=np.int64, count=n)
-        cat = np.fromiter((r["category_id"] for r in results), dtype=np.int64, count=n)
-        score = np.fromiter((r["score"] for r in results), dtype=np.float64, count=n)
-        bbox = np.array([r["bbox"] for r in results], dtype=np.float64).reshape(n, 4) if need_bbox else None
-        seg = [r["segmentation"] for r in results] if need_segm else None
-    except (KeyError, TypeError, ValueError):
-        raise _find_bad_record(results, name, need) from None
-    # ids stored as floats (1.0) or bools pass fromiter: reject them like the slow path would
-    if n and not all(type(r["image_id"]) is int and type(r["category_id"]) is int for r in results):
-        raise _find_bad_record(results, name, need)
+    fast = None
+    if not isinstance(source, (dict, list)):
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise LVISInputError(f"results file {path!r} does not exist; pass the path of an existing json file.")
+        fast = read_results_columns(path, progress=progress)
+    results: Any = None
+    if fast is not None:
+        img, cat, score, bbox = fast.image_id, fast.category_id, fast.score, fast.bbox
+        seg: Any = fast.segmentation
+        if need_segm and seg is None:
+            raise LVISInputError(f"results {name} have no 'segmentation'; evaluate iou type bbox only.")
+        bbox = bbox if need_bbox else None
+        seg = seg if need_segm else None
+    else:
+        results = load_json(source, "results")
+        if not isinstance(results, list):
+            raise LVISInputError(
+                f"results {name}: the top level is a {type(results).__name__}; an LVIS results file is a list of "
+                f"{{image_id, category_id, bbox, score[, segmentation]}} objects "
+                f"(Detectron2's lvis_instances_results.json)."
+            )
+        n = len(results)
+        need = ["image_id", "category_id", "score"]
+        need += (["bbox"] if need_bbox else []) + (["segmentation"] if need_segm else [])
+        try:
+            img = np.fromiter((r["image_id"] for r in results), dtype=np.int64, count=n)
+            cat = np.fromiter((r["category_id"] for r in results), dtype=np.int64, count=n)
+            score = np.fromiter((r["score"] for r in results), dtype=np.float64, count=n)
+            bbox = np.array([r["bbox"] for r in results], dtype=np.float64).reshape(n, 4) if need_bbox else None
+            seg = [r["segmentation"] for r in results] if need_segm else None
+        except (KeyError, TypeError, ValueError):
+            raise _find_bad_record(results, name, need) from None
+        # ids stored as floats (1.0) or bools pass fromiter: reject them like the slow path would
+        if n and not all(type(r["image_id"]) is int and type(r["category_id"]) is int for r in results):
+            raise _find_bad_record(results, name, need)
+    n = len(score)
 
     img_index = np.searchsorted(gt.img_ids, img)
     bad = (img_index >= len(gt.img_ids)) | (gt.img_ids[np.minimum(img_index, len(gt.img_ids) - 1)] != img)
@@ -262,11 +292,19 @@ def load_detections(
         if bad.any():
             i = int(np.argmax(bad))
             raise _record_error(
-                name, i, "bbox", f"is {results[i]['bbox']!r}",
+                name, i, "bbox", f"is {bbox[i].tolist()!r}",
                 "write [x, y, width, height] with finite values and width, height >= 0 (XYWH_ABS, not XYXY)",
             )  # fmt: skip
-    if seg is not None:
-        hw = gt.img_hw[img_index]
+    hw = gt.img_hw[img_index]
+    if isinstance(seg, RLEColumn):
+        bad = (seg.hw != hw).any(axis=1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise _record_error(
+                name, i, "segmentation", f"has size {seg.hw[i].tolist()}, but image {int(img[i])} is "
+                f"{hw[i].tolist()}", "encode the mask at the image's height and width",
+            )  # fmt: skip
+    elif seg is not None:
         for i, s in enumerate(seg):
             if isinstance(s, dict):
                 size, counts = s.get("size"), s.get("counts")

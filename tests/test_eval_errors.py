@@ -1,0 +1,120 @@
+"""Bad input to the fast LVIS evaluator: one clear error naming the first bad record, its field and the fix; and the
+Detectron2-layout fast reader of results files agreeing with json.load."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+from lt_detectron.evaluation import LVISInputError, evaluate_lvis, load_detections, load_ground_truth
+from lt_detectron.evaluation.fast_json import read_results_columns
+from lt_detectron.evaluation.synthetic import make_lvis_gt, make_lvis_results
+
+
+@pytest.fixture(scope="module")
+def data():
+    gt = make_lvis_gt(8, 12, seed=3)
+    res = make_lvis_results(gt, seed=3, max_dets_per_image=20, empty_image_prob=0.0)
+    return gt, res
+
+
+def _broken(res, index, **changes):
+    res = copy.deepcopy(res)
+    for key, value in changes.items():
+        if value is KeyError:
+            del res[index][key]
+        else:
+            res[index][key] = value
+    return res
+
+
+CASES = [
+    ("image_id", {"image_id": 999_999}, "not an image of the ground truth"),
+    ("category_id", {"category_id": 5_000}, "thing_dataset_id_to_contiguous_id"),
+    ("category_id", {"category_id": 2.0}, "integers"),
+    ("bbox", {"bbox": [1.0, 2.0, 3.0]}, "[x, y, width, height]"),
+    ("bbox", {"bbox": [1.0, 2.0, -3.0, 4.0]}, "width, height >= 0"),
+    ("score", {"score": float("nan")}, "finite"),
+    ("score", {"score": -0.5}, ">= 0"),
+    ("score", {"score": KeyError}, "missing"),
+]
+
+
+@pytest.mark.parametrize("as_file", [False, True])
+@pytest.mark.parametrize("field,change,fix", CASES)
+def test_bad_record_is_named(data, tmp_path, as_file, field, change, fix):
+    gt, res = data
+    bad = _broken(res, 7, **change)
+    source = bad
+    if as_file:
+        source = tmp_path / "results.json"
+        source.write_text(json.dumps(bad))
+    with pytest.raises(LVISInputError) as err:
+        evaluate_lvis(gt, source, ["bbox"], workers=1)
+    msg = str(err.value)
+    assert "[7]" in msg and repr(field) in msg and fix in msg, msg
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_undecodable_mask_is_named(data, workers):
+    gt, res = data
+    bad = copy.deepcopy(res)
+    bad[4]["segmentation"] = {"size": bad[4]["segmentation"]["size"], "counts": "zz!!"}
+    with pytest.raises(LVISInputError, match=r"record \[4\] field 'segmentation' does not decode"):
+        evaluate_lvis(gt, bad, ["segm"], workers=workers)
+
+
+def test_mask_of_the_wrong_size_is_named(data):
+    gt, res = data
+    bad = copy.deepcopy(res)
+    bad[2]["segmentation"]["size"] = [3, 3]
+    with pytest.raises(LVISInputError, match=r"record \[2\] field 'segmentation' has size \[3, 3\]"):
+        evaluate_lvis(gt, bad, ["segm"], workers=1)
+
+
+def test_non_lvis_ground_truth(data):
+    gt, res = data
+    coco = copy.deepcopy(gt)
+    for img in coco["images"]:
+        del img["neg_category_ids"]
+    with pytest.raises(LVISInputError, match=r"images\[0\].*'neg_category_ids'.*LVIS-format"):
+        evaluate_lvis(coco, res, ["bbox"])
+    no_freq = copy.deepcopy(gt)
+    del no_freq["categories"][1]["frequency"]
+    with pytest.raises(LVISInputError, match=r"categories\[1\].*frequency"):
+        load_ground_truth(no_freq)
+    with pytest.raises(LVISInputError, match="not an object"):
+        load_ground_truth([1, 2])
+
+
+def test_results_not_a_list(data, tmp_path):
+    gt, _ = data
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"annotations": []}))
+    with pytest.raises(LVISInputError, match="list of"):
+        evaluate_lvis(gt, path, ["bbox"])
+
+
+def test_fast_reader_matches_json_load(data, tmp_path):
+    gt, res = data
+    res = copy.deepcopy(res)
+    path = tmp_path / "lvis_instances_results.json"
+    path.write_text(json.dumps(res))  # Detectron2 writes json.dumps(list) with this key order
+    cols = read_results_columns(path)
+    assert cols is not None and len(cols.score) == len(res)
+    g = load_ground_truth(gt)
+    a = load_detections(path, g, need_bbox=True, need_segm=True)
+    b = load_detections(res, g, need_bbox=True, need_segm=True)
+    assert np.array_equal(a.bbox, b.bbox) and np.array_equal(a.score, b.score)
+    assert all(a.segmentation[i]["counts"].decode() == b.segmentation[i]["counts"] for i in range(len(res)))
+    # another key order: the fast reader declines and json.load reads it, to the same numbers
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([dict(reversed(list(r.items()))) for r in res]))
+    assert read_results_columns(other) is None
+    x = evaluate_lvis(gt, other, ["bbox", "segm"], workers=1)
+    y = evaluate_lvis(gt, path, ["bbox", "segm"], workers=1)
+    for t in ("bbox", "segm"):
+        assert x[t].summary == y[t].summary
