@@ -137,6 +137,18 @@ def add_lt_config(cfg: CN) -> CN:
     # LT_SHAPES_DIR environment variable, else ~/.cache/lt_detectron/lt_shapes.
     _C.DATASETS.LT_SHAPES_DIR = ""
 
+    # LVIS evaluation (lt_detectron.evaluation; docs/evaluation.md). Backend of LTTrainer's evaluator for LVIS-format
+    # test sets: "fast" (faster-coco-eval's C++ matching sharded by class over processes, lvis-api's numbers, plus
+    # per-class CSV / plot) or "lvis-api" (Detectron2's LVISEvaluator, the reference).
+    _C.TEST.LT_EVALUATOR = "fast"
+    # Also compute Fixed AP (Dave et al. 2021, arXiv 2102.01066): the top LT_FIXED_AP_K detections per class over
+    # the whole test set, no per-image cap ("fast" only). Needs enough detections per class at inference: raise
+    # TEST.DETECTIONS_PER_IMAGE and lower MODEL.ROI_HEADS.SCORE_THRESH_TEST (docs/evaluation.md).
+    _C.TEST.LT_FIXED_AP = False
+    _C.TEST.LT_FIXED_AP_K = 10000
+    # Evaluation processes of the "fast" backend; 0 = the CPUs this process may use.
+    _C.TEST.LT_EVAL_WORKERS = 0
+
     if was_frozen:
         _C.freeze()
     return _C

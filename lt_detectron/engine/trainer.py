@@ -48,13 +48,29 @@ class AtomicDetectionCheckpointer(DetectionCheckpointer):
 
 
 def build_lt_evaluator(cfg, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:
-    """LVISEvaluator (cfg.TEST.DETECTIONS_PER_IMAGE detections, 300 in our configs) for LVIS-format datasets,
-    COCOEvaluator for COCO-format ones."""
+    """LVIS-format datasets: the fast LVIS evaluator (TEST.LT_EVALUATOR "fast": lvis-api's numbers, per-class CSV and
+    plot, optional Fixed AP) or Detectron2's LVISEvaluator ("lvis-api"); COCO-format ones: COCOEvaluator."""
     if output_folder is None:
         output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
     evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", None)
     if evaluator_type == "lvis":
-        return LVISEvaluator(dataset_name, output_dir=output_folder, max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
+        backend = cfg.TEST.get("LT_EVALUATOR", "fast")
+        if backend == "lvis-api":
+            return LVISEvaluator(
+                dataset_name, output_dir=output_folder, max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE
+            )
+        if backend == "fast":
+            from lt_detectron.evaluation.detectron2_evaluator import FastLVISEvaluator
+
+            return FastLVISEvaluator(
+                dataset_name,
+                output_dir=output_folder,
+                fixed_ap=bool(cfg.TEST.get("LT_FIXED_AP", False)),
+                fixed_ap_k=int(cfg.TEST.get("LT_FIXED_AP_K", 10000)),
+                workers=int(cfg.TEST.get("LT_EVAL_WORKERS", 0)) or None,
+                train_datasets=tuple(cfg.DATASETS.TRAIN),
+            )
+        raise ValueError(f"TEST.LT_EVALUATOR is {backend!r}; use 'fast' or 'lvis-api'.")
     if evaluator_type == "coco":
         return COCOEvaluator(dataset_name, output_dir=output_folder, max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
     raise NotImplementedError(
