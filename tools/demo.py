@@ -17,6 +17,8 @@ import sys
 import time
 import traceback
 
+from lt_detectron.evaluation.report import DEMO_METRICS as METRICS
+from lt_detectron.evaluation.report import format_lvis_table  # noqa: F401  (the demo's table; also used by tests)
 from lt_detectron.utils.io import write_json_atomic
 
 # OpenMP threads that busy-wait collapse when another process shares the cores (timings in
@@ -26,7 +28,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO, "configs", "demo", "lt_shapes_baseline.yaml")
-METRICS = ("AP", "AP50", "AP75", "APr", "APc", "APf")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,19 +37,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-iter", type=int, default=None, help="override SOLVER.MAX_ITER (for a smoke run)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="trailing KEY VALUE config overrides")
     return parser.parse_args(argv)
-
-
-def format_lvis_table(results: dict, title: str = "") -> str:
-    """Markdown table of bbox/segm AP, AP50, AP75, APr, APc, APf (as printed by the demo and recorded in
-    benchmarks/results/lt_shapes_demo.md)."""
-    lines = [title] if title else []
-    lines.append("| task | " + " | ".join(METRICS) + " |")
-    lines.append("|---" * (len(METRICS) + 1) + "|")
-    for task in ("bbox", "segm"):
-        if task in results:
-            cells = [f"{results[task].get(m, float('nan')):.1f}" for m in METRICS]
-            lines.append(f"| {task} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def _check_results(results) -> dict:
@@ -129,6 +117,10 @@ def run_demo(args: argparse.Namespace) -> dict:
     print(f"\nbbox APf - APr = {bbox['APf'] - bbox['APr']:.1f}")
     print(f"total wall time: {total_s / 60:.1f} min (training + evaluation {train_and_eval_s / 60:.1f} min)")
     print(f"results: {os.path.join(cfg.OUTPUT_DIR, 'demo_results.json')}")
+    for dataset in cfg.DATASETS.TEST:
+        per_class = os.path.join(cfg.OUTPUT_DIR, "inference", dataset, "lvis_per_class.csv")
+        if os.path.exists(per_class):  # written by the fast evaluator (TEST.LT_EVALUATOR "fast")
+            print(f"per-class AP ({dataset}): {per_class} and lvis_ap_vs_train_images.png beside it")
     return summary
 
 

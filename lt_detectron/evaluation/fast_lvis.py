@@ -176,7 +176,7 @@ class _Chunk:
     det_hi: int  # rows of the (category-sorted) detections
 
 
-def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, int]:
+def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, Tuple[int, int]]:
     import faster_coco_eval.core.mask as mask_utils
     import faster_coco_eval.faster_eval_api_cpp as _C
     from faster_coco_eval.core.cocoeval import Params
@@ -308,8 +308,7 @@ def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, in
         out = _C.COCOevalEvaluateAccumulate(params, ious, gt_ds, dt_ds, eval_imgs, [cat_id], True)
         precision[:, :, col, :] = np.asarray(out["precision"])[:, :, 0, :, 0]
         recall[:, col, :] = np.asarray(out["recall"])[:, 0, :, 0]
-    rss = _peak_rss_bytes()
-    return chunk.cat_lo, chunk.cat_hi, precision, recall, rss
+    return chunk.cat_lo, chunk.cat_hi, precision, recall, (os.getpid(), _peak_rss_bytes())
 
 
 def _peak_rss_bytes() -> int:
@@ -374,36 +373,28 @@ def evaluate_detections(
     recall = -np.ones((len(IOU_THRS), num_cats, len(AREA_RNG)))
     t1 = time.perf_counter()
     _SHARED.update(gt=gt, dets=selected, iou_type=iou_type, max_det=max_det)
-    worker_rss: List[int] = []
+    # fork: the workers see the parent's columns without a copy and build the records of their chunks only
+    pool = mp.get_context("fork").Pool(min(workers, len(chunks))) if workers > 1 else None
+    rss_by_pid: Dict[int, int] = {}
     try:
-        if workers == 1:
-            results = map(_evaluate_chunk, chunks)
-            pool = None
-        else:
-            pool = mp.get_context("fork").Pool(min(workers, len(chunks)))
-            results = pool.imap_unordered(_evaluate_chunk, chunks)
-        done = 0
-        rss_by_pid: Dict[int, int] = {}
-        for lo, hi, p, r, rss in results:
+        results = pool.imap_unordered(_evaluate_chunk, chunks) if pool is not None else map(_evaluate_chunk, chunks)
+        for done, (lo, hi, p, r, (pid, rss)) in enumerate(results, 1):
             precision[:, :, lo:hi, :] = p
             recall[:, lo:hi, :] = r
-            done += 1
-            rss_by_pid[len(rss_by_pid)] = rss
+            rss_by_pid[pid] = max(rss, rss_by_pid.get(pid, 0))
             if progress is not None:
                 progress(done, len(chunks))
-        if pool is not None:
-            pool.close()
-            pool.join()
-        worker_rss = list(rss_by_pid.values())
     finally:
         _SHARED.clear()
-        if workers > 1 and "pool" in locals() and pool is not None:
+        if pool is not None:
             pool.terminate()
+            pool.join()
+    worker_rss = [v for pid, v in rss_by_pid.items() if pid != os.getpid()]
     t2 = time.perf_counter()
     if stats is not None:
         stats.update(
             detections=len(dets), after_cap=n_capped, evaluated=len(selected), chunks=len(chunks),
-            max_worker_rss=max(worker_rss) if worker_rss else 0,
+            worker_peak_rss_sum=sum(worker_rss),
         )  # fmt: skip
     summary = summarize_lvis(precision, recall, _freq_groups(gt))
     return LVISEvalResult(

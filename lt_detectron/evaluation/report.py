@@ -15,8 +15,18 @@ from lt_detectron.utils import atomic_write
 from .fast_lvis import LVISEvalResult
 from .inputs import LVISGroundTruth
 
-__all__ = ["TABLE_METRICS", "format_table", "per_class_rows", "write_per_class_csv", "plot_ap_vs_train_images"]
+__all__ = [
+    "DEMO_METRICS",
+    "TABLE_METRICS",
+    "detectron2_metrics",
+    "format_lvis_table",
+    "format_table",
+    "per_class_rows",
+    "write_per_class_csv",
+    "plot_ap_vs_train_images",
+]
 
+DEMO_METRICS = ("AP", "AP50", "AP75", "APr", "APc", "APf")
 TABLE_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", "AR")
 CSV_FIELDS = (
     "id",
@@ -30,6 +40,24 @@ CSV_FIELDS = (
     "fixed_ap_bbox",
     "fixed_ap_segm",
 )
+
+
+def format_lvis_table(results: Mapping[str, Mapping[str, float]], title: str = "") -> str:
+    """Markdown table of bbox/segm AP, AP50, AP75, APr, APc, APf from Detectron2-style metrics (percent), as printed
+    by `make demo` and `tools/evaluate_lvis.py`."""
+    lines = [title] if title else []
+    lines.append("| task | " + " | ".join(DEMO_METRICS) + " |")
+    lines.append("|---" * (len(DEMO_METRICS) + 1) + "|")
+    for task in ("bbox", "segm"):
+        if task in results:
+            cells = [f"{results[task].get(m, float('nan')):.1f}" for m in DEMO_METRICS]
+            lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def detectron2_metrics(result: LVISEvalResult) -> Dict[str, float]:
+    """The metrics Detectron2's LVISEvaluator returns for one task: AP, AP50, ..., APf in percent."""
+    return {m: float(result.summary[m] * 100) for m in ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")}
 
 
 def format_table(results: Mapping[str, LVISEvalResult], fixed: Optional[Mapping[str, LVISEvalResult]] = None) -> str:
@@ -125,7 +153,7 @@ def plot_ap_vs_train_images(rows: Sequence[Mapping[str, object]], path: str, tit
     ax.set_xlabel("training images of the class (log)")
     ax.set_ylabel(f"per-class {'mask' if key == 'ap_segm' else 'box'} AP")
     ax.set_title(title or "Per-class AP vs training images")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="best", fontsize=8, framealpha=0.8)
     fig.tight_layout()
 
     def save(f) -> None:
