@@ -9,11 +9,50 @@ from __future__ import annotations
 
 import difflib
 import os
+import warnings
 from typing import Iterable, Sequence
 
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
-__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config"]
+__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config", "RENAMED_KEYS"]
+
+# Old key -> new key. A config file or override with the old name still works, with a deprecation warning.
+RENAMED_KEYS = {
+    "METHOD.TEST_PRIOR": "METHOD.TEST_TARGET_PRIOR",  # one name with detection's MODEL.LT.TEST_TARGET_PRIOR
+}
+
+
+def _translated(key: str, value, source: str) -> list:
+    """[(key, value), ...] that an old key and its value stand for today (a deprecation warning names the change)."""
+    new = RENAMED_KEYS.get(key)
+    if new is None:
+        return [(key, value)]
+    warnings.warn(f"{source}: {key} is deprecated; use {new}.", DeprecationWarning, stacklevel=4)
+    return [(new, value)]
+
+
+def _translate_nested(loaded: dict, source: str) -> dict:
+    """The nested dict of a YAML file with deprecated keys translated (see RENAMED_KEYS)."""
+    flat: dict = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            full = f"{prefix}{key}"
+            if isinstance(value, dict) and value:
+                walk(value, full + ".")
+            else:
+                flat[full] = value
+
+    walk(loaded, "")
+    out: dict = {}
+    for full, value in flat.items():
+        for key, new_value in _translated(full, value, source):
+            *parents, leaf = key.split(".")
+            node = out
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = new_value
+    return out
 
 
 class ConfigError(ValueError):
@@ -26,23 +65,26 @@ class CfgNode(_FvcoreCfgNode):
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:  # noqa: D102
         if not os.path.isfile(cfg_filename):
             raise ConfigError(f"config file {cfg_filename!r} does not exist; pass an existing YAML file to --config")
+        source = f"config file {cfg_filename}"
         try:
-            super().merge_from_file(cfg_filename, allow_unsafe=allow_unsafe)
+            loaded = _translate_nested(self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe), source)
+            self.merge_from_other_cfg(type(self)(loaded))
         except (KeyError, ValueError) as err:
-            raise ConfigError(_explain(self, err, source=f"config file {cfg_filename}")) from None
+            raise ConfigError(_explain(self, err, source=source)) from None
 
     def merge_from_list(self, cfg_list: list) -> None:  # noqa: D102
         """Merge [KEY, VALUE, ...]; keys under a `new_allowed` node (e.g. MODEL.ARGS.WIDTH) may be new."""
         if len(cfg_list) % 2:
             raise ConfigError(f"overrides must come as KEY VALUE pairs, got an odd list: {cfg_list}")
         nested: dict = {}
-        for key, value in zip(cfg_list[0::2], cfg_list[1::2]):
-            *parents, leaf = key.split(".")
-            node = nested
-            for part in parents:
-                node = node.setdefault(part, {})
-            # A string key keeps the text as given (a prior "0.1,0.9" must not become a tuple).
-            node[leaf] = repr(value) if isinstance(self._lookup(key), str) else value
+        for old_key, old_value in zip(cfg_list[0::2], cfg_list[1::2]):
+            for key, value in _translated(old_key, old_value, "command-line override"):
+                *parents, leaf = key.split(".")
+                node = nested
+                for part in parents:
+                    node = node.setdefault(part, {})
+                # A string key keeps the text as given (a prior "0.1,0.9" must not become a tuple).
+                node[leaf] = repr(value) if isinstance(self._lookup(key), str) else value
         try:
             self.merge_from_other_cfg(CfgNode(nested))
         except (KeyError, ValueError, AssertionError) as err:
@@ -113,7 +155,8 @@ def get_cfg() -> CfgNode:
     # Target prior p_t at inference for the prior-aware methods (pc_softmax, balanced_softmax, lade;
     # docs/methods.md#pc-softmax):
     # "uniform", "source" (training prior), a path to a json list of C numbers, or "n1 n2 ... nC" (normalised).
-    _C.METHOD.TEST_PRIOR = "uniform"
+    # Old name: METHOD.TEST_PRIOR (accepted with a deprecation warning).
+    _C.METHOD.TEST_TARGET_PRIOR = "uniform"
     # Class-balanced weights (docs/methods.md#class-weights): effective number with this beta; None = (N-1)/N.
     _C.METHOD.CB = CfgNode()
     _C.METHOD.CB.BETA = 0.9999

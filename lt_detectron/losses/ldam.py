@@ -94,3 +94,33 @@ def drw_weights(counts: ArrayLike, step: int, start: int, beta: float = 0.9999) 
     if start < 0 or step < start:
         return None
     return class_weights(counts, kind="effective_number", beta=beta)
+
+
+class DeferredReweighting:
+    """The deferred re-weighting switch: no class weights before `start`, effective-number weights from `start` on.
+
+    `start < 0` never switches on. `step` and `start` are in the caller's unit (classification: epochs; detection:
+    iterations). The weights do not change once switched on, so they are computed once (on the CPU, float of the
+    default dtype); callers move them to their device and, for detection, append the background weight.
+    """
+
+    def __init__(self, counts: ArrayLike, start: int, beta: float = 0.9999) -> None:
+        self.counts = check_counts(counts, "DeferredReweighting").cpu()
+        self.start = int(start)
+        self.beta = float(beta)
+        self._weights: torch.Tensor | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.start >= 0
+
+    def weights(self, step: int) -> torch.Tensor | None:
+        """None before the switch (or when disabled), the class weights from `start` on."""
+        if not self.enabled or step < self.start:
+            return None
+        if self._weights is None:
+            self._weights = drw_weights(self.counts, step, self.start, self.beta)
+        return self._weights
+
+    def __repr__(self) -> str:
+        return f"DeferredReweighting(start={self.start}, beta={self.beta})"

@@ -17,7 +17,7 @@ from torch import nn
 from ._validation import ArrayLike, check_counts, check_logits_targets, check_reduction, reduce_loss
 from .class_weights import class_weights, prior_from_counts
 from .lade import balanced_softmax_loss, lade_loss
-from .ldam import drw_weights, ldam_loss, ldam_margins
+from .ldam import DeferredReweighting, ldam_loss, ldam_margins
 from .reweighted import cb_cross_entropy, focal_loss
 
 LOSS_REGISTRY: Dict[str, Type["LTLoss"]] = {}
@@ -131,9 +131,8 @@ class LDAMLoss(LTLoss):
         super().__init__()
         self.max_margin = max_margin
         self.scale = scale
-        self.drw_start = drw_start
-        self.drw_beta = drw_beta
         counts = check_counts(counts, "build_loss('ldam')")
+        self.drw = DeferredReweighting(counts, drw_start, drw_beta)
         self.register_buffer("counts", counts.to(torch.get_default_dtype()), persistent=False)
         # Computed once, also under torch.func (where ldam_loss's own memo of margins from counts is bypassed).
         margins = ldam_margins(counts, max_margin).to(torch.get_default_dtype())
@@ -142,8 +141,16 @@ class LDAMLoss(LTLoss):
 
     def set_iteration(self, iteration: int) -> None:
         """Switch the DRW class weights on once `iteration >= drw_start` (never when drw_start < 0)."""
-        weight = drw_weights(self.counts, iteration, self.drw_start, self.drw_beta)
+        weight = self.drw.weights(iteration)
         self.weight = None if weight is None else weight.to(self.counts.device)
+
+    @property
+    def drw_start(self) -> int:
+        return self.drw.start
+
+    @property
+    def drw_beta(self) -> float:
+        return self.drw.beta
 
     def forward(self, logits, targets, reduction="mean"):
         return ldam_loss(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +26,7 @@ from torch.func import functional_call, grad
 
 from .tracker import EpsTracker
 
-__all__ = ["MetaReweighter", "MetaStepResult", "PerExampleLoss", "batchnorm_stats_frozen"]
+__all__ = ["MetaReweighter", "MetaStepResult", "PerExampleLoss", "batchnorm_stats_frozen", "stage_two_start"]
 
 # (module output, targets) -> Tensor[B] of unreduced per-example losses.
 PerExampleLoss = Callable[[Any, Tensor], Tensor]
@@ -57,6 +57,17 @@ def batchnorm_stats_frozen(module: nn.Module) -> Iterator[None]:
     finally:
         for m in bns:
             m.track_running_stats = True
+
+
+def stage_two_start(start: int, lr_steps: Iterable[int]) -> int:
+    """When the meta stage starts: `start` when >= 0, else at the first lr decay, `min(lr_steps)` (0 without decay).
+
+    The first decay is the smallest milestone, whatever order the config lists them in: Detectron2 and the
+    classification trainer both decay at every milestone reached, so `lr_steps[0]` would be wrong for an unsorted
+    list, and for a sorted one the two agree. Units are the caller's (detection: iterations; classification: epochs).
+    """
+    start = int(start)
+    return start if start >= 0 else int(min((int(s) for s in lr_steps), default=0))
 
 
 def _as_args(inputs: Inputs) -> Tuple[Any, ...]:
