@@ -28,7 +28,7 @@ def _trainer(tmp_path, method, *overrides):
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_method_trains_with_finite_loss_and_predicts(tmp_path, method):
     torch.manual_seed(0)
-    trainer = _trainer(tmp_path, method, *(["METHOD.DRW_START_EPOCH=0"] if method == "ldam_drw" else []))
+    trainer = _trainer(tmp_path, method, *(["METHOD.DRW.START_EPOCH", "0"] if method == "ldam_drw" else []))
     before = [p.detach().clone() for p in trainer.model.parameters()]
     images, targets = next(iter(trainer._train_loader(0, 0)))
     for _ in range(3):
@@ -86,7 +86,7 @@ def test_config_errors_name_source_key_and_fix(tmp_path):
     with pytest.raises(ConfigError, match="DATASET.ARGS"):
         ClassificationTrainer(tiny_cfg(tmp_path, "ce", "DATASET.ARGS.IMBALANCE=3"))
     with pytest.raises(ConfigError, match="already class-weighted"):
-        ClassificationTrainer(tiny_cfg(tmp_path, "cb_ce", "METHOD.DRW_START_EPOCH=1"))
+        ClassificationTrainer(tiny_cfg(tmp_path, "cb_ce", "METHOD.DRW.ENABLED", "True"))
 
 
 def test_lr_schedule_warmup_step_and_cosine():

@@ -153,12 +153,12 @@ def test_meta_stage_starts_at_the_first_lr_decay():
 
 
 def test_old_classification_prior_key_still_works(tmp_path):
-    with pytest.warns(DeprecationWarning, match="METHOD.TEST_PRIOR is deprecated; use METHOD.TEST_TARGET_PRIOR"):
-        cfg = load_config(None, ["METHOD.TEST_PRIOR=source"])
+    with pytest.warns(FutureWarning, match="METHOD.TEST_PRIOR is deprecated; use METHOD.TEST_TARGET_PRIOR"):
+        cfg = load_config(None, ["METHOD.TEST_PRIOR", "source"])
     assert cfg.METHOD.TEST_TARGET_PRIOR == "source"
     path = tmp_path / "old.yaml"
     path.write_text("METHOD:\n  NAME: lade\n  TEST_PRIOR: '1 2 3'\n")
-    with pytest.warns(DeprecationWarning, match=f"config file {path}: METHOD.TEST_PRIOR is deprecated"):
+    with pytest.warns(FutureWarning, match=f"config file {path}: METHOD.TEST_PRIOR is deprecated"):
         cfg = load_config(str(path))
     assert cfg.METHOD.TEST_TARGET_PRIOR == "1 2 3" and cfg.METHOD.NAME == "lade"
     assert math.isclose(L.parse_target_prior(cfg.METHOD.TEST_TARGET_PRIOR, [1, 1, 1]).sum().item(), 1.0)
@@ -177,3 +177,96 @@ def test_uniform_renorm_classifier_rounds_like_the_authors_layer():
     (grad_authors,) = torch.autograd.grad((expected**2).sum(), authors)
     (grad_ours,) = torch.autograd.grad((got**2).sum(), ours.weight)
     assert torch.equal(grad_ours, grad_authors.t())
+
+
+# ---- one source of defaults ----------------------------------------------------------------------------------
+# Keys whose detection default deliberately differs from the paper record (each commented in lt_detectron/config.py).
+DETECTION_DIFFERS = {
+    "CB.BETA",
+    "META.START_ITER",
+    "META.INNER_LR",
+    "META.DEV_PER_CLASS",
+    "META.DEV_BATCH_SIZE",
+    "META.MODE",
+}
+
+
+def _detection_cfg():
+    from detectron2.config import get_cfg as d2_cfg
+
+    from lt_detectron import add_lt_config
+
+    return add_lt_config(d2_cfg()).MODEL.LT
+
+
+def test_both_config_trees_take_defaults_from_the_records():
+    from lt_detectron.classification.config import get_cfg
+    from lt_detectron.meta import META_DEFAULTS
+
+    det, cls = _detection_cfg(), get_cfg().METHOD
+    records = {
+        "CB": (L.CB_DEFAULTS, {"BETA": "beta"}),
+        "FOCAL": (L.FOCAL_DEFAULTS, {"GAMMA": "gamma", "FORM": "form"}),
+        "LDAM": (L.LDAM_DEFAULTS, {"MAX_MARGIN": "max_margin", "SCALE": "scale"}),
+        "LADE": (L.LADE_DEFAULTS, {"ALPHA": "alpha", "LAMBDA": "lam", "IMPORTANCE": "importance"}),
+        "META": (META_DEFAULTS, {"INNER_LR": "inner_lr", "EPS_LR": "eps_lr", "BETA": "beta", "MODE": "mode"}),
+    }
+    lda_keys = {k.upper(): k for k in ("gamma", "window", "lambda_u", "lambda_b", "lambda_d", "margin", "proj_head")}
+    for group, (record, keys) in [*records.items(), ("LDA", (L.LDA_DEFAULTS, lda_keys))]:
+        for key, field in keys.items():
+            assert cls[group][key] == getattr(record, field), f"METHOD.{group}.{key}"
+    for key, field in lda_keys.items():
+        assert det.LDA[key] == getattr(L.LDA_LVIS_DEFAULTS, field), f"MODEL.LT.LDA.{key}"
+    for group, (record, keys) in records.items():
+        for key, field in keys.items():
+            if f"{group}.{key}" not in DETECTION_DIFFERS:
+                assert det[group][key] == getattr(record, field), f"MODEL.LT.{group}.{key}"
+    assert det.LDAM.DRW_BETA == cls.DRW.BETA == L.LDAM_DEFAULTS.drw_beta
+    assert det.META.START_ITER == 0 and cls.META.START_EPOCH == META_DEFAULTS.start == -1
+    # The records are the library's own defaults too.
+    assert L.RiskBalancer().gamma == L.LDA_DEFAULTS.gamma and L.build_loss("focal").gamma == L.FOCAL_DEFAULTS.gamma
+
+
+def test_drw_keys_have_one_meaning_each(tmp_path):
+    from lt_detectron.classification.methods import drw_start_epoch
+
+    def cfg(*overrides):
+        return load_config(None, ["SOLVER.EPOCHS", "40", *overrides])
+
+    assert drw_start_epoch(cfg()) == -1  # off
+    assert drw_start_epoch(cfg(), forced=True) == 32  # ldam_drw: 80% of the epochs
+    assert drw_start_epoch(cfg("METHOD.DRW.ENABLED", "True")) == 32
+    assert drw_start_epoch(cfg("METHOD.DRW.ENABLED", "True", "METHOD.DRW.START_EPOCH", "5")) == 5
+    assert drw_start_epoch(cfg("METHOD.DRW.START_EPOCH", "5")) == -1  # a start alone does not switch DRW on
+    with pytest.warns(FutureWarning) as caught:
+        old_on = cfg("METHOD.DRW_START_EPOCH", "5", "METHOD.DRW_BETA", "0.99")
+    messages = " ".join(str(w.message) for w in caught)
+    assert "METHOD.DRW_START_EPOCH is deprecated" in messages and "METHOD.DRW_BETA is deprecated" in messages
+    assert old_on.METHOD.DRW.ENABLED and old_on.METHOD.DRW.START_EPOCH == 5 and old_on.METHOD.DRW.BETA == 0.99
+    with pytest.warns(FutureWarning):
+        old_off = cfg("METHOD.DRW_START_EPOCH", "-1")
+    assert drw_start_epoch(old_off) == -1 and drw_start_epoch(old_off, forced=True) == 32
+    path = tmp_path / "old.yaml"
+    path.write_text("METHOD:\n  NAME: ldam\n  DRW_START_EPOCH: 3\n")
+    with pytest.warns(FutureWarning, match="config file"):
+        assert drw_start_epoch(load_config(str(path))) == 3
+
+
+def test_override_syntax():
+    from lt_detectron.classification.config import parse_overrides
+
+    assert parse_overrides(["SOLVER.EPOCHS", "3", "METHOD.TEST_TARGET_PRIOR", "a=b.json"]) == [
+        "SOLVER.EPOCHS",
+        "3",
+        "METHOD.TEST_TARGET_PRIOR",
+        "a=b.json",
+    ]
+    with pytest.warns(FutureWarning, match=r"KEY=VALUE overrides are deprecated \(SOLVER.EPOCHS=3\)"):
+        assert parse_overrides(["SOLVER.EPOCHS=3", "TEST.PLOTS", "False"]) == [
+            "SOLVER.EPOCHS",
+            "3",
+            "TEST.PLOTS",
+            "False",
+        ]
+    with pytest.raises(ConfigError, match="'TEST.PLOTS' has no value"):
+        parse_overrides(["SOLVER.EPOCHS", "3", "TEST.PLOTS"])

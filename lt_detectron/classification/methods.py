@@ -71,6 +71,19 @@ class _NormedLinear(CosineLinear):
         super().__init__(in_features, out_features, init="uniform_renorm")
 
 
+def drw_start_epoch(cfg, forced: bool = False) -> int:
+    """Epoch at which deferred re-weighting starts, or -1 when it is off.
+
+    On when `forced` (ldam_drw) or METHOD.DRW.ENABLED; METHOD.DRW.START_EPOCH -1 is Cao et al.'s 160 of 200, i.e.
+    round(LDAM_DEFAULTS.drw_start_fraction * SOLVER.EPOCHS).
+    """
+    c = cfg.METHOD.DRW
+    if not (forced or c.ENABLED):
+        return -1
+    start = int(c.START_EPOCH)
+    return start if start >= 0 else int(round(L.LDAM_DEFAULTS.drw_start_fraction * cfg.SOLVER.EPOCHS))
+
+
 class ClassificationMethod(nn.Module):
     """Base class. Subclasses set up heads in `__init__` and override `training_loss` / `inference_logits`.
 
@@ -134,20 +147,17 @@ class LossMethod(ClassificationMethod):
         self.loss = L.build_loss(loss_name, counts=np.asarray(train_counts), **loss_kwargs)
         self.inference = inference  # "plain" | "scaled" (LDAM: s * cos) | "prior" (z + log p_t) | "pc" (PC-Softmax)
         self.scale = float(cfg.METHOD.LDAM.SCALE)
-        start = int(cfg.METHOD.DRW_START_EPOCH)
-        if drw and start < 0:
-            start = int(round(0.8 * cfg.SOLVER.EPOCHS))  # 160 of 200 (Cao et al.)
-        self.drw = L.DeferredReweighting(self.counts.cpu(), start, float(cfg.METHOD.DRW_BETA))
+        self.drw = L.DeferredReweighting(self.counts.cpu(), drw_start_epoch(cfg, drw), float(cfg.METHOD.DRW.BETA))
         self.drw_start = self.drw.start
         balanced = loss_name in ("cb", "cb_focal", "balanced_softmax", "lade") or inference in ("prior", "pc")
         self.prior_kind = "balanced" if balanced or self.drw_start >= 0 else "source"
         if self.drw_start >= 0 and loss_name in ("cb", "cb_focal"):
             raise ConfigError(
-                f"METHOD.DRW_START_EPOCH={self.drw_start} with method {self.name!r}: the loss is already "
-                "class-weighted; use DRW with ce/focal/ldam or set METHOD.DRW_START_EPOCH=-1"
+                f"METHOD.DRW.ENABLED with method {self.name!r}: the loss is already class-weighted; use DRW with "
+                "ce/focal/ldam or set METHOD.DRW.ENABLED False"
             )
         if self.drw_start >= 0 and not self.loss.per_example:
-            raise ConfigError(f"DRW needs a per-example loss; {loss_name!r} is not (set METHOD.DRW_START_EPOCH=-1)")
+            raise ConfigError(f"DRW needs a per-example loss; {loss_name!r} is not (set METHOD.DRW.ENABLED False)")
         if inference == "scaled":
             model.classifier = CosineLinear(model.feat_dim, self.num_classes, init="uniform_renorm")
 

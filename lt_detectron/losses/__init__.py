@@ -5,8 +5,11 @@ Logits are (B, C), `counts` / `prior` are length-C; detection passes C+1-way log
 """
 
 from .class_weights import class_weights, effective_number_beta, parse_target_prior, prior_from_counts
-from .lade import adjust_logits, balanced_softmax_loss, lade_loss, lader, pc_softmax
+from .lade import LADE_DEFAULTS, LADEDefaults, adjust_logits, balanced_softmax_loss, lade_loss, lader, pc_softmax
 from .lda import (
+    LDA_DEFAULTS,
+    LDA_LVIS_DEFAULTS,
+    LDADefaults,
     LDALoss,
     LDAOutput,
     LDATerms,
@@ -18,11 +21,22 @@ from .lda import (
     lda_loss_terms,
     weighted_lda_terms,
 )
-from .ldam import DeferredReweighting, drw_weights, ldam_loss, ldam_margins
+from .ldam import LDAM_DEFAULTS, DeferredReweighting, LDAMDefaults, drw_weights, ldam_loss, ldam_margins
 from .registry import LOSS_REGISTRY, LTLoss, build_loss, register_loss
-from .reweighted import cb_cross_entropy, focal_loss
+from .reweighted import CB_DEFAULTS, FOCAL_DEFAULTS, CBDefaults, FocalDefaults, cb_cross_entropy, focal_loss
 
 __all__ = [
+    "CB_DEFAULTS",
+    "CBDefaults",
+    "FOCAL_DEFAULTS",
+    "FocalDefaults",
+    "LDAM_DEFAULTS",
+    "LDAMDefaults",
+    "LADE_DEFAULTS",
+    "LADEDefaults",
+    "LDA_DEFAULTS",
+    "LDA_LVIS_DEFAULTS",
+    "LDADefaults",
     "class_weights",
     "prior_from_counts",
     "effective_number_beta",

@@ -3,6 +3,7 @@ ACM MM 2021, arXiv:2110.02686)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from typing import Any, Dict, NamedTuple
@@ -16,10 +17,35 @@ from .class_weights import class_weights
 from .reweighted import cb_cross_entropy
 
 
+@dataclasses.dataclass(frozen=True)
+class LDADefaults:
+    """Paper defaults of LDA (Peng et al., "Long-tailed Distribution Adaptation", ACM MM 2021, arXiv:2110.02686).
+
+    The authors' public defaults: lambda_u 1, lambda_b 2, lambda_d 1, margin 1, a Linear(d, 128) projection head,
+    a risk-balancer window of 100 mini-batches and gamma 2.0 (ImageNet-LT).
+    """
+
+    gamma: float = 2.0
+    window: int = 100
+    lambda_u: float = 1.0
+    lambda_b: float = 2.0
+    lambda_d: float = 1.0
+    margin: float = 1.0
+    proj_head: str = "linear"
+    proj_dim: int = 128
+    pair_weights: bool = False
+
+
+LDA_DEFAULTS = LDADefaults()
+# The paper's own detection recipe (its Appendix B, LVIS v1): two coefficients set to 1.5 and 0.1, read as gamma and
+# lambda_d; the detection config tree takes these.
+LDA_LVIS_DEFAULTS = dataclasses.replace(LDA_DEFAULTS, gamma=1.5, lambda_d=0.1)
+
+
 def lda_divergence(
     features: torch.Tensor,
     targets: torch.Tensor,
-    margin: float = 1.0,
+    margin: float = LDA_DEFAULTS.margin,
     class_weights: ArrayLike | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`(L_intra, L_inter)` of projected features f_i (Peng et al. 2021 eq. 7-8).
@@ -188,8 +214,8 @@ class RiskBalancer:
 
     def __init__(
         self,
-        gamma: float = 2.0,
-        window: int | None = 100,
+        gamma: float = LDA_DEFAULTS.gamma,
+        window: int | None = LDA_DEFAULTS.window,
         *,
         counts: ArrayLike | None = None,
         batch_size: int | None = None,
@@ -271,8 +297,8 @@ def lda_loss_terms(
     projected: torch.Tensor,
     targets: torch.Tensor,
     balanced_weight: ArrayLike,
-    margin: float = 1.0,
-    pair_weights: bool = False,
+    margin: float = LDA_DEFAULTS.margin,
+    pair_weights: bool = LDA_DEFAULTS.pair_weights,
 ) -> LDATerms:
     """`LDATerms` of one batch: the two classifiers' logits, the projected features h(x) and the class ids.
 
@@ -289,7 +315,11 @@ def lda_loss_terms(
 
 
 def weighted_lda_terms(
-    terms: LDATerms, alpha: float, lambda_u: float = 1.0, lambda_b: float = 2.0, lambda_d: float = 1.0
+    terms: LDATerms,
+    alpha: float,
+    lambda_u: float = LDA_DEFAULTS.lambda_u,
+    lambda_b: float = LDA_DEFAULTS.lambda_b,
+    lambda_d: float = LDA_DEFAULTS.lambda_d,
 ) -> Dict[str, torch.Tensor]:
     """The weighted terms `lambda_u L_u`, `lambda_b a_t L_b`, `lambda_d L_intra`, `lambda_d L_inter` (sum: Eq. 9)."""
     return {
@@ -307,11 +337,11 @@ def lda_loss(
     targets: torch.Tensor,
     balanced_weight: ArrayLike,
     alpha: float,
-    lambda_u: float = 1.0,
-    lambda_b: float = 2.0,
-    lambda_d: float = 1.0,
-    margin: float = 1.0,
-    pair_weights: bool = False,
+    lambda_u: float = LDA_DEFAULTS.lambda_u,
+    lambda_b: float = LDA_DEFAULTS.lambda_b,
+    lambda_d: float = LDA_DEFAULTS.lambda_d,
+    margin: float = LDA_DEFAULTS.margin,
+    pair_weights: bool = LDA_DEFAULTS.pair_weights,
 ) -> torch.Tensor:
     """`L = lambda_u L_u + lambda_b a_t L_b + lambda_d (L_intra + L_inter)` (LDA paper Eq. 9), a batch-level scalar.
 
@@ -350,14 +380,14 @@ class LDALoss(nn.Module):
         self,
         counts: ArrayLike,
         *,
-        gamma: float = 2.0,
-        window: int | None = 100,
+        gamma: float = LDA_DEFAULTS.gamma,
+        window: int | None = LDA_DEFAULTS.window,
         batch_size: int | None = None,
-        lambda_u: float = 1.0,
-        lambda_b: float = 2.0,
-        lambda_d: float = 1.0,
-        margin: float = 1.0,
-        pair_weights: bool = False,
+        lambda_u: float = LDA_DEFAULTS.lambda_u,
+        lambda_b: float = LDA_DEFAULTS.lambda_b,
+        lambda_d: float = LDA_DEFAULTS.lambda_d,
+        margin: float = LDA_DEFAULTS.margin,
+        pair_weights: bool = LDA_DEFAULTS.pair_weights,
         zero_policy: str = "error",
     ) -> None:
         super().__init__()

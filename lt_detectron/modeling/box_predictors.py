@@ -214,7 +214,15 @@ class FocalBoxPredictor(LTBoxPredictor):
     class_balanced = False
 
     @configurable
-    def __init__(self, input_shape: ShapeSpec, *, gamma: float = 2.0, form: str = "softmax", cb_beta=None, **kwargs):
+    def __init__(
+        self,
+        input_shape: ShapeSpec,
+        *,
+        gamma: float = lt_losses.FOCAL_DEFAULTS.gamma,
+        form: str = lt_losses.FOCAL_DEFAULTS.form,
+        cb_beta=None,
+        **kwargs,
+    ):
         super().__init__(input_shape, **kwargs)
         if form not in ("softmax", "sigmoid"):
             raise ValueError(f"MODEL.LT.FOCAL.FORM must be 'softmax' or 'sigmoid', got {form!r}.")
@@ -254,11 +262,11 @@ class LDAMBoxPredictor(LTBoxPredictor):
         self,
         input_shape: ShapeSpec,
         *,
-        max_margin: float = 0.5,
-        scale: float = 30.0,
+        max_margin: float = lt_losses.LDAM_DEFAULTS.max_margin,
+        scale: float = lt_losses.LDAM_DEFAULTS.scale,
         drw_start_iter: int = -1,
-        drw_beta: float = 0.9999,
-        cosine_classifier: bool = True,
+        drw_beta: float = lt_losses.LDAM_DEFAULTS.drw_beta,
+        cosine_classifier: bool = lt_losses.LDAM_DEFAULTS.cosine_classifier,
         **kwargs,
     ):
         super().__init__(input_shape, **kwargs)
@@ -357,7 +365,13 @@ class LADEBoxPredictor(BalancedSoftmaxBoxPredictor):
 
     @configurable
     def __init__(
-        self, input_shape: ShapeSpec, *, alpha: float = 0.1, lam: float = 0.1, importance: str = "label", **kwargs
+        self,
+        input_shape: ShapeSpec,
+        *,
+        alpha: float = lt_losses.LADE_DEFAULTS.alpha,
+        lam: float = lt_losses.LADE_DEFAULTS.lam,
+        importance: str = lt_losses.LADE_DEFAULTS.importance,
+        **kwargs,
     ):
         super().__init__(input_shape, **kwargs)
         self.alpha = alpha

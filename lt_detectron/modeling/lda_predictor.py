@@ -33,6 +33,7 @@ from .priors import zero_count_warning_muted
 __all__ = ["LDAScores", "LDABoxPredictor", "balancer_state_to_tensor", "balancer_state_from_tensor"]
 
 FOREGROUND, BACKGROUND = 0, 1  # columns of the FgBg classifier
+_LVIS = lt_losses.LDA_LVIS_DEFAULTS  # the paper's detection recipe
 
 
 class LDAScores(NamedTuple):
@@ -59,16 +60,16 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         input_shape: ShapeSpec,
         *,
         class_counts,
-        gamma: float = 1.5,
-        window: Optional[int] = 100,
+        gamma: float = _LVIS.gamma,
+        window: Optional[int] = _LVIS.window,
         window_batch_size: Optional[int] = None,
-        lambda_u: float = 1.0,
-        lambda_b: float = 2.0,
-        lambda_d: float = 0.1,
-        margin: float = 1.0,
-        proj_head: str = "linear",
-        proj_dim: int = 128,
-        pair_weights: bool = False,
+        lambda_u: float = _LVIS.lambda_u,
+        lambda_b: float = _LVIS.lambda_b,
+        lambda_d: float = _LVIS.lambda_d,
+        margin: float = _LVIS.margin,
+        proj_head: str = _LVIS.proj_head,
+        proj_dim: int = _LVIS.proj_dim,
+        pair_weights: bool = _LVIS.pair_weights,
         balanced_feature_grad: bool = True,
         zero_count_policy: str = "error",
         **kwargs,
