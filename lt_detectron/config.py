@@ -1,6 +1,8 @@
 """`add_lt_config(cfg)`: every lt-detectron config key, defined and documented in this one place.
 
-Defaults follow the papers (docs/methods.md); where a paper leaves a choice open, the choice is a key here.
+Paper defaults come from the records next to each implementation (`lt_detectron.losses.*_DEFAULTS`,
+`lt_detectron.meta.engine.META_DEFAULTS`), shared with the classification config; where detection deliberately
+differs, the comment says why. Where a paper leaves a choice open, the choice is a key here.
 The comments below are the config reference; the README and docs/methods.md point here.
 """
 
@@ -11,6 +13,9 @@ from typing import Any, Dict
 
 import yaml
 from detectron2.config import CfgNode as CN
+
+from lt_detectron.losses import FOCAL_DEFAULTS, LADE_DEFAULTS, LDA_LVIS_DEFAULTS, LDAM_DEFAULTS
+from lt_detectron.meta.engine import META_DEFAULTS
 
 __all__ = ["add_lt_config", "merge_config_file", "load_config_dict", "MODEL_ZOO_PREFIX"]
 
@@ -61,44 +66,51 @@ def add_lt_config(cfg: CN) -> CN:
     # Class-balanced weights (docs/methods.md#class-weights). BETA None = (N-1)/N (Jamal et al. 2020); Cui et al.
     # use 0.9999.
     _C.MODEL.LT.CB = CN()
+    # Differs from CB_DEFAULTS.beta (Cui et al.'s 0.9999, the classification default): detection keeps Jamal et al.'s
+    # (N-1)/N. Not a measured choice, and the lt_shapes demo measured against it: the default collapses the cb head
+    # there (bbox APf 7.6 vs 59.4), beta 0.9 trains (AP 30.3, one seed; benchmarks/results/lt_shapes_heads.md).
+    # Kept so the published cb runs reproduce; set CB.BETA 0.9 for detection with a background class.
     _C.MODEL.LT.CB.BETA = None
 
     # Focal loss (docs/methods.md#focal-loss).
     _C.MODEL.LT.FOCAL = CN()
-    _C.MODEL.LT.FOCAL.GAMMA = 2.0
-    _C.MODEL.LT.FOCAL.FORM = "softmax"  # "softmax" | "sigmoid"
+    _C.MODEL.LT.FOCAL.GAMMA = FOCAL_DEFAULTS.gamma
+    _C.MODEL.LT.FOCAL.FORM = FOCAL_DEFAULTS.form  # "softmax" | "sigmoid"
 
     # LDAM (docs/methods.md#ldam-and-deferred-re-weighting).
     _C.MODEL.LT.LDAM = CN()
-    _C.MODEL.LT.LDAM.MAX_MARGIN = 0.5
-    _C.MODEL.LT.LDAM.SCALE = 30.0
+    _C.MODEL.LT.LDAM.MAX_MARGIN = LDAM_DEFAULTS.max_margin
+    _C.MODEL.LT.LDAM.SCALE = LDAM_DEFAULTS.scale
     # Deferred re-weighting: iteration at which CB weights (beta 0.9999) switch on; -1 disables DRW.
     _C.MODEL.LT.LDAM.DRW_START_ITER = -1
-    _C.MODEL.LT.LDAM.DRW_BETA = 0.9999
+    _C.MODEL.LT.LDAM.DRW_BETA = LDAM_DEFAULTS.drw_beta
     # LDAM's normalised (cosine) last layer, as Cao et al.: logits cos(w_c, x) in [-1, 1], so
     # SCALE sets the logit range at training and test. False = Detectron2's plain Linear cls_score.
-    _C.MODEL.LT.LDAM.COSINE_CLASSIFIER = True
+    _C.MODEL.LT.LDAM.COSINE_CLASSIFIER = LDAM_DEFAULTS.cosine_classifier
 
     # LADE (docs/methods.md#lade).
     _C.MODEL.LT.LADE = CN()
-    _C.MODEL.LT.LADE.ALPHA = 0.1
-    _C.MODEL.LT.LADE.LAMBDA = 0.1
-    _C.MODEL.LT.LADE.IMPORTANCE = "label"  # "label" (paper eq. 13) | "column" (authors' public code)
+    _C.MODEL.LT.LADE.ALPHA = LADE_DEFAULTS.alpha
+    _C.MODEL.LT.LADE.LAMBDA = LADE_DEFAULTS.lam
+    _C.MODEL.LT.LADE.IMPORTANCE = LADE_DEFAULTS.importance  # "label" (paper eq. 13) | "column" (authors' code)
 
-    # LDA (docs/methods.md#lda). LVIS recipe values (Peng et al. 2021 §4.2): GAMMA 1.5, LAMBDA_D 0.1.
+    # LDA (docs/methods.md#lda). The paper's own LVIS recipe (LDA_LVIS_DEFAULTS; Peng et al. 2021 §4.2): GAMMA 1.5,
+    # LAMBDA_D 0.1, the rest as in
+    # classification (LDA_DEFAULTS).
     _C.MODEL.LT.LDA = CN()
-    _C.MODEL.LT.LDA.GAMMA = 1.5
+    lda = LDA_LVIS_DEFAULTS
+    _C.MODEL.LT.LDA.GAMMA = lda.gamma
     # Risk-balancer window K in mini-batches; 0 = max(1, N / (n_min * B)), B = expected foreground RoIs per batch
     # (IMS_PER_BATCH * ROI_HEADS.BATCH_SIZE_PER_IMAGE * POSITIVE_FRACTION) in detection.
-    _C.MODEL.LT.LDA.WINDOW = 100
-    _C.MODEL.LT.LDA.LAMBDA_U = 1.0
-    _C.MODEL.LT.LDA.LAMBDA_B = 2.0
-    _C.MODEL.LT.LDA.LAMBDA_D = 0.1
-    _C.MODEL.LT.LDA.MARGIN = 1.0
-    _C.MODEL.LT.LDA.PROJ_HEAD = "linear"  # "linear" (d->128) | "mlp" (d->512->128)
-    _C.MODEL.LT.LDA.PROJ_DIM = 128
+    _C.MODEL.LT.LDA.WINDOW = lda.window
+    _C.MODEL.LT.LDA.LAMBDA_U = lda.lambda_u
+    _C.MODEL.LT.LDA.LAMBDA_B = lda.lambda_b
+    _C.MODEL.LT.LDA.LAMBDA_D = lda.lambda_d
+    _C.MODEL.LT.LDA.MARGIN = lda.margin
+    _C.MODEL.LT.LDA.PROJ_HEAD = lda.proj_head  # "linear" (d->128) | "mlp" (d->512->128)
+    _C.MODEL.LT.LDA.PROJ_DIM = lda.proj_dim
     # Paper eq. 8: weight each inter-class pair by (w_c + w_c'), normalised over off-diagonal pairs.
-    _C.MODEL.LT.LDA.PAIR_WEIGHTS = False
+    _C.MODEL.LT.LDA.PAIR_WEIGHTS = lda.pair_weights
     # Whether L_b's gradient reaches the shared box-head feature (True: the paper, all classifiers share it) or only
     # trains the balanced classifier on a stopped-gradient feature (False: what the from-scratch lt_shapes demo needs;
     # see docs/methods.md#lda-box-head).
@@ -109,20 +121,29 @@ def add_lt_config(cfg: CN) -> CN:
     _C.MODEL.LT.META = CN()
     _C.MODEL.LT.META.ENABLED = False
     # Stage 1 length t1: plain training until this iteration; the meta stage runs after it.
-    # Negative: the first lr decay, SOLVER.STEPS[0] (Jamal et al. 2020 §5.3).
+    # Negative: the first lr decay, min(SOLVER.STEPS) (Jamal et al. 2020 §5.3; lt_detectron.meta.stage_two_start).
+    # Differs from META_DEFAULTS.start (-1, the paper's rule, and the classification default): 0 starts the meta
+    # stage at once, as the hook was first written; no measurement behind it (the lt_shapes demo config sets -1).
     _C.MODEL.LT.META.START_ITER = 0
     # Virtual-step learning rate eta (<= 0: the optimizer's current lr) and conditional-weight step tau.
+    # Differs from META_DEFAULTS.inner_lr (-1, follow the optimizer): a fixed 0.01, not a measured choice; kept so
+    # existing detection runs reproduce.
     _C.MODEL.LT.META.INNER_LR = 0.01
-    _C.MODEL.LT.META.EPS_LR = 1.0
+    _C.MODEL.LT.META.EPS_LR = META_DEFAULTS.eps_lr
     # Class weights w_y under the conditional weights: effective number with this beta (None = (N-1)/N).
-    _C.MODEL.LT.META.BETA = None
+    _C.MODEL.LT.META.BETA = META_DEFAULTS.beta
     # Held-out class-balanced development set: at most k training images per class, and the dev batch size.
+    # Differ from META_DEFAULTS (10 per class, batches of 100 images, CIFAR-LT): a detection image holds many RoIs,
+    # LVIS rare classes have 1-10 training images (k = 2 is the paper's iNat18 choice), and one dev image costs a
+    # backbone forward per step (benchmarks/results/meta_overhead.md: 8 train + 2 dev images per iteration).
     _C.MODEL.LT.META.DEV_PER_CLASS = 2
     _C.MODEL.LT.META.DEV_BATCH_SIZE = 2
     # "classifier": meta-gradient through the box predictor only (features detached), "full": whole model.
+    # Differs from META_DEFAULTS.mode ("full"): the Detectron2 hook implements only the classifier mode (the
+    # paper's cheaper Places-LT variant), so the meta step costs one extra backbone forward on the dev batch.
     _C.MODEL.LT.META.MODE = "classifier"
     # L2RW ablation: clip eps at 0 and normalise the weights per batch.
-    _C.MODEL.LT.META.L2RW = False
+    _C.MODEL.LT.META.L2RW = META_DEFAULTS.l2rw
     # Registered datasets used as the dev set D as they are. Empty (default): hold DEV_PER_CLASS images per
     # class out of DATASETS.TRAIN (lt_detectron.engine.meta_hook.prepare_meta_datasets registers the two parts
     # and fills this key).
@@ -131,7 +152,7 @@ def add_lt_config(cfg: CN) -> CN:
     # the same images).
     _C.MODEL.LT.META.DEV_SEED = 0
     # Meta steps averaged into one point of the per-class eps history (eps_by_group.png, meta_eps.json).
-    _C.MODEL.LT.META.LOG_PERIOD = 20
+    _C.MODEL.LT.META.LOG_PERIOD = META_DEFAULTS.log_period
 
     # Synthetic long-tailed dataset (lt_shapes): where it is generated on first use. "" = the
     # LT_SHAPES_DIR environment variable, else ~/.cache/lt_detectron/lt_shapes.

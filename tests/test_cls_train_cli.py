@@ -15,9 +15,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs", "classification")
 
 
-def _overrides(out):
-    keep = [o for o in TINY if not o.startswith(("TEST.PLOTS", "LOG.TENSORBOARD", "CHECKPOINT_PERIOD"))]
-    return [*keep, "SOLVER.EPOCHS=1", f"OUTPUT_DIR={out}", "TEST.PLOTS=True", "LOG.TENSORBOARD=True"]
+def _overrides(out, old_syntax: bool = False):
+    """KEY VALUE pairs (Detectron2's syntax), or with `old_syntax` the deprecated KEY=VALUE items."""
+    drop = ("TEST.PLOTS", "LOG.TENSORBOARD", "CHECKPOINT_PERIOD")
+    pairs = [(k, v) for k, v in zip(TINY[0::2], TINY[1::2]) if k not in drop]
+    pairs += [("SOLVER.EPOCHS", "1"), ("OUTPUT_DIR", str(out)), ("TEST.PLOTS", "True"), ("LOG.TENSORBOARD", "True")]
+    return [f"{k}={v}" for k, v in pairs] if old_syntax else [t for pair in pairs for t in pair]
 
 
 def test_train_then_eval_only(tmp_path, capsys):
@@ -39,7 +42,8 @@ def test_train_then_eval_only(tmp_path, capsys):
     final = json.load(open(tmp_path / "eval/final/eval.json"))
     assert "forward_injected" in final["shifted_prior"]  # with and without target-prior injection
 
-    cli.main(["--config", config, "--eval-only", *_overrides(tmp_path)])
+    with pytest.warns(FutureWarning, match="KEY=VALUE overrides are deprecated"):  # the old syntax still works
+        cli.main(["--config", config, "--eval-only", *_overrides(tmp_path, old_syntax=True)])
     again = json.load(open(tmp_path / "eval/eval_only/eval.json"))
     assert again["top1"] == final["top1"] and again["per_class_recall"] == final["per_class_recall"]
 
@@ -68,5 +72,5 @@ def test_every_shipped_config_loads_and_names_a_known_method():
 
 
 def test_bad_override_is_a_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match="not KEY=VALUE"):
+    with pytest.raises(ConfigError, match="'SOLVER.EPOCHS' has no value; give KEY VALUE pairs"):
         cli.main(["--config", os.path.join(CONFIGS, "digits_lt_ce.yaml"), "SOLVER.EPOCHS"])

@@ -8,9 +8,10 @@ import torch
 from _cls_train_helpers import tiny_cfg
 
 from lt_detectron.classification.config import ConfigError, load_config
-from lt_detectron.classification.methods import METHODS, NormedLinear
+from lt_detectron.classification.methods import METHODS
 from lt_detectron.classification.models import build_model
 from lt_detectron.classification.trainer import ClassificationTrainer, EpochSampler, build_lr_lambda
+from lt_detectron.layers import CosineLinear
 
 ALL_METHODS = sorted(METHODS)
 # Deferred stages (meta, M2m, DRW) start at epoch 0 so that a few steps exercise them.
@@ -27,7 +28,7 @@ def _trainer(tmp_path, method, *overrides):
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_method_trains_with_finite_loss_and_predicts(tmp_path, method):
     torch.manual_seed(0)
-    trainer = _trainer(tmp_path, method, *(["METHOD.DRW_START_EPOCH=0"] if method == "ldam_drw" else []))
+    trainer = _trainer(tmp_path, method, *(["METHOD.DRW.START_EPOCH", "0"] if method == "ldam_drw" else []))
     before = [p.detach().clone() for p in trainer.model.parameters()]
     images, targets = next(iter(trainer._train_loader(0, 0)))
     for _ in range(3):
@@ -41,7 +42,8 @@ def test_method_trains_with_finite_loss_and_predicts(tmp_path, method):
 
 
 def test_method_specific_parts(tmp_path):
-    assert isinstance(_trainer(tmp_path, "ldam").model.classifier, NormedLinear)
+    classifier = _trainer(tmp_path, "ldam").model.classifier
+    assert isinstance(classifier, CosineLinear) and classifier.init == "uniform_renorm"
     lda = _trainer(tmp_path, "lda")
     images, targets = next(iter(lda._train_loader(0, 0)))
     logs = lda.run_step(images, targets)
@@ -56,7 +58,7 @@ def test_method_specific_parts(tmp_path):
 def test_pc_softmax_and_lade_inject_the_configured_target_prior(tmp_path):
     prior = " ".join(["1"] * 9 + ["1000"])  # almost all mass on class 9
     for method in ("pc_softmax", "lade"):
-        trainer = _trainer(tmp_path, method, f"METHOD.TEST_PRIOR={prior}")
+        trainer = _trainer(tmp_path, method, f"METHOD.TEST_TARGET_PRIOR={prior}")
         logits, _ = trainer.predict()
         plain, _ = trainer.predict(target_prior=torch.full((10,), 0.1))
         shift = (logits - plain).mean(0)
@@ -84,7 +86,7 @@ def test_config_errors_name_source_key_and_fix(tmp_path):
     with pytest.raises(ConfigError, match="DATASET.ARGS"):
         ClassificationTrainer(tiny_cfg(tmp_path, "ce", "DATASET.ARGS.IMBALANCE=3"))
     with pytest.raises(ConfigError, match="already class-weighted"):
-        ClassificationTrainer(tiny_cfg(tmp_path, "cb_ce", "METHOD.DRW_START_EPOCH=1"))
+        ClassificationTrainer(tiny_cfg(tmp_path, "cb_ce", "METHOD.DRW.ENABLED", "True"))
 
 
 def test_lr_schedule_warmup_step_and_cosine():

@@ -1,19 +1,85 @@
-"""Configuration of the classification trainer: defaults, YAML files (with `_BASE_`) and KEY=VALUE overrides.
+"""Configuration of the classification trainer: defaults, YAML files (with `_BASE_`) and `KEY VALUE` overrides.
 
 Every key the classification trainer reads is defined, with its default and meaning, in `get_cfg()` below; a YAML
 file or override that names any other key fails with an error naming the file, the key and the keys that exist.
-Defaults follow the papers; docs/methods.md gives each method's formula, defaults and citation.
+Method defaults come from the records next to each implementation (`lt_detectron.losses.*_DEFAULTS`,
+`lt_detectron.meta.engine.META_DEFAULTS`), shared with the detection config (`lt_detectron/config.py`).
+Deprecated keys (`DEPRECATED_KEYS`) and `KEY=VALUE` overrides still work, with a warning naming the replacement.
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import os
-from typing import Iterable, Sequence
+import re
+import warnings
+from typing import Any, Callable, Iterable, Sequence
 
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
-__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config"]
+from lt_detectron.losses import CB_DEFAULTS, FOCAL_DEFAULTS, LADE_DEFAULTS, LDA_DEFAULTS, LDAM_DEFAULTS
+from lt_detectron.meta.engine import META_DEFAULTS
+
+__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config", "parse_overrides", "DEPRECATED_KEYS"]
+
+
+def _as_int(value: Any) -> int:
+    return int(ast.literal_eval(value) if isinstance(value, str) else value)
+
+
+def _old_drw_start(value: Any) -> list:
+    # Two meanings split in two keys: -1 was "off" (except for ldam_drw: "at 80% of the epochs"), >= 0 "on from then".
+    start = _as_int(value)
+    return [("METHOD.DRW.ENABLED", True), ("METHOD.DRW.START_EPOCH", start)] if start >= 0 else []
+
+
+# Old key -> (what to use now, [(new key, new value), ...] for its value). Still accepted, with a FutureWarning.
+DEPRECATED_KEYS: dict[str, tuple[str, Callable[[Any], list]]] = {
+    # One name with detection's MODEL.LT.TEST_TARGET_PRIOR.
+    "METHOD.TEST_PRIOR": ("METHOD.TEST_TARGET_PRIOR", lambda v: [("METHOD.TEST_TARGET_PRIOR", v)]),
+    "METHOD.DRW_START_EPOCH": (
+        "METHOD.DRW.ENABLED True and METHOD.DRW.START_EPOCH (-1 = the default start)",
+        _old_drw_start,
+    ),
+    "METHOD.DRW_BETA": ("METHOD.DRW.BETA", lambda v: [("METHOD.DRW.BETA", v)]),
+}
+
+
+def _translated(key: str, value: Any, source: str) -> list:
+    """[(key, value), ...] that a key and its value stand for today; a deprecated key warns and names the new one."""
+    if key not in DEPRECATED_KEYS:
+        return [(key, value)]
+    replacement, translate = DEPRECATED_KEYS[key]
+    warnings.warn(f"{source}: {key} is deprecated; use {replacement}.", FutureWarning, stacklevel=4)
+    try:
+        return translate(value)
+    except (ValueError, SyntaxError, TypeError):
+        raise ConfigError(f"{source}: {key} = {value!r} is not a valid value; use {replacement}.") from None
+
+
+def _translate_nested(loaded: dict, source: str) -> dict:
+    """The nested dict of a YAML file with deprecated keys translated (see DEPRECATED_KEYS)."""
+    flat: dict = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            full = f"{prefix}{key}"
+            if isinstance(value, dict) and value:
+                walk(value, full + ".")
+            else:
+                flat[full] = value
+
+    walk(loaded, "")
+    out: dict = {}
+    for full, value in flat.items():
+        for key, new_value in _translated(full, value, source):
+            *parents, leaf = key.split(".")
+            node = out
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = new_value
+    return out
 
 
 class ConfigError(ValueError):
@@ -26,23 +92,26 @@ class CfgNode(_FvcoreCfgNode):
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:  # noqa: D102
         if not os.path.isfile(cfg_filename):
             raise ConfigError(f"config file {cfg_filename!r} does not exist; pass an existing YAML file to --config")
+        source = f"config file {cfg_filename}"
         try:
-            super().merge_from_file(cfg_filename, allow_unsafe=allow_unsafe)
+            loaded = _translate_nested(self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe), source)
+            self.merge_from_other_cfg(type(self)(loaded))
         except (KeyError, ValueError) as err:
-            raise ConfigError(_explain(self, err, source=f"config file {cfg_filename}")) from None
+            raise ConfigError(_explain(self, err, source=source)) from None
 
     def merge_from_list(self, cfg_list: list) -> None:  # noqa: D102
         """Merge [KEY, VALUE, ...]; keys under a `new_allowed` node (e.g. MODEL.ARGS.WIDTH) may be new."""
         if len(cfg_list) % 2:
             raise ConfigError(f"overrides must come as KEY VALUE pairs, got an odd list: {cfg_list}")
         nested: dict = {}
-        for key, value in zip(cfg_list[0::2], cfg_list[1::2]):
-            *parents, leaf = key.split(".")
-            node = nested
-            for part in parents:
-                node = node.setdefault(part, {})
-            # A string key keeps the text as given (a prior "0.1,0.9" must not become a tuple).
-            node[leaf] = repr(value) if isinstance(self._lookup(key), str) else value
+        for old_key, old_value in zip(cfg_list[0::2], cfg_list[1::2]):
+            for key, value in _translated(old_key, old_value, "command-line override"):
+                *parents, leaf = key.split(".")
+                node = nested
+                for part in parents:
+                    node = node.setdefault(part, {})
+                # A string key keeps the text as given (a prior "0.1,0.9" must not become a tuple).
+                node[leaf] = repr(value) if isinstance(self._lookup(key), str) else value
         try:
             self.merge_from_other_cfg(CfgNode(nested))
         except (KeyError, ValueError, AssertionError) as err:
@@ -113,53 +182,58 @@ def get_cfg() -> CfgNode:
     # Target prior p_t at inference for the prior-aware methods (pc_softmax, balanced_softmax, lade;
     # docs/methods.md#pc-softmax):
     # "uniform", "source" (training prior), a path to a json list of C numbers, or "n1 n2 ... nC" (normalised).
-    _C.METHOD.TEST_PRIOR = "uniform"
+    # Old name: METHOD.TEST_PRIOR (accepted with a deprecation warning).
+    _C.METHOD.TEST_TARGET_PRIOR = "uniform"
     # Class-balanced weights (docs/methods.md#class-weights): effective number with this beta; None = (N-1)/N.
     _C.METHOD.CB = CfgNode()
-    _C.METHOD.CB.BETA = 0.9999
+    _C.METHOD.CB.BETA = CB_DEFAULTS.beta
     _C.METHOD.FOCAL = CfgNode()
-    _C.METHOD.FOCAL.GAMMA = 2.0
-    _C.METHOD.FOCAL.FORM = "softmax"  # "softmax" | "sigmoid"
+    _C.METHOD.FOCAL.GAMMA = FOCAL_DEFAULTS.gamma
+    _C.METHOD.FOCAL.FORM = FOCAL_DEFAULTS.form  # "softmax" | "sigmoid"
     _C.METHOD.LDAM = CfgNode()
-    _C.METHOD.LDAM.MAX_MARGIN = 0.5
-    _C.METHOD.LDAM.SCALE = 30.0
-    # Deferred re-weighting (docs/methods.md#ldam-and-deferred-re-weighting): epoch at which CB weights switch on
-    # for any per-example loss.
-    # -1 = off, except for ldam_drw where -1 means 80% of the epochs (160 of 200 on CIFAR).
-    _C.METHOD.DRW_START_EPOCH = -1
-    _C.METHOD.DRW_BETA = 0.9999
+    _C.METHOD.LDAM.MAX_MARGIN = LDAM_DEFAULTS.max_margin
+    _C.METHOD.LDAM.SCALE = LDAM_DEFAULTS.scale
+    # Deferred re-weighting (docs/methods.md#ldam-and-deferred-re-weighting): effective-number class weights on a
+    # per-example loss from START_EPOCH on.
+    # On for ldam_drw always, for ce / focal / ldam / the meta methods' base loss when ENABLED.
+    # (Replaces METHOD.DRW_START_EPOCH, where -1 meant "off" except for ldam_drw; the old key still works.)
+    _C.METHOD.DRW = CfgNode()
+    _C.METHOD.DRW.ENABLED = False
+    # -1 = round(0.8 * SOLVER.EPOCHS), Cao et al.'s 160 of 200 (LDAM_DEFAULTS.drw_start_fraction).
+    _C.METHOD.DRW.START_EPOCH = -1
+    _C.METHOD.DRW.BETA = LDAM_DEFAULTS.drw_beta
     _C.METHOD.LADE = CfgNode()  # docs/methods.md#lade
-    _C.METHOD.LADE.ALPHA = 0.1
-    _C.METHOD.LADE.LAMBDA = 0.1
-    _C.METHOD.LADE.IMPORTANCE = "label"  # "label" (paper eq. 13) | "column" (authors' public code)
+    _C.METHOD.LADE.ALPHA = LADE_DEFAULTS.alpha
+    _C.METHOD.LADE.LAMBDA = LADE_DEFAULTS.lam
+    _C.METHOD.LADE.IMPORTANCE = LADE_DEFAULTS.importance  # "label" (paper eq. 13) | "column" (authors' code)
     _C.METHOD.LDA = CfgNode()  # docs/methods.md#lda
-    _C.METHOD.LDA.GAMMA = 2.0
-    _C.METHOD.LDA.WINDOW = 100  # 0 = max(1, N / (n_min * B))
-    _C.METHOD.LDA.LAMBDA_U = 1.0
-    _C.METHOD.LDA.LAMBDA_B = 2.0
-    _C.METHOD.LDA.LAMBDA_D = 1.0
-    _C.METHOD.LDA.MARGIN = 1.0
-    _C.METHOD.LDA.PROJ_HEAD = "linear"  # "linear" (d->PROJ_DIM) | "mlp" (d->512->PROJ_DIM)
-    _C.METHOD.LDA.PROJ_DIM = 128
-    _C.METHOD.LDA.PAIR_WEIGHTS = False  # paper eq. 8 pair weights (w_c + w_c')
+    _C.METHOD.LDA.GAMMA = LDA_DEFAULTS.gamma
+    _C.METHOD.LDA.WINDOW = LDA_DEFAULTS.window  # 0 = max(1, N / (n_min * B))
+    _C.METHOD.LDA.LAMBDA_U = LDA_DEFAULTS.lambda_u
+    _C.METHOD.LDA.LAMBDA_B = LDA_DEFAULTS.lambda_b
+    _C.METHOD.LDA.LAMBDA_D = LDA_DEFAULTS.lambda_d
+    _C.METHOD.LDA.MARGIN = LDA_DEFAULTS.margin
+    _C.METHOD.LDA.PROJ_HEAD = LDA_DEFAULTS.proj_head  # "linear" (d->PROJ_DIM) | "mlp" (d->512->PROJ_DIM)
+    _C.METHOD.LDA.PROJ_DIM = LDA_DEFAULTS.proj_dim
+    _C.METHOD.LDA.PAIR_WEIGHTS = LDA_DEFAULTS.pair_weights  # paper eq. 8 pair weights (w_c + w_c')
     _C.METHOD.META = CfgNode()  # docs/methods.md#meta-learned-conditional-weights; meta_ce / meta_focal /
     # meta_ldam use it
-    # Stage 2 starts at this epoch (-1 = at the first lr decay, SOLVER.STEPS[0]).
-    _C.METHOD.META.START_EPOCH = -1
-    _C.METHOD.META.INNER_LR = -1.0  # virtual-step lr eta; -1 = the current optimizer lr
+    # Stage 2 starts at this epoch (-1 = at the first lr decay, min(SOLVER.STEPS)).
+    _C.METHOD.META.START_EPOCH = META_DEFAULTS.start
+    _C.METHOD.META.INNER_LR = META_DEFAULTS.inner_lr  # virtual-step lr eta; -1 = the current optimizer lr
     # tau. Losses are batch means (docs/methods.md#conventions), so eps scales as tau / (B * B_d) relative to the
     # sums of Jamal et al. 2020:
     # tau = B * B_d here reproduces the paper's tau = 1 (the digits and CIFAR configs set it so).
-    _C.METHOD.META.EPS_LR = 1.0
-    _C.METHOD.META.BETA = None  # class weights w_y: effective number with this beta; None = (N-1)/N
+    _C.METHOD.META.EPS_LR = META_DEFAULTS.eps_lr
+    _C.METHOD.META.BETA = META_DEFAULTS.beta  # class weights w_y: effective number with this beta; None = (N-1)/N
     # Development set D: k images per class, held out of "train" (CIFAR-LT, iNat) or taken from "val"
     # (ImageNet-LT, Places-LT; digits_lt with DATASET.ARGS.VAL_PER_CLASS).
     _C.METHOD.META.DEV_SOURCE = "train"
-    _C.METHOD.META.DEV_PER_CLASS = 10
-    _C.METHOD.META.DEV_BATCH_SIZE = 100
-    _C.METHOD.META.MODE = "full"  # "full" | "classifier" (update only the classifier in stage 2,
-    # Jamal et al. 2020 §5.3)
-    _C.METHOD.META.L2RW = False  # ablation: clip eps at 0 and normalise per batch
+    _C.METHOD.META.DEV_PER_CLASS = META_DEFAULTS.dev_per_class
+    _C.METHOD.META.DEV_BATCH_SIZE = META_DEFAULTS.dev_batch_size
+    # "full" | "classifier" (update only the classifier in stage 2, Jamal et al. 2020 §5.3)
+    _C.METHOD.META.MODE = META_DEFAULTS.mode
+    _C.METHOD.META.L2RW = META_DEFAULTS.l2rw  # ablation: clip eps at 0 and normalise per batch
     _C.METHOD.M2M = CfgNode()  # docs/methods.md#m2m
     # Frozen ERM classifier g: a checkpoint path; "" = train it first with this config and METHOD.NAME ce.
     _C.METHOD.M2M.G_CHECKPOINT = ""
@@ -206,17 +280,54 @@ def get_cfg() -> CfgNode:
     return _C
 
 
+_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Za-z0-9_]+)*")
+
+
+def parse_overrides(
+    tokens: Iterable[str], source: str = "command-line override", category: type[Warning] = FutureWarning
+) -> list[str]:
+    """`KEY VALUE ...` (Detectron2's syntax) as a flat [KEY, VALUE, ...] list.
+
+    A token `KEY=VALUE` (the old syntax) is still accepted as one pair, with a warning of `category` (the CLI: a
+    FutureWarning, shown to users; `load_config`: a DeprecationWarning, for code); both forms may be mixed.
+    """
+    tokens = list(tokens)
+    pairs: list[str] = []
+    old: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = str(tokens[i])
+        key, sep, value = token.partition("=")
+        if sep and _KEY.fullmatch(key.strip()):
+            pairs += [key.strip(), value]
+            old.append(token)
+            i += 1
+            continue
+        if i + 1 >= len(tokens):
+            raise ConfigError(
+                f"{source}: {token!r} has no value; give KEY VALUE pairs, e.g. SOLVER.EPOCHS 10 (Detectron2's syntax)"
+            )
+        pairs += [token, str(tokens[i + 1])]
+        i += 2
+    if old:
+        warnings.warn(
+            f"{source}: KEY=VALUE overrides are deprecated ({', '.join(old[:3])}{', ...' if len(old) > 3 else ''}); "
+            "give KEY VALUE pairs, as Detectron2's tools/train_net.py does (e.g. SOLVER.EPOCHS 10).",
+            category,
+            stacklevel=3,
+        )
+    return pairs
+
+
 def load_config(config_file: str | None = None, overrides: Sequence[str] | Iterable[str] = ()) -> CfgNode:
-    """Defaults <- YAML file (with `_BASE_`) <- `KEY=VALUE` overrides; returns a frozen config."""
+    """Defaults <- YAML file (with `_BASE_`) <- overrides `KEY VALUE ...`; returns a frozen config.
+
+    The old `KEY=VALUE` items are still accepted (see `parse_overrides`).
+    """
     cfg = get_cfg()
     if config_file:
         cfg.merge_from_file(config_file)
-    pairs: list[str] = []
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not KEY=VALUE (e.g. SOLVER.EPOCHS=10)")
-        key, value = item.split("=", 1)
-        pairs += [key.strip(), value]
+    pairs = parse_overrides(overrides, category=DeprecationWarning)
     if pairs:
         cfg.merge_from_list(pairs)
     cfg.freeze()

@@ -8,17 +8,16 @@ loss of a batch, and produces inference logits. Every loss, class weight and bal
 
 from __future__ import annotations
 
-import json
-import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lt_detectron import losses as L
+from lt_detectron.layers import CosineLinear, projection_head
 
 from .config import ConfigError
 from .m2m import M2mConfig, m2m_batch
@@ -32,7 +31,6 @@ __all__ = [
     "LDAMethod",
     "MetaMethod",
     "M2mMethod",
-    "NormedLinear",
     "StepContext",
     "parse_target_prior",
 ]
@@ -47,42 +45,43 @@ class StepContext:
     lr: float
 
 
-class NormedLinear(nn.Module):
-    """Cosine classifier `z_c = cos(x, w_c)` used with LDAM (Cao et al. 2019); the loss applies the scale s."""
-
-    def __init__(self, in_features: int, out_features: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(in_features, out_features).uniform_(-1, 1).renorm_(2, 1, 1e-5).mul_(1e5))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.normalize(x, dim=1) @ F.normalize(self.weight, dim=0)
-
-
 def parse_target_prior(spec: str, train_counts: np.ndarray) -> Tensor:
-    """METHOD.TEST_PRIOR -> p_t: "uniform", "source", a json file with C numbers, or "n1 n2 ... nC" / "n1,...,nC"."""
-    num_classes = len(train_counts)
-    spec = spec.strip()
-    if spec == "uniform":
-        values = np.ones(num_classes)
-    elif spec == "source":
-        values = np.asarray(train_counts, dtype=np.float64)
-    elif os.path.isfile(spec):
-        with open(spec) as f:
-            values = np.asarray(json.load(f), dtype=np.float64)
-    else:
-        try:
-            values = np.asarray([float(v) for v in spec.replace(",", " ").split()], dtype=np.float64)
-        except ValueError:
-            raise ConfigError(
-                f"METHOD.TEST_PRIOR={spec!r} is neither 'uniform', 'source', an existing json file nor "
-                "a list of numbers; fix the key"
-            ) from None
-    if values.shape != (num_classes,) or not np.all(np.isfinite(values)) or values.min() < 0 or values.sum() <= 0:
-        raise ConfigError(
-            f"METHOD.TEST_PRIOR={spec!r}: need {num_classes} non-negative finite numbers with a positive "
-            f"sum, got shape {values.shape}"
+    """METHOD.TEST_TARGET_PRIOR -> p_t (float32): `lt_detectron.losses.parse_target_prior` with a ConfigError."""
+    try:
+        prior = L.parse_target_prior(spec, np.asarray(train_counts), key="METHOD.TEST_TARGET_PRIOR")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return prior.to(torch.float32)
+
+
+def __getattr__(name: str):
+    if name == "NormedLinear":  # the classification-only cosine classifier before lt_detectron.layers existed
+        warnings.warn(
+            "lt_detectron.classification.methods.NormedLinear is deprecated; use "
+            "lt_detectron.layers.CosineLinear(in_features, out_features, init='uniform_renorm').",
+            DeprecationWarning,
+            stacklevel=2,
         )
-    return torch.as_tensor(values / values.sum(), dtype=torch.float32)
+        return _NormedLinear
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _NormedLinear(CosineLinear):
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__(in_features, out_features, init="uniform_renorm")
+
+
+def drw_start_epoch(cfg, forced: bool = False) -> int:
+    """Epoch at which deferred re-weighting starts, or -1 when it is off.
+
+    On when `forced` (ldam_drw) or METHOD.DRW.ENABLED; METHOD.DRW.START_EPOCH -1 is Cao et al.'s 160 of 200, i.e.
+    round(LDAM_DEFAULTS.drw_start_fraction * SOLVER.EPOCHS).
+    """
+    c = cfg.METHOD.DRW
+    if not (forced or c.ENABLED):
+        return -1
+    start = int(c.START_EPOCH)
+    return start if start >= 0 else int(round(L.LDAM_DEFAULTS.drw_start_fraction * cfg.SOLVER.EPOCHS))
 
 
 class ClassificationMethod(nn.Module):
@@ -103,10 +102,8 @@ class ClassificationMethod(nn.Module):
         counts = np.asarray(train_counts, dtype=np.int64)
         self.num_classes = len(counts)
         self.register_buffer("counts", torch.as_tensor(counts, dtype=torch.long), persistent=False)
-        self.register_buffer(
-            "source_prior", torch.as_tensor(counts / counts.sum(), dtype=torch.float32), persistent=False
-        )
-        self.register_buffer("target_prior", parse_target_prior(cfg.METHOD.TEST_PRIOR, counts), persistent=False)
+        self.register_buffer("source_prior", L.prior_from_counts(counts, dtype=torch.float32), persistent=False)
+        self.register_buffer("target_prior", parse_target_prior(cfg.METHOD.TEST_TARGET_PRIOR, counts), persistent=False)
 
     def training_loss(
         self, model: nn.Module, images: Tensor, targets: Tensor, ctx: StepContext
@@ -114,7 +111,7 @@ class ClassificationMethod(nn.Module):
         raise NotImplementedError
 
     def inference_logits(self, model: nn.Module, images: Tensor) -> Tensor:
-        """Logits whose softmax is the prediction for the test prior (uniform unless METHOD.TEST_PRIOR says)."""
+        """Logits whose softmax is the prediction for the test prior (uniform unless METHOD.TEST_TARGET_PRIOR says)."""
         return model(images)
 
     def with_target_prior(self, target_prior: Tensor | None) -> "ClassificationMethod":
@@ -150,23 +147,19 @@ class LossMethod(ClassificationMethod):
         self.loss = L.build_loss(loss_name, counts=np.asarray(train_counts), **loss_kwargs)
         self.inference = inference  # "plain" | "scaled" (LDAM: s * cos) | "prior" (z + log p_t) | "pc" (PC-Softmax)
         self.scale = float(cfg.METHOD.LDAM.SCALE)
-        start = int(cfg.METHOD.DRW_START_EPOCH)
-        if drw and start < 0:
-            start = int(round(0.8 * cfg.SOLVER.EPOCHS))  # 160 of 200 (Cao et al.)
-        self.drw_start = start
-        self.drw_beta = float(cfg.METHOD.DRW_BETA)
-        self._drw_cache: Tensor | None = None
+        self.drw = L.DeferredReweighting(self.counts.cpu(), drw_start_epoch(cfg, drw), float(cfg.METHOD.DRW.BETA))
+        self.drw_start = self.drw.start
         balanced = loss_name in ("cb", "cb_focal", "balanced_softmax", "lade") or inference in ("prior", "pc")
         self.prior_kind = "balanced" if balanced or self.drw_start >= 0 else "source"
         if self.drw_start >= 0 and loss_name in ("cb", "cb_focal"):
             raise ConfigError(
-                f"METHOD.DRW_START_EPOCH={self.drw_start} with method {self.name!r}: the loss is already "
-                "class-weighted; use DRW with ce/focal/ldam or set METHOD.DRW_START_EPOCH=-1"
+                f"METHOD.DRW.ENABLED with method {self.name!r}: the loss is already class-weighted; use DRW with "
+                "ce/focal/ldam or set METHOD.DRW.ENABLED False"
             )
         if self.drw_start >= 0 and not self.loss.per_example:
-            raise ConfigError(f"DRW needs a per-example loss; {loss_name!r} is not (set METHOD.DRW_START_EPOCH=-1)")
+            raise ConfigError(f"DRW needs a per-example loss; {loss_name!r} is not (set METHOD.DRW.ENABLED False)")
         if inference == "scaled":
-            model.classifier = NormedLinear(model.feat_dim, self.num_classes)
+            model.classifier = CosineLinear(model.feat_dim, self.num_classes, init="uniform_renorm")
 
     def training_loss(self, model, images, targets, ctx):
         logits = model(images)
@@ -178,11 +171,7 @@ class LossMethod(ClassificationMethod):
         return (weights[targets] * self.loss(logits, targets, reduction="none")).mean(), {"drw": 1.0}
 
     def _drw_weights(self, epoch: int) -> Tensor | None:
-        if self.drw_start < 0 or epoch < self.drw_start:
-            return None
-        if self._drw_cache is None:  # the weights do not change once switched on
-            self._drw_cache = L.drw_weights(self.counts.cpu(), epoch, self.drw_start, beta=self.drw_beta)
-        return self._drw_cache
+        return self.drw.weights(epoch)
 
     def inference_logits(self, model, images):
         logits = model(images)
@@ -214,49 +203,36 @@ class LDAMethod(ClassificationMethod):
         d = model.feat_dim
         model.classifier = nn.Linear(d, self.num_classes)  # g_b
         self.unbalanced = nn.Linear(d, self.num_classes)  # g_u
-        if c.PROJ_HEAD == "linear":
-            self.projection = nn.Linear(d, c.PROJ_DIM)
-        elif c.PROJ_HEAD == "mlp":
-            self.projection = nn.Sequential(nn.Linear(d, 512), nn.ReLU(inplace=True), nn.Linear(512, c.PROJ_DIM))
-        else:
-            raise ConfigError(f"METHOD.LDA.PROJ_HEAD={c.PROJ_HEAD!r}; known: linear, mlp")
-        counts = np.asarray(train_counts)
-        self.register_buffer(
-            "balanced_weights",
-            torch.as_tensor(L.class_weights(counts, kind="lda"), dtype=torch.float32),
-            persistent=False,
-        )
+        try:
+            self.projection = projection_head(c.PROJ_HEAD, d, c.PROJ_DIM)
+        except ValueError as err:
+            raise ConfigError(f"METHOD.LDA.PROJ_HEAD: {err}") from None
         # WINDOW 0: K = max(1, N / (n_min * B)) computed by the balancer.
-        self.balancer = L.RiskBalancer(
-            gamma=float(c.GAMMA), window=int(c.WINDOW) or None, counts=counts, batch_size=int(cfg.SOLVER.BATCH_SIZE)
+        self.lda_loss = L.LDALoss(
+            np.asarray(train_counts),
+            gamma=float(c.GAMMA),
+            window=int(c.WINDOW) or None,
+            batch_size=int(cfg.SOLVER.BATCH_SIZE),
+            lambda_u=float(c.LAMBDA_U),
+            lambda_b=float(c.LAMBDA_B),
+            lambda_d=float(c.LAMBDA_D),
+            margin=float(c.MARGIN),
+            pair_weights=bool(c.PAIR_WEIGHTS),
         )
-        self.ce = L.build_loss("ce")
-        self.lambdas = (float(c.LAMBDA_U), float(c.LAMBDA_B), float(c.LAMBDA_D))
-        self.margin = float(c.MARGIN)
-        self.pair_weights = bool(c.PAIR_WEIGHTS)
+
+    @property
+    def balancer(self) -> L.RiskBalancer:
+        return self.lda_loss.balancer
 
     def training_loss(self, model, images, targets, ctx):
         features = model.backbone(images)
-        logits_u = self.unbalanced(features)
-        logits_b = model.classifier(features)
-        loss_u = self.ce(logits_u, targets)
-        # L_b = sum_i w_{y_i} CE_i with w_c = 1/(C n_c): a sum, not a mean (docs/methods.md#lda).
-        loss_b = L.cb_cross_entropy(logits_b, targets, self.balanced_weights, reduction="sum")
-        alpha = self.balancer.update(L.accuracy_percent(logits_u, targets), L.accuracy_percent(logits_b, targets))
-        intra, inter = L.lda_divergence(
-            self.projection(features),
-            targets,
-            margin=self.margin,
-            class_weights=self.balanced_weights if self.pair_weights else None,
-        )
-        lam_u, lam_b, lam_d = self.lambdas
-        loss = lam_u * loss_u + lam_b * alpha * loss_b + lam_d * (intra + inter)
-        return loss, {
-            "loss_u": loss_u.item(),
-            "loss_b": loss_b.item(),
-            "lda_alpha": alpha,
-            "lda_intra": float(intra),
-            "lda_inter": float(inter),
+        out = self.lda_loss(self.unbalanced(features), model.classifier(features), self.projection(features), targets)
+        return out.loss, {
+            "loss_u": out.terms.unbalanced.item(),
+            "loss_b": out.terms.balanced.item(),
+            "lda_alpha": out.alpha,
+            "lda_intra": float(out.terms.intra),
+            "lda_inter": float(out.terms.inter),
         }
 
     def get_extra_state(self) -> dict:
@@ -351,16 +327,13 @@ class MetaMethod(ClassificationMethod):
         c = cfg.METHOD.META
         self.base = LossMethod(cfg, model, train_counts, **_BASE_LOSSES[base_loss](cfg))
         self.prior_kind = "balanced"
-        start = int(c.START_EPOCH)
-        self.start_epoch = start if start >= 0 else (int(cfg.SOLVER.STEPS[0]) if len(cfg.SOLVER.STEPS) else 0)
+        self.start_epoch = M.stage_two_start(int(c.START_EPOCH), cfg.SOLVER.STEPS)
         self.follow_lr = float(c.INNER_LR) <= 0  # eta = the optimizer's current lr
         if c.MODE not in ("full", "classifier"):
             raise ConfigError(f"METHOD.META.MODE={c.MODE!r}; known: full, classifier")
         self.mode = c.MODE
-        counts = np.asarray(train_counts)
-        beta = c.BETA if c.BETA is not None else (counts.sum() - 1) / counts.sum()  # Jamal et al.: (N-1)/N
         self.reweighter = M.MetaReweighter(
-            L.class_weights(counts, kind="effective_number", beta=beta),
+            L.class_weights(np.asarray(train_counts), kind="effective_number", beta=c.BETA),
             inner_lr=float(c.INNER_LR) if not self.follow_lr else float(cfg.SOLVER.BASE_LR),
             eps_lr=float(c.EPS_LR),
             l2rw=bool(c.L2RW),

@@ -1,11 +1,12 @@
 """Train or evaluate a long-tailed classifier from a YAML config.
 
-    python -m lt_detectron.classification.train --config configs/classification/digits_lt_lade.yaml [KEY=VALUE ...]
-    python -m lt_detectron.classification.train --config FILE --eval-only [--checkpoint PATH] [KEY=VALUE ...]
+    python -m lt_detectron.classification.train --config configs/classification/digits_lt_lade.yaml [KEY VALUE ...]
+    python -m lt_detectron.classification.train --config FILE --eval-only [--checkpoint PATH] [KEY VALUE ...]
 
 Training resumes from OUTPUT_DIR/last.pth when it exists (``--no-resume`` starts over). ``--eval-only`` loads
 ``--checkpoint`` (default: OUTPUT_DIR/model_final.pth, else OUTPUT_DIR/last.pth) and writes OUTPUT_DIR/eval/<tag>/.
-Every key and its default: lt_detectron/classification/config.py.
+Overrides are `KEY VALUE` pairs, as in Detectron2's tools/train_net.py (the old `KEY=VALUE` still works, with a
+warning). Every key and its default: lt_detectron/classification/config.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import sys
 from typing import Sequence
 
-from .config import load_config
+from .config import load_config, parse_overrides
 from .trainer import CHECKPOINT, FINAL_WEIGHTS, ClassificationTrainer
 
 SUMMARY_KEYS = ("top1", "bacc", "gm", "many", "medium", "few", "ece")
@@ -36,7 +37,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default="",
         help="evaluation folder under OUTPUT_DIR/eval (default: final, or eval_only with --eval-only)",
     )
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. SOLVER.EPOCHS=10")
+    parser.add_argument(
+        "overrides",
+        nargs=argparse.REMAINDER,
+        metavar="KEY VALUE",
+        help="config overrides as KEY VALUE pairs, e.g. SOLVER.EPOCHS 10 (KEY=VALUE is deprecated)",
+    )
     return parser.parse_args(argv)
 
 
@@ -56,7 +62,7 @@ def _eval_checkpoint(cfg, explicit: str) -> str:
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, parse_overrides(args.overrides))
     if args.eval_only:
         checkpoint = _eval_checkpoint(cfg, args.checkpoint)
         trainer = ClassificationTrainer(cfg, training=False)

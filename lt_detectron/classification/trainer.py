@@ -441,8 +441,9 @@ class ClassificationTrainer:
         from . import metrics, plots
 
         logits, labels = self.predict()
-        # Injection assumes the logits are for the uniform prior; skip it when METHOD.TEST_PRIOR already injected one.
-        injection = self.method.prior_kind if self.cfg.METHOD.TEST_PRIOR == "uniform" else None
+        # Injection assumes the logits are for the uniform prior; skip it when METHOD.TEST_TARGET_PRIOR already
+        # injected one.
+        injection = self.method.prior_kind if self.cfg.METHOD.TEST_TARGET_PRIOR == "uniform" else None
         result = metrics.evaluate(
             logits, labels, self.train_counts, ece_bins=self.cfg.TEST.ECE_BINS, prior_injection=injection
         )

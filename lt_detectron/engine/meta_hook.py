@@ -34,7 +34,7 @@ from torch import nn
 
 from lt_detectron import losses as lt_losses
 from lt_detectron.meta import DevBatchSampler, MetaReweighter, build_dev_split, plot_eps_by_group
-from lt_detectron.meta.engine import batchnorm_stats_frozen
+from lt_detectron.meta.engine import batchnorm_stats_frozen, stage_two_start
 from lt_detectron.utils import write_json_atomic
 
 __all__ = ["prepare_meta_datasets", "MetaWeightingHook", "MetaWeightingTrainerMixin", "EPS_PLOT_NAME"]
@@ -167,9 +167,8 @@ class MetaWeightingHook(HookBase):
         # INNER_LR <= 0: eta follows the optimizer's current lr (Jamal et al. 2020 use the model's lr for the
         # virtual step).
         self.follow_lr = meta.INNER_LR <= 0
-        # START_ITER < 0: the meta stage starts at the first lr decay (Jamal et al. 2020 §5.3),
-        # SOLVER.STEPS[0].
-        start_iter = int(meta.START_ITER) if meta.START_ITER >= 0 else int(min(cfg.SOLVER.STEPS, default=0))
+        # START_ITER < 0: the meta stage starts at the first lr decay (Jamal et al. 2020 §5.3), min(SOLVER.STEPS).
+        start_iter = stage_two_start(meta.START_ITER, cfg.SOLVER.STEPS)
         # Background RoIs are not meta examples: weight 1, as in the unweighted detection loss.
         self.reweighter = MetaReweighter(
             torch.cat([fg_weights, fg_weights.new_ones(1)]),

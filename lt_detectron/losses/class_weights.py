@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import warnings
 
+import numpy as np
 import torch
 
 from ._validation import ArrayLike, check_counts, format_indices
@@ -58,8 +61,7 @@ def class_weights(
         weights = 1.0 / n_used
     elif kind == "effective_number":
         if beta is None:
-            total = float(n.sum())
-            beta = (total - 1.0) / total
+            beta = effective_number_beta(n)
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"{fn}: effective-number beta must be in [0, 1); got {beta}. Cui et al. use 0.9999.")
         # 1 - beta^n = -expm1(n log beta): exact for beta close to 1, where 1 - beta**n would cancel.
@@ -75,6 +77,17 @@ def class_weights(
     return out.to(dtype or torch.get_default_dtype())
 
 
+def effective_number_beta(counts: ArrayLike) -> float:
+    """The default effective-number beta `(N - 1) / N`, N = sum_c n_c (Jamal et al., CVPR 2020, arXiv:2003.10780).
+
+    Cui et al. (CVPR 2019, arXiv:1901.05555) use a fixed 0.9999 instead; configs choose between the two.
+    """
+    total = float(check_counts(counts, "effective_number_beta").sum())
+    if total <= 0:
+        raise ValueError("effective_number_beta: all counts are zero. Fix: pass the training counts n_c per class.")
+    return (total - 1.0) / total
+
+
 def prior_from_counts(counts: ArrayLike, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Source prior p_s(c) = n_c / N (notation of docs/methods.md#notation), checked like any counts."""
     n = check_counts(counts, "prior_from_counts")
@@ -82,3 +95,44 @@ def prior_from_counts(counts: ArrayLike, dtype: torch.dtype | None = None) -> to
     if total <= 0:
         raise ValueError("prior_from_counts: all counts are zero. Fix: pass the training counts n_c per class.")
     return (n / total).to(dtype or torch.get_default_dtype())
+
+
+TARGET_PRIOR_NAMES = ("uniform", "source")
+
+
+def parse_target_prior(spec: str, counts: ArrayLike, key: str = "target prior") -> torch.Tensor:
+    """Target prior p_t (float64, length C, sums to 1) from a spec.
+
+    `spec`: "uniform"; "source" (the training prior n_c / N of `counts`); a path to a json file holding a list of C
+    non-negative numbers; or the numbers themselves, "n1 n2 ... nC" or "n1,...,nC". Numbers are normalised.
+    `key` names the config key in error messages (e.g. "MODEL.LT.TEST_TARGET_PRIOR").
+    """
+    n = check_counts(counts, "parse_target_prior")
+    num = n.numel()
+    spec = str(spec).strip()
+    source = f"{key} = {spec!r}"
+    if spec == "uniform":
+        return torch.full((num,), 1.0 / num, dtype=torch.float64)
+    if spec == "source":
+        return prior_from_counts(n.cpu(), dtype=torch.float64)
+    if os.path.isfile(spec):
+        source = f"{spec}: {key}"
+        try:
+            with open(spec) as f:
+                values = np.asarray(json.load(f), dtype=np.float64)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{source} must be a json list of {num} non-negative numbers ({e}).") from None
+    else:
+        try:
+            values = np.asarray([float(v) for v in spec.replace(",", " ").split()], dtype=np.float64)
+        except ValueError:
+            raise ValueError(
+                f"{source} is neither {' nor '.join(repr(k) for k in TARGET_PRIOR_NAMES)}, an existing json file "
+                "nor a list of numbers; give a path to a json list of per-class priors, or the numbers themselves."
+            ) from None
+    if values.shape != (num,) or not np.all(np.isfinite(values)) or values.min() < 0 or values.sum() <= 0:
+        raise ValueError(
+            f"{source} must be a list of {num} non-negative numbers with a positive sum (one per class, in "
+            f"contiguous class order); got shape {values.shape}."
+        )
+    return torch.as_tensor(values / values.sum(), dtype=torch.float64)

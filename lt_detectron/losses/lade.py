@@ -5,6 +5,7 @@ Balanced softmax is also Ren et al., NeurIPS 2020, arXiv:2007.10740."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -20,6 +21,20 @@ from ._validation import (
 from .shifted_cross_entropy import shifted_cross_entropy
 
 IMPORTANCE_KINDS = ("label", "column")
+
+
+@dataclass(frozen=True)
+class LADEDefaults:
+    """Paper defaults of LADE (Hong et al., "Disentangling Label Distribution for Long-tailed Visual Recognition",
+    CVPR 2021, arXiv:2012.00321): alpha 0.1 (CIFAR-100-LT public configs), lambda 0.1 (Eq. 15), importance weights
+    by the sample's own label (Eq. 13; "column" is the authors' public code)."""
+
+    alpha: float = 0.1
+    lam: float = 0.1
+    importance: str = "label"
+
+
+LADE_DEFAULTS = LADEDefaults()
 
 
 def balanced_softmax_loss(
@@ -45,8 +60,8 @@ def lader(
     logits: torch.Tensor,
     targets: torch.Tensor,
     prior: ArrayLike,
-    lam: float = 0.1,
-    importance: str = "label",
+    lam: float = LADE_DEFAULTS.lam,
+    importance: str = LADE_DEFAULTS.importance,
 ) -> torch.Tensor:
     """LADER regulariser, a batch-level scalar (Hong et al. 2021 eq. 11-16, alpha_c = p_s(c)).
 
@@ -228,9 +243,9 @@ def lade_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
     prior: ArrayLike,
-    alpha: float = 0.1,
-    lam: float = 0.1,
-    importance: str = "label",
+    alpha: float = LADE_DEFAULTS.alpha,
+    lam: float = LADE_DEFAULTS.lam,
+    importance: str = LADE_DEFAULTS.importance,
 ) -> torch.Tensor:
     """`L_LADE = L_ce(z + log p_s) + alpha * L_LADER`, a batch-level scalar (Hong et al. 2021 eq. 20)."""
     fn = "lade_loss"

@@ -3,19 +3,49 @@ ACM MM 2021, arXiv:2110.02686)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
-from typing import Any, Dict
+from typing import Any, Dict, NamedTuple
 
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from ._validation import ArrayLike, as_tensor_like, check_counts
+from .class_weights import class_weights
+from .reweighted import cb_cross_entropy
+
+
+@dataclasses.dataclass(frozen=True)
+class LDADefaults:
+    """Paper defaults of LDA (Peng et al., "Long-tailed Distribution Adaptation", ACM MM 2021, arXiv:2110.02686).
+
+    The authors' public defaults: lambda_u 1, lambda_b 2, lambda_d 1, margin 1, a Linear(d, 128) projection head,
+    a risk-balancer window of 100 mini-batches and gamma 2.0 (ImageNet-LT).
+    """
+
+    gamma: float = 2.0
+    window: int = 100
+    lambda_u: float = 1.0
+    lambda_b: float = 2.0
+    lambda_d: float = 1.0
+    margin: float = 1.0
+    proj_head: str = "linear"
+    proj_dim: int = 128
+    pair_weights: bool = False
+
+
+LDA_DEFAULTS = LDADefaults()
+# The paper's own detection recipe (its Appendix B, LVIS v1): two coefficients set to 1.5 and 0.1, read as gamma and
+# lambda_d; the detection config tree takes these.
+LDA_LVIS_DEFAULTS = dataclasses.replace(LDA_DEFAULTS, gamma=1.5, lambda_d=0.1)
 
 
 def lda_divergence(
     features: torch.Tensor,
     targets: torch.Tensor,
-    margin: float = 1.0,
+    margin: float = LDA_DEFAULTS.margin,
     class_weights: ArrayLike | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`(L_intra, L_inter)` of projected features f_i (Peng et al. 2021 eq. 7-8).
@@ -184,8 +214,8 @@ class RiskBalancer:
 
     def __init__(
         self,
-        gamma: float = 2.0,
-        window: int | None = 100,
+        gamma: float = LDA_DEFAULTS.gamma,
+        window: int | None = LDA_DEFAULTS.window,
         *,
         counts: ArrayLike | None = None,
         batch_size: int | None = None,
@@ -250,3 +280,153 @@ class RiskBalancer:
 
     def __repr__(self) -> str:
         return f"RiskBalancer(gamma={self.gamma}, window={self.window}, alpha={self.alpha:.4g})"
+
+
+class LDATerms(NamedTuple):
+    """The four unweighted LDA loss terms (Eq. 9 of the LDA paper)."""
+
+    unbalanced: torch.Tensor  # L_u = mean_i CE(g_u(x_i), y_i)
+    balanced: torch.Tensor  # L_b = sum_i w_{y_i} CE(g_b(x_i), y_i), w_c = 1 / (C n_c): a sum, not a mean
+    intra: torch.Tensor  # L_intra of lda_divergence
+    inter: torch.Tensor  # L_inter of lda_divergence
+
+
+def lda_loss_terms(
+    logits_unbalanced: torch.Tensor,
+    logits_balanced: torch.Tensor,
+    projected: torch.Tensor,
+    targets: torch.Tensor,
+    balanced_weight: ArrayLike,
+    margin: float = LDA_DEFAULTS.margin,
+    pair_weights: bool = LDA_DEFAULTS.pair_weights,
+) -> LDATerms:
+    """`LDATerms` of one batch: the two classifiers' logits, the projected features h(x) and the class ids.
+
+    `balanced_weight` is `class_weights(counts, kind="lda")`; with `pair_weights` it also weights the inter-class
+    pairs (paper eq. 8).
+    """
+    loss_u = F.cross_entropy(logits_unbalanced, targets)
+    # L_b sums w_y CE over the batch without normalising (the authors' public code).
+    loss_b = cb_cross_entropy(logits_balanced, targets, balanced_weight, reduction="sum")
+    intra, inter = lda_divergence(
+        projected, targets, margin=margin, class_weights=balanced_weight if pair_weights else None
+    )
+    return LDATerms(loss_u, loss_b, intra, inter)
+
+
+def weighted_lda_terms(
+    terms: LDATerms,
+    alpha: float,
+    lambda_u: float = LDA_DEFAULTS.lambda_u,
+    lambda_b: float = LDA_DEFAULTS.lambda_b,
+    lambda_d: float = LDA_DEFAULTS.lambda_d,
+) -> Dict[str, torch.Tensor]:
+    """The weighted terms `lambda_u L_u`, `lambda_b a_t L_b`, `lambda_d L_intra`, `lambda_d L_inter` (sum: Eq. 9)."""
+    return {
+        "unbalanced": lambda_u * terms.unbalanced,
+        "balanced": lambda_b * alpha * terms.balanced,
+        "intra": lambda_d * terms.intra,
+        "inter": lambda_d * terms.inter,
+    }
+
+
+def lda_loss(
+    logits_unbalanced: torch.Tensor,
+    logits_balanced: torch.Tensor,
+    projected: torch.Tensor,
+    targets: torch.Tensor,
+    balanced_weight: ArrayLike,
+    alpha: float,
+    lambda_u: float = LDA_DEFAULTS.lambda_u,
+    lambda_b: float = LDA_DEFAULTS.lambda_b,
+    lambda_d: float = LDA_DEFAULTS.lambda_d,
+    margin: float = LDA_DEFAULTS.margin,
+    pair_weights: bool = LDA_DEFAULTS.pair_weights,
+) -> torch.Tensor:
+    """`L = lambda_u L_u + lambda_b a_t L_b + lambda_d (L_intra + L_inter)` (LDA paper Eq. 9), a batch-level scalar.
+
+    `alpha` is a_t, a constant for autograd (`RiskBalancer.alpha`); `LDALoss` keeps the balancer and the weights.
+    """
+    terms = lda_loss_terms(
+        logits_unbalanced, logits_balanced, projected, targets, balanced_weight, margin, pair_weights
+    )
+    return _combine(terms, alpha, lambda_u, lambda_b, lambda_d)
+
+
+def _combine(terms: LDATerms, alpha: float, lambda_u: float, lambda_b: float, lambda_d: float) -> torch.Tensor:
+    return lambda_u * terms.unbalanced + lambda_b * alpha * terms.balanced + lambda_d * (terms.intra + terms.inter)
+
+
+class LDAOutput(NamedTuple):
+    """What `LDALoss.forward` computed: the total, its unweighted terms, a_t and the two training accuracies."""
+
+    loss: torch.Tensor
+    terms: LDATerms
+    alpha: float
+    acc_unbalanced: float
+    acc_balanced: float
+
+
+class LDALoss(nn.Module):
+    """`lda_loss` with its state: the class weights w_c = 1 / (C n_c) and the `RiskBalancer` that gives a_t.
+
+    `window=None` derives K = max(1, N / (n_min * B)) from `counts` and `batch_size` (`default_window`).
+    `forward` records the two classifiers' accuracies in the balancer (unless `update_balancer=False`, e.g. in
+    evaluation), then uses the new a_t.
+    The balancer state is plain Python (`self.balancer.state_dict()`); the owner saves it with its checkpoint.
+    """
+
+    def __init__(
+        self,
+        counts: ArrayLike,
+        *,
+        gamma: float = LDA_DEFAULTS.gamma,
+        window: int | None = LDA_DEFAULTS.window,
+        batch_size: int | None = None,
+        lambda_u: float = LDA_DEFAULTS.lambda_u,
+        lambda_b: float = LDA_DEFAULTS.lambda_b,
+        lambda_d: float = LDA_DEFAULTS.lambda_d,
+        margin: float = LDA_DEFAULTS.margin,
+        pair_weights: bool = LDA_DEFAULTS.pair_weights,
+        zero_policy: str = "error",
+    ) -> None:
+        super().__init__()
+        weight = class_weights(counts, kind="lda", zero_policy=zero_policy, dtype=torch.float32)
+        self.register_buffer("balanced_weight", weight, persistent=False)
+        self.balancer = RiskBalancer(gamma=gamma, window=window, counts=counts, batch_size=batch_size)
+        self.lambda_u, self.lambda_b, self.lambda_d = float(lambda_u), float(lambda_b), float(lambda_d)
+        self.margin = float(margin)
+        self.pair_weights = bool(pair_weights)
+
+    def terms(self, logits_unbalanced, logits_balanced, projected, targets) -> LDATerms:
+        return lda_loss_terms(
+            logits_unbalanced,
+            logits_balanced,
+            projected,
+            targets,
+            self.balanced_weight,
+            self.margin,
+            self.pair_weights,
+        )
+
+    def update_balancer(self, logits_unbalanced, logits_balanced, targets) -> tuple[float, float, float]:
+        """Record this batch's accuracies; returns (a_t, acc_unbalanced, acc_balanced)."""
+        acc_u = accuracy_percent(logits_unbalanced, targets)
+        acc_b = accuracy_percent(logits_balanced, targets)
+        return self.balancer.update(acc_u, acc_b), acc_u, acc_b
+
+    def weighted(self, terms: LDATerms, alpha: float) -> Dict[str, torch.Tensor]:
+        return weighted_lda_terms(terms, alpha, self.lambda_u, self.lambda_b, self.lambda_d)
+
+    def forward(
+        self, logits_unbalanced, logits_balanced, projected, targets, update_balancer: bool = True
+    ) -> LDAOutput:
+        terms = self.terms(logits_unbalanced, logits_balanced, projected, targets)
+        if update_balancer:
+            alpha, acc_u, acc_b = self.update_balancer(logits_unbalanced, logits_balanced, targets)
+        else:
+            alpha = self.balancer.alpha
+            acc_u = accuracy_percent(logits_unbalanced, targets)
+            acc_b = accuracy_percent(logits_balanced, targets)
+        loss = _combine(terms, alpha, self.lambda_u, self.lambda_b, self.lambda_d)
+        return LDAOutput(loss, terms, alpha, acc_u, acc_b)

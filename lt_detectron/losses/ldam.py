@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -20,7 +21,23 @@ from .class_weights import class_weights
 from .shifted_cross_entropy import shifted_cross_entropy
 
 
-def ldam_margins(counts: ArrayLike, max_margin: float = 0.5) -> torch.Tensor:
+@dataclass(frozen=True)
+class LDAMDefaults:
+    """Paper defaults of LDAM and DRW (Cao et al., "Learning Imbalanced Datasets with Label-Distribution-Aware Margin
+    Loss", NeurIPS 2019, arXiv:1906.07413): largest margin 0.5, scale s = 30, a normalised (cosine) last layer, and
+    deferred re-weighting with effective-number weights (beta 0.9999) from epoch 160 of 200."""
+
+    max_margin: float = 0.5
+    scale: float = 30.0
+    cosine_classifier: bool = True
+    drw_beta: float = 0.9999
+    drw_start_fraction: float = 0.8  # of the training length: 160 of 200 epochs
+
+
+LDAM_DEFAULTS = LDAMDefaults()
+
+
+def ldam_margins(counts: ArrayLike, max_margin: float = LDAM_DEFAULTS.max_margin) -> torch.Tensor:
     """Margins `Delta_c = K / n_c^{1/4}`, K such that `max_c Delta_c = max_margin` (Cao et al. 2019 §3.2).
 
     Returned in float64 on the device of `counts`; classes with n_c = 0 have no finite margin and raise.
@@ -48,8 +65,8 @@ def ldam_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
     counts: ArrayLike | None,
-    max_margin: float = 0.5,
-    scale: float = 30.0,
+    max_margin: float = LDAM_DEFAULTS.max_margin,
+    scale: float = LDAM_DEFAULTS.scale,
     weight: ArrayLike | None = None,
     reduction: str = "mean",
     *,
@@ -85,7 +102,7 @@ def ldam_loss(
     return reduce_loss(per_example, reduction)
 
 
-def drw_weights(counts: ArrayLike, step: int, start: int, beta: float = 0.9999) -> torch.Tensor | None:
+def drw_weights(counts: ArrayLike, step: int, start: int, beta: float = LDAM_DEFAULTS.drw_beta) -> torch.Tensor | None:
     """Deferred re-weighting: None before `start` (or when start < 0), effective-number weights after
     (Cao et al. 2019, DRW).
 
@@ -94,3 +111,33 @@ def drw_weights(counts: ArrayLike, step: int, start: int, beta: float = 0.9999) 
     if start < 0 or step < start:
         return None
     return class_weights(counts, kind="effective_number", beta=beta)
+
+
+class DeferredReweighting:
+    """The deferred re-weighting switch: no class weights before `start`, effective-number weights from `start` on.
+
+    `start < 0` never switches on. `step` and `start` are in the caller's unit (classification: epochs; detection:
+    iterations). The weights do not change once switched on, so they are computed once (on the CPU, float of the
+    default dtype); callers move them to their device and, for detection, append the background weight.
+    """
+
+    def __init__(self, counts: ArrayLike, start: int, beta: float = LDAM_DEFAULTS.drw_beta) -> None:
+        self.counts = check_counts(counts, "DeferredReweighting").cpu()
+        self.start = int(start)
+        self.beta = float(beta)
+        self._weights: torch.Tensor | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.start >= 0
+
+    def weights(self, step: int) -> torch.Tensor | None:
+        """None before the switch (or when disabled), the class weights from `start` on."""
+        if not self.enabled or step < self.start:
+            return None
+        if self._weights is None:
+            self._weights = drw_weights(self.counts, step, self.start, self.beta)
+        return self._weights
+
+    def __repr__(self) -> str:
+        return f"DeferredReweighting(start={self.start}, beta={self.beta})"

@@ -16,9 +16,9 @@ from torch import nn
 
 from ._validation import ArrayLike, check_counts, check_logits_targets, check_reduction, reduce_loss
 from .class_weights import class_weights, prior_from_counts
-from .lade import balanced_softmax_loss, lade_loss
-from .ldam import drw_weights, ldam_loss, ldam_margins
-from .reweighted import cb_cross_entropy, focal_loss
+from .lade import LADE_DEFAULTS, balanced_softmax_loss, lade_loss
+from .ldam import LDAM_DEFAULTS, DeferredReweighting, ldam_loss, ldam_margins
+from .reweighted import FOCAL_DEFAULTS, cb_cross_entropy, focal_loss
 
 LOSS_REGISTRY: Dict[str, Type["LTLoss"]] = {}
 
@@ -83,7 +83,9 @@ class ClassBalancedCELoss(LTLoss):
 class FocalLoss(LTLoss):
     """Focal loss, softmax or sigmoid form (Lin et al., ICCV 2017, arXiv:1708.02002)."""
 
-    def __init__(self, counts: ArrayLike | None = None, gamma: float = 2.0, form: str = "softmax") -> None:
+    def __init__(
+        self, counts: ArrayLike | None = None, gamma: float = FOCAL_DEFAULTS.gamma, form: str = FOCAL_DEFAULTS.form
+    ) -> None:
         super().__init__()
         self.gamma = gamma
         self.form = form
@@ -102,8 +104,8 @@ class ClassBalancedFocalLoss(FocalLoss):
     def __init__(
         self,
         counts: ArrayLike,
-        gamma: float = 2.0,
-        form: str = "softmax",
+        gamma: float = FOCAL_DEFAULTS.gamma,
+        form: str = FOCAL_DEFAULTS.form,
         beta: float | None = None,
         zero_policy: str = "error",
     ) -> None:
@@ -123,17 +125,16 @@ class LDAMLoss(LTLoss):
     def __init__(
         self,
         counts: ArrayLike,
-        max_margin: float = 0.5,
-        scale: float = 30.0,
+        max_margin: float = LDAM_DEFAULTS.max_margin,
+        scale: float = LDAM_DEFAULTS.scale,
         drw_start: int = -1,
-        drw_beta: float = 0.9999,
+        drw_beta: float = LDAM_DEFAULTS.drw_beta,
     ) -> None:
         super().__init__()
         self.max_margin = max_margin
         self.scale = scale
-        self.drw_start = drw_start
-        self.drw_beta = drw_beta
         counts = check_counts(counts, "build_loss('ldam')")
+        self.drw = DeferredReweighting(counts, drw_start, drw_beta)
         self.register_buffer("counts", counts.to(torch.get_default_dtype()), persistent=False)
         # Computed once, also under torch.func (where ldam_loss's own memo of margins from counts is bypassed).
         margins = ldam_margins(counts, max_margin).to(torch.get_default_dtype())
@@ -142,8 +143,16 @@ class LDAMLoss(LTLoss):
 
     def set_iteration(self, iteration: int) -> None:
         """Switch the DRW class weights on once `iteration >= drw_start` (never when drw_start < 0)."""
-        weight = drw_weights(self.counts, iteration, self.drw_start, self.drw_beta)
+        weight = self.drw.weights(iteration)
         self.weight = None if weight is None else weight.to(self.counts.device)
+
+    @property
+    def drw_start(self) -> int:
+        return self.drw.start
+
+    @property
+    def drw_beta(self) -> float:
+        return self.drw.beta
 
     def forward(self, logits, targets, reduction="mean"):
         return ldam_loss(
@@ -172,7 +181,13 @@ class LADELoss(LTLoss):
     per_example = False
     needs_counts = True
 
-    def __init__(self, counts: ArrayLike, alpha: float = 0.1, lam: float = 0.1, importance: str = "label") -> None:
+    def __init__(
+        self,
+        counts: ArrayLike,
+        alpha: float = LADE_DEFAULTS.alpha,
+        lam: float = LADE_DEFAULTS.lam,
+        importance: str = LADE_DEFAULTS.importance,
+    ) -> None:
         super().__init__()
         self.alpha = alpha
         self.lam = lam

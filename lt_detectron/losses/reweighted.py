@@ -6,12 +6,35 @@ Focal loss: Lin et al., ICCV 2017, arXiv:1708.02002.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from ._validation import ArrayLike, check_class_weight, check_logits_targets, check_reduction, reduce_loss
 
 FOCAL_FORMS = ("softmax", "sigmoid")
+
+
+@dataclass(frozen=True)
+class CBDefaults:
+    """Paper defaults of class-balanced weights (Cui et al., "Class-Balanced Loss Based on Effective Number of
+    Samples", CVPR 2019, arXiv:1901.05555). A config's beta None means `effective_number_beta`, (N - 1) / N."""
+
+    beta: float = 0.9999
+
+
+@dataclass(frozen=True)
+class FocalDefaults:
+    """Paper defaults of the focal loss (Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017,
+    arXiv:1708.02002). Cui et al.'s CB-focal uses the sigmoid form; the softmax form is this project's default."""
+
+    gamma: float = 2.0
+    form: str = "softmax"
+
+
+CB_DEFAULTS = CBDefaults()
+FOCAL_DEFAULTS = FocalDefaults()
 
 
 def cb_cross_entropy(
@@ -32,9 +55,9 @@ def cb_cross_entropy(
 def focal_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
-    gamma: float = 2.0,
+    gamma: float = FOCAL_DEFAULTS.gamma,
     weight: ArrayLike | None = None,
-    form: str = "softmax",
+    form: str = FOCAL_DEFAULTS.form,
     reduction: str = "mean",
 ) -> torch.Tensor:
     """Focal loss `-(1 - p_t)^gamma log p_t`, times `w_{y_i}` when weighted (Lin et al. 2017 eq. 4).

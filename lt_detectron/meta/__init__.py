@@ -7,7 +7,7 @@ lives in `lt_detectron.engine.meta_hook`.
 """
 
 from .devset import DevBatchSampler, DevSplit, DevSplitReport, build_dev_split
-from .engine import MetaReweighter, MetaStepResult, PerExampleLoss
+from .engine import META_DEFAULTS, MetaDefaults, MetaReweighter, MetaStepResult, PerExampleLoss, stage_two_start
 from .plot import plot_eps_by_group
 from .tracker import EpsTracker
 
@@ -15,6 +15,9 @@ __all__ = [
     "MetaReweighter",
     "MetaStepResult",
     "PerExampleLoss",
+    "stage_two_start",
+    "MetaDefaults",
+    "META_DEFAULTS",
     "EpsTracker",
     "build_dev_split",
     "DevSplit",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +26,40 @@ from torch.func import functional_call, grad
 
 from .tracker import EpsTracker
 
-__all__ = ["MetaReweighter", "MetaStepResult", "PerExampleLoss", "batchnorm_stats_frozen"]
+__all__ = [
+    "MetaReweighter",
+    "MetaStepResult",
+    "PerExampleLoss",
+    "batchnorm_stats_frozen",
+    "stage_two_start",
+    "MetaDefaults",
+    "META_DEFAULTS",
+]
+
+
+@dataclass(frozen=True)
+class MetaDefaults:
+    """Paper defaults of the meta-learned conditional weights (Jamal et al., "Rethinking Class-Balanced Methods for
+    Long-Tailed Visual Recognition from a Domain Adaptation Perspective", CVPR 2020, arXiv:2003.10780).
+
+    inner_lr <= 0: the virtual step uses the optimizer's current lr; start < 0: the meta stage starts at the first
+    lr decay (`stage_two_start`); beta None: the effective number's (N - 1) / N; mode "full" meta-differentiates the
+    whole model ("classifier": the classification layers only, their Places-LT variant); 10 dev images per class
+    (CIFAR-LT); eps unclipped and unnormalised (l2rw False).
+    """
+
+    inner_lr: float = -1.0
+    eps_lr: float = 1.0
+    beta: Optional[float] = None
+    start: int = -1
+    mode: str = "full"
+    l2rw: bool = False
+    dev_per_class: int = 10
+    dev_batch_size: int = 100
+    log_period: int = 20
+
+
+META_DEFAULTS = MetaDefaults()
 
 # (module output, targets) -> Tensor[B] of unreduced per-example losses.
 PerExampleLoss = Callable[[Any, Tensor], Tensor]
@@ -59,6 +92,17 @@ def batchnorm_stats_frozen(module: nn.Module) -> Iterator[None]:
             m.track_running_stats = True
 
 
+def stage_two_start(start: int, lr_steps: Iterable[int]) -> int:
+    """When the meta stage starts: `start` when >= 0, else at the first lr decay, `min(lr_steps)` (0 without decay).
+
+    The first decay is the smallest milestone, whatever order the config lists them in: Detectron2 and the
+    classification trainer both decay at every milestone reached, so `lr_steps[0]` would be wrong for an unsorted
+    list, and for a sorted one the two agree. Units are the caller's (detection: iterations; classification: epochs).
+    """
+    start = int(start)
+    return start if start >= 0 else int(min((int(s) for s in lr_steps), default=0))
+
+
 def _as_args(inputs: Inputs) -> Tuple[Any, ...]:
     return inputs if isinstance(inputs, tuple) else (inputs,)
 
@@ -85,10 +129,10 @@ class MetaReweighter:
         class_weights: Tensor,
         *,
         inner_lr: float = 0.01,
-        eps_lr: float = 1.0,
+        eps_lr: float = META_DEFAULTS.eps_lr,
         start_iter: int = 0,
-        l2rw: bool = False,
-        track_period: int = 20,
+        l2rw: bool = META_DEFAULTS.l2rw,
+        track_period: int = META_DEFAULTS.log_period,
     ):
         class_weights = torch.as_tensor(class_weights).detach()
         if class_weights.ndim != 1 or class_weights.numel() == 0:

@@ -20,10 +20,10 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers, _log_classification_stats
 from detectron2.structures import Instances
-from torch import nn
 from torch.nn import functional as F
 
 from lt_detectron import losses as lt_losses
+from lt_detectron.layers import CosineLinear
 
 from .class_counts import read_class_counts
 from .predictor_utils import (
@@ -214,7 +214,15 @@ class FocalBoxPredictor(LTBoxPredictor):
     class_balanced = False
 
     @configurable
-    def __init__(self, input_shape: ShapeSpec, *, gamma: float = 2.0, form: str = "softmax", cb_beta=None, **kwargs):
+    def __init__(
+        self,
+        input_shape: ShapeSpec,
+        *,
+        gamma: float = lt_losses.FOCAL_DEFAULTS.gamma,
+        form: str = lt_losses.FOCAL_DEFAULTS.form,
+        cb_beta=None,
+        **kwargs,
+    ):
         super().__init__(input_shape, **kwargs)
         if form not in ("softmax", "sigmoid"):
             raise ValueError(f"MODEL.LT.FOCAL.FORM must be 'softmax' or 'sigmoid', got {form!r}.")
@@ -245,18 +253,6 @@ class CBFocalBoxPredictor(FocalBoxPredictor):
     class_balanced = True
 
 
-class CosineLinear(nn.Module):
-    """Cosine classifier `cos(w_c, x)` (LDAM's normalised last layer: logits in [-1, 1], scaled in the loss)."""
-
-    def __init__(self, in_features: int, out_features: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(out_features, in_features))
-        nn.init.normal_(self.weight, std=0.01)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
-
-
 class LDAMBoxPredictor(LTBoxPredictor):
     """ "ldam": LDAM margins on the foreground classes, background margin 0, optional DRW (Cao et al.,
     NeurIPS 2019, arXiv:1906.07413)."""
@@ -266,18 +262,17 @@ class LDAMBoxPredictor(LTBoxPredictor):
         self,
         input_shape: ShapeSpec,
         *,
-        max_margin: float = 0.5,
-        scale: float = 30.0,
+        max_margin: float = lt_losses.LDAM_DEFAULTS.max_margin,
+        scale: float = lt_losses.LDAM_DEFAULTS.scale,
         drw_start_iter: int = -1,
-        drw_beta: float = 0.9999,
-        cosine_classifier: bool = True,
+        drw_beta: float = lt_losses.LDAM_DEFAULTS.drw_beta,
+        cosine_classifier: bool = lt_losses.LDAM_DEFAULTS.cosine_classifier,
         **kwargs,
     ):
         super().__init__(input_shape, **kwargs)
         self.max_margin = max_margin
         self.scale = scale
-        self.drw_start_iter = drw_start_iter
-        self.drw_beta = drw_beta
+        self.drw = lt_losses.DeferredReweighting(prior_counts(self.class_counts.cpu()), drw_start_iter, drw_beta)
         self.cosine_classifier = cosine_classifier
         if cosine_classifier:
             self.cls_score = CosineLinear(self.cls_score.in_features, self.num_classes + 1)
@@ -298,12 +293,18 @@ class LDAMBoxPredictor(LTBoxPredictor):
         )
         return ret
 
+    @property
+    def drw_start_iter(self) -> int:
+        return self.drw.start
+
+    @property
+    def drw_beta(self) -> float:
+        return self.drw.beta
+
     def _drw_weight(self) -> Optional[torch.Tensor]:
-        if self.drw_start_iter < 0:
+        if not self.drw.enabled:
             return None
-        fg = lt_losses.drw_weights(
-            prior_counts(self.class_counts.cpu()), current_iteration(), self.drw_start_iter, beta=self.drw_beta
-        )
+        fg = self.drw.weights(current_iteration())
         if fg is None:
             return None
         return torch.cat([fg.float(), fg.new_ones(1).float()]).to(self.class_counts.device)
@@ -364,7 +365,13 @@ class LADEBoxPredictor(BalancedSoftmaxBoxPredictor):
 
     @configurable
     def __init__(
-        self, input_shape: ShapeSpec, *, alpha: float = 0.1, lam: float = 0.1, importance: str = "label", **kwargs
+        self,
+        input_shape: ShapeSpec,
+        *,
+        alpha: float = lt_losses.LADE_DEFAULTS.alpha,
+        lam: float = lt_losses.LADE_DEFAULTS.lam,
+        importance: str = lt_losses.LADE_DEFAULTS.importance,
+        **kwargs,
     ):
         super().__init__(input_shape, **kwargs)
         self.alpha = alpha

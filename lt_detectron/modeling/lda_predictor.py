@@ -24,14 +24,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from lt_detectron import losses as lt_losses
+from lt_detectron.layers import projection_head
 
 from .class_counts import read_class_counts
 from .predictor_utils import gt_classes_of, put_scalars, regression_loss, reject_stock_loss_options
-from .priors import weights_from_counts
+from .priors import zero_count_warning_muted
 
 __all__ = ["LDAScores", "LDABoxPredictor", "balancer_state_to_tensor", "balancer_state_from_tensor"]
 
 FOREGROUND, BACKGROUND = 0, 1  # columns of the FgBg classifier
+_LVIS = lt_losses.LDA_LVIS_DEFAULTS  # the paper's detection recipe
 
 
 class LDAScores(NamedTuple):
@@ -46,14 +48,6 @@ class LDAScores(NamedTuple):
     features: torch.Tensor  # (R, d) box-head features
 
 
-def _projection_head(kind: str, in_dim: int, out_dim: int) -> nn.Module:
-    if kind == "linear":
-        return nn.Linear(in_dim, out_dim)
-    if kind == "mlp":
-        return nn.Sequential(nn.Linear(in_dim, 512), nn.ReLU(inplace=True), nn.Linear(512, out_dim))
-    raise ValueError(f"MODEL.LT.LDA.PROJ_HEAD must be 'linear' or 'mlp', got {kind!r}.")
-
-
 class LDABoxPredictor(FastRCNNOutputLayers):
     """BOX_CLASSIFIER "lda". The stock `cls_score` is replaced by the three classifiers above."""
 
@@ -66,15 +60,16 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         input_shape: ShapeSpec,
         *,
         class_counts,
-        gamma: float = 1.5,
-        window: int = 100,
-        lambda_u: float = 1.0,
-        lambda_b: float = 2.0,
-        lambda_d: float = 0.1,
-        margin: float = 1.0,
-        proj_head: str = "linear",
-        proj_dim: int = 128,
-        pair_weights: bool = False,
+        gamma: float = _LVIS.gamma,
+        window: Optional[int] = _LVIS.window,
+        window_batch_size: Optional[int] = None,
+        lambda_u: float = _LVIS.lambda_u,
+        lambda_b: float = _LVIS.lambda_b,
+        lambda_d: float = _LVIS.lambda_d,
+        margin: float = _LVIS.margin,
+        proj_head: str = _LVIS.proj_head,
+        proj_dim: int = _LVIS.proj_dim,
+        pair_weights: bool = _LVIS.pair_weights,
         balanced_feature_grad: bool = True,
         zero_count_policy: str = "error",
         **kwargs,
@@ -89,21 +84,31 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         for layer in (self.fgbg_score, self.unbalanced_score, self.balanced_score):
             nn.init.normal_(layer.weight, std=0.01)  # as Detectron2 initialises cls_score
             nn.init.constant_(layer.bias, 0.0)
-        self.projection = _projection_head(proj_head, in_dim, proj_dim)
+        try:
+            self.projection = projection_head(proj_head, in_dim, proj_dim)
+        except ValueError as err:
+            raise ValueError(f"MODEL.LT.LDA.PROJ_HEAD: {err}") from None
         counts = torch.as_tensor(class_counts, dtype=torch.float64)
         if counts.shape != (num_classes,):
             raise ValueError(
                 f"LDABoxPredictor: class_counts has shape {tuple(counts.shape)} but NUM_CLASSES is {num_classes}."
             )
-        # w_c = 1 / (C n_c) (docs/methods.md#lda); derived from the config at build time, not checkpointed.
-        weights = weights_from_counts(counts, zero_count_policy, kind="lda")
-        self.register_buffer("balanced_weight", weights.float(), persistent=False)
+        # w_c = 1 / (C n_c) and the risk balancer live in the loss; derived from the config, not checkpointed.
+        with zero_count_warning_muted():
+            self.lda_loss = lt_losses.LDALoss(
+                counts,
+                gamma=gamma,
+                window=window,
+                batch_size=window_batch_size,
+                lambda_u=lambda_u,
+                lambda_b=lambda_b,
+                lambda_d=lambda_d,
+                margin=margin,
+                pair_weights=pair_weights,
+                zero_policy=zero_count_policy,
+            )
         self.register_buffer("class_counts", counts.float(), persistent=False)
-        self.lambda_u, self.lambda_b, self.lambda_d = lambda_u, lambda_b, lambda_d
-        self.margin = margin
-        self.pair_weights = pair_weights
         self.balanced_feature_grad = balanced_feature_grad
-        self.risk_balancer = lt_losses.RiskBalancer(gamma=gamma, window=window)
         # Where the classifiers came from when a stock checkpoint was loaded (see checkpoint.py).
         self.initialised_from_stock: List[Tuple[str, str]] = []
 
@@ -113,20 +118,15 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         ret = super().from_config(cfg, input_shape)
         counts = read_class_counts(cfg)
         lda = cfg.MODEL.LT.LDA
-        window = lda.WINDOW
-        if window <= 0:
-            # docs/methods.md#lda: K = max(1, N / (n_min * B)), B = the expected foreground RoIs per batch.
-            fg_per_batch = round(
-                cfg.SOLVER.IMS_PER_BATCH
-                * cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE
-                * cfg.MODEL.ROI_HEADS.POSITIVE_FRACTION
-            )
-            seen = counts[counts > 0]
-            window = lt_losses.default_window(float(seen.sum()), float(seen.min()), max(1, fg_per_batch))
+        # WINDOW <= 0: K = max(1, N / (n_min * B)) with B = the expected foreground RoIs per batch.
+        fg_per_batch = round(
+            cfg.SOLVER.IMS_PER_BATCH * cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE * cfg.MODEL.ROI_HEADS.POSITIVE_FRACTION
+        )
         ret.update(
             class_counts=counts,
             gamma=lda.GAMMA,
-            window=window,
+            window=lda.WINDOW if lda.WINDOW > 0 else None,
+            window_batch_size=max(1, fg_per_batch),
             lambda_u=lda.LAMBDA_U,
             lambda_b=lda.LAMBDA_B,
             lambda_d=lda.LAMBDA_D,
@@ -138,6 +138,26 @@ class LDABoxPredictor(FastRCNNOutputLayers):
             zero_count_policy=cfg.MODEL.LT.ZERO_COUNT_POLICY,
         )
         return ret
+
+    @property
+    def risk_balancer(self) -> lt_losses.RiskBalancer:
+        return self.lda_loss.balancer
+
+    @property
+    def balanced_weight(self) -> torch.Tensor:
+        return self.lda_loss.balanced_weight
+
+    @property
+    def lambda_u(self) -> float:
+        return self.lda_loss.lambda_u
+
+    @property
+    def lambda_b(self) -> float:
+        return self.lda_loss.lambda_b
+
+    @property
+    def lambda_d(self) -> float:
+        return self.lda_loss.lambda_d
 
     # --- forward / inference ------------------------------------------------------------------------
     def forward(self, x: torch.Tensor):
@@ -157,9 +177,6 @@ class LDABoxPredictor(FastRCNNOutputLayers):
     # --- losses -------------------------------------------------------------------------------------
     def _balanced_logits(self, features: torch.Tensor) -> torch.Tensor:
         return self.balanced_score(features if self.balanced_feature_grad else features.detach())
-
-    def _divergence_weights(self) -> Optional[torch.Tensor]:
-        return self.balanced_weight if self.pair_weights else None
 
     @staticmethod
     def _fgbg_targets(is_fg: torch.Tensor) -> torch.Tensor:
@@ -192,24 +209,15 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         if num_fg > 0:
             y, x = gt_classes[is_fg], scores.features[is_fg]
             logits_u, logits_b = self.unbalanced_score(x), self._balanced_logits(x)
-            loss_u = F.cross_entropy(logits_u, y)
-            # L_b sums w_y CE over the batch without normalising (as the authors' public code does;
-            # docs/methods.md#lda).
-            loss_b = lt_losses.cb_cross_entropy(logits_b, y, self.balanced_weight, reduction="sum")
-            intra, inter = lt_losses.lda_divergence(
-                self.projection(x), y, margin=self.margin, class_weights=self._divergence_weights()
-            )
-            acc_u = lt_losses.accuracy_percent(logits_u, y)
-            acc_b = lt_losses.accuracy_percent(logits_b, y)
-            if self.training:
-                self.risk_balancer.update(acc_u, acc_b)
+            out = self.lda_loss(logits_u, logits_b, self.projection(x), y, update_balancer=self.training)
+            loss_u, loss_b, intra, inter = out.terms
             put_scalars(
                 **{
-                    "lda/acc_unbalanced": acc_u,
-                    "lda/acc_balanced": acc_b,
-                    "lda/acc_gap": acc_u - acc_b,
+                    "lda/acc_unbalanced": out.acc_unbalanced,
+                    "lda/acc_balanced": out.acc_balanced,
+                    "lda/acc_gap": out.acc_unbalanced - out.acc_balanced,
                     # Detectron2's name for the foreground classification accuracy, as the stock head logs it.
-                    "fast_rcnn/fg_cls_accuracy": acc_b / 100.0,
+                    "fast_rcnn/fg_cls_accuracy": out.acc_balanced / 100.0,
                 }
             )
         else:
@@ -218,6 +226,7 @@ class LDABoxPredictor(FastRCNNOutputLayers):
             zero = sum(p.sum() for p in self.parameters()) * 0.0
             loss_u = loss_b = intra = inter = zero
         alpha = float(self.risk_balancer.alpha)
+        weighted = self.lda_loss.weighted(lt_losses.LDATerms(loss_u, loss_b, intra, inter), alpha)
 
         raw = {"fgbg": loss_fgbg, "unbalanced": loss_u, "balanced": loss_b, "intra": intra, "inter": inter}
         put_scalars(
@@ -226,10 +235,10 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         )
         return {
             "loss_fgbg": loss_fgbg,
-            "loss_cls_unbalanced": self.lambda_u * loss_u,
-            "loss_cls_balanced": self.lambda_b * alpha * loss_b,
-            "loss_lda_intra": self.lambda_d * intra,
-            "loss_lda_inter": self.lambda_d * inter,
+            "loss_cls_unbalanced": weighted["unbalanced"],
+            "loss_cls_balanced": weighted["balanced"],
+            "loss_lda_intra": weighted["intra"],
+            "loss_lda_inter": weighted["inter"],
             "loss_box_reg": regression_loss(self, proposal_deltas, proposals, gt_classes),
         }
 

@@ -9,12 +9,14 @@ classes share `1 - b` in proportion to `n_c`. At inference the target prior keep
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
-import os
 import warnings
+from typing import Iterator
 
 import torch
+
+from lt_detectron.losses import class_weights, parse_target_prior, prior_from_counts
 
 __all__ = [
     "resolve_background_prior",
@@ -23,20 +25,23 @@ __all__ = [
     "detection_source_prior",
     "detection_target_prior",
     "load_foreground_prior",
+    "zero_count_warning_muted",
 ]
 
 logger = logging.getLogger(__name__)
 
 
-def weights_from_counts(counts, zero_count_policy: str, **kwargs) -> torch.Tensor:
-    """`lt_detectron.losses.class_weights` under the config's zero-count policy.
-
-    read_class_counts has already warned about the unseen classes, so the loss library's warning is muted.
-    """
-    from lt_detectron.losses import class_weights
-
+@contextlib.contextmanager
+def zero_count_warning_muted() -> Iterator[None]:
+    """read_class_counts has already warned about the unseen classes: mute the loss library's repeat of it."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="class_weights: classes .* have no training samples")
+        yield
+
+
+def weights_from_counts(counts, zero_count_policy: str, **kwargs) -> torch.Tensor:
+    """`lt_detectron.losses.class_weights` under the config's zero-count policy (warning muted, see above)."""
+    with zero_count_warning_muted():
         return class_weights(
             torch.as_tensor(counts, dtype=torch.float64).cpu(), zero_policy=zero_count_policy, **kwargs
         )
@@ -61,7 +66,7 @@ def resolve_background_prior(cfg) -> float:
 
 
 def _with_background(fg_prior: torch.Tensor, background_prior: float) -> torch.Tensor:
-    fg = fg_prior / fg_prior.sum()
+    fg = prior_from_counts(fg_prior, dtype=torch.float64)
     return torch.cat([fg * (1.0 - background_prior), fg.new_tensor([background_prior])]).float()
 
 
@@ -71,32 +76,8 @@ def detection_source_prior(counts, background_prior: float) -> torch.Tensor:
 
 
 def load_foreground_prior(spec: str, counts) -> torch.Tensor:
-    """Foreground target prior q (length C, sums to 1) from "uniform", "source" or a json file path."""
-    counts = prior_counts(counts)
-    num = counts.numel()
-    if spec == "uniform":
-        return torch.full((num,), 1.0 / num, dtype=torch.float64)
-    if spec == "source":
-        return counts / counts.sum()
-    if not os.path.isfile(spec):
-        raise ValueError(
-            f"MODEL.LT.TEST_TARGET_PRIOR = {spec!r} is neither 'uniform', 'source' nor an existing json "
-            "file; give a path to a json list of per-class priors."
-        )
-    try:
-        with open(spec) as f:
-            values = json.load(f)
-        prior = torch.as_tensor(values, dtype=torch.float64)
-    except (ValueError, TypeError) as e:
-        raise ValueError(
-            f"{spec}: MODEL.LT.TEST_TARGET_PRIOR must be a json list of {num} non-negative numbers ({e})."
-        ) from e
-    if prior.shape != (num,) or not torch.isfinite(prior).all() or (prior < 0).any() or prior.sum() <= 0:
-        raise ValueError(
-            f"{spec}: MODEL.LT.TEST_TARGET_PRIOR must be a json list of {num} non-negative numbers with a "
-            f"positive sum (one per class, in contiguous class order); got shape {tuple(prior.shape)}."
-        )
-    return prior / prior.sum()
+    """Foreground target prior q (length C, sums to 1): `lt_detectron.losses.parse_target_prior` of the counts."""
+    return parse_target_prior(spec, prior_counts(counts), key="MODEL.LT.TEST_TARGET_PRIOR")
 
 
 def detection_target_prior(spec: str, counts, background_prior: float) -> torch.Tensor:
