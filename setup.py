@@ -1,7 +1,8 @@
 """lt-detectron: long-tailed detection/segmentation methods as Detectron2 parts.
 
 Like Detectron2's own projects, torch, torchvision and Detectron2 are not listed here, so a user with their
-own Detectron2 build can `pip install -e .`; `requirements.txt` pins the tested stack.
+own Detectron2 build can `pip install -e .`; `requirements.txt` and `requirements/current.txt` state the two
+tested stacks and `requirements/*.lock` pin every package of each (see docs/install.md).
 """
 
 from setuptools import find_packages, setup
@@ -21,6 +22,7 @@ setup(
         "iopath",
         "lvis",
         "pycocotools",
+        "faster-coco-eval>=1.8.0",
         "scikit-learn",
         "matplotlib",
         "tqdm",

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch.utils.weak import WeakIdKeyDictionary
 
+from ..utils import torch_compat
+
 ArrayLike = Union[torch.Tensor, np.ndarray, Sequence[float]]
 
 # A prior built as counts / counts.sum() in float32 is off by ~1e-6; a hand-written one by rounding.
@@ -40,7 +42,7 @@ def memoized(tensor: object, key: Hashable, compute: Callable[[], T]) -> T:
         type(tensor) is not torch.Tensor
         or tensor.requires_grad
         or torch.is_inference_mode_enabled()
-        or torch._C._are_functorch_transforms_active()
+        or torch_compat.functorch_transforms_active()
     ):
         return compute()
     version = tensor._version

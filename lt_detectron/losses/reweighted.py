@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..utils import torch_compat
 from ._validation import ArrayLike, check_class_weight, check_logits_targets, check_reduction, reduce_loss
 
 FOCAL_FORMS = ("softmax", "sigmoid")
@@ -76,7 +77,7 @@ def focal_loss(
     weight = check_class_weight(weight, logits.shape[1], fn, logits)
 
     if form == "softmax":
-        if torch._C._are_functorch_transforms_active():
+        if torch_compat.functorch_transforms_active():
             # torch.func (the meta-weighting engine differentiates the loss twice): plain autograd ops.
             log_pt = -F.cross_entropy(logits, targets, reduction="none")
             per_example = -_one_minus_pt(log_pt).pow(gamma) * log_pt
@@ -128,4 +129,4 @@ class _SoftmaxFocalFunction(torch.autograd.Function):
         # gradient above for a_i = g_i f'(l_i), in cross-entropy's own fused backward kernel.
         target_grad = (grad_per_example * d_log_pt)[:, None]
         grad_log_q = torch.zeros_like(log_q).scatter_(1, targets[:, None], target_grad)
-        return torch._log_softmax_backward_data(grad_log_q, log_q, 1, log_q.dtype), None, None
+        return torch_compat.log_softmax_backward(grad_log_q, log_q, 1), None, None

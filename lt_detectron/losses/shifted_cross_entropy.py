@@ -10,16 +10,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..utils import torch_compat
 from ._validation import reduce_loss
 
 # float32 exp() of arguments below about -87 gives denormals (or 0), which CPUs compute on a slow path. A logit more
 # than 70 below its row's maximum has softmax probability < e^-70 ~ 4e-31: raising it to that floor changes the
 # log-sum-exp by less than C * 4e-31 (nothing in float32) and its own gradient by < 4e-31.
 FLOAT32_FLOOR_BELOW_MAX = 70.0
-
-
-# nll_loss's reduction codes (ATen's Reduction enum).
-_REDUCTION_CODES = {"none": 0, "mean": 1, "sum": 2}
 
 
 def floor_far_below_row_max(shifted: torch.Tensor) -> None:
@@ -41,7 +38,7 @@ def shifted_cross_entropy(
     per class, length C): per example ("none"), summed, or the batch mean (0 for an empty batch)."""
     if targets.numel() == 0:
         return reduce_loss(logits.sum(dim=1), reduction)
-    if torch._C._are_functorch_transforms_active():
+    if torch_compat.functorch_transforms_active():
         # torch.func (the meta-weighting engine differentiates losses twice): plain autograd ops.
         shifted = logits * scale if scale != 1.0 else logits
         if column_shift is not None:
@@ -84,10 +81,9 @@ class _ShiftedCrossEntropy(torch.autograd.Function):
                 floor_far_below_row_max(shifted)
             shifted.scatter_(1, target_index, target_values)
         log_q = torch.log_softmax(shifted, dim=1, out=shifted if in_place else None)
-        code = _REDUCTION_CODES[reduction]
-        loss, total_weight = torch.ops.aten.nll_loss_forward(log_q, targets, None, code, -100)
+        loss, total_weight = torch_compat.nll_loss_forward(log_q, targets, reduction)
         ctx.save_for_backward(log_q, targets, total_weight)
-        ctx.scale, ctx.code = scale, code
+        ctx.scale, ctx.reduction = scale, reduction
         return loss
 
     @staticmethod
@@ -97,8 +93,8 @@ class _ShiftedCrossEntropy(torch.autograd.Function):
         # Cross-entropy's own backward kernels: NLL's gradient -s g_i onehot(y_i) (with 1/B for "mean"), then
         # log_softmax_backward(G, log q) = G - q sum(G), which gives s g_i (q_i - onehot(y_i)).
         grad = grad_loss * ctx.scale if ctx.scale != 1.0 else grad_loss
-        grad_log_q = torch.ops.aten.nll_loss_backward(grad, log_q, targets, None, ctx.code, -100, total_weight)
-        grad_logits = torch._log_softmax_backward_data(grad_log_q, log_q, 1, log_q.dtype)
+        grad_log_q = torch_compat.nll_loss_backward(grad, log_q, targets, ctx.reduction, total_weight)
+        grad_logits = torch_compat.log_softmax_backward(grad_log_q, log_q, 1)
         # Shifts that require grad (a learned prior or margins): dL/db_c = sum_i dL/dshifted_ic and
         # dL/dt_c = -sum_{i: y_i = c} dL/dshifted_ic.
         grad_column = grad_target = None
