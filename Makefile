@@ -48,8 +48,11 @@ endif
 	tools/lock.sh check $(PY) $(LOCK)
 	@touch $(STAMP)
 
+# pytest exits 5 when it collected nothing (a wrong path or filter): a test run that tested nothing fails loudly.
 test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	@rc=0; $(PY) -m pytest -q $(PYTEST_ARGS) || rc=$$?; \
+	 if [ $$rc = 5 ]; then echo "error: pytest collected no tests (STACK=$(STACK), PYTEST_ARGS='$(PYTEST_ARGS)')." \
+	   "Fix: check the paths and -k/-m filters." >&2; fi; exit $$rc
 
 demo: setup
 	$(PY) tools/demo.py
@@ -78,7 +81,7 @@ format: setup
 
 # What a device call carries for benchmarks/gpu_check.sh (docs/install.md, "GPU machine").
 gpu-carry:
-	benchmarks/gpu_check.sh --prepare
+	D2_SOURCE="$(D2_SOURCE)" benchmarks/gpu_check.sh --prepare
 
 clean-venv:
 	rm -rf $(VENV)

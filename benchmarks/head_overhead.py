@@ -1,11 +1,11 @@
-"""Training-time overhead of the LT box classifiers over Detectron2's stock box predictor (CPU).
+"""Training-time overhead of the LT box classifiers over Detectron2's stock box predictor (CPU or CUDA).
 
 One LVIS-sized Mask R-CNN R50-FPN (model-zoo config, random weights, 1203 classes, 512 sampled RoIs per image,
 batch of 2 images of 512x512 px) is built once; each head's box predictor is swapped into the same model, so
 backbone, RPN, box head and mask head are shared. Runs alternate between heads (the order rotates each round)
 and every ratio is a median of per-round ratios to the stock predictor measured in the same round:
 
-  whole iteration   forward + backward + SGD step of the whole model            (target <= 1.05x)
+  whole iteration   forward + backward + SGD step of the whole model            (target <= 1.05x CPU, <= 1.02x GPU)
   box head only     RoI box pooler + box head + predictor + losses, fwd + bwd    (reported)
   predictor only    predictor + losses on fixed box-head features, fwd + bwd: the only code that differs
                     between heads, cheap enough for many rounds (`--predictor-iters`)
@@ -13,10 +13,13 @@ and every ratio is a median of per-round ratios to the stock predictor measured 
                     outside the box branch is shared, so this is the whole-iteration ratio with the noise of
                     the (long, noisy on a shared CPU) backbone/RPN/mask part taken out.
 
-The optimiser's learning rate is 0, so every head sees the same weights, proposals and samples.
+The optimiser's learning rate is 0, so every head sees the same weights, proposals and samples. With
+`--device cuda` the model, the extra predictors and every input live on the GPU, and each timed call is bracketed
+by torch.cuda.synchronize() (wall clock), so it measures the kernels it launched.
 
     python benchmarks/head_overhead.py       # every LT head: ~8 min on one free core, longer on a loaded machine
     python benchmarks/head_overhead.py --iters 1 --head-iters 2 --heads lda cb   # quick smoke run
+    python benchmarks/head_overhead.py --device cuda --size 800 --iters 10 --head-iters 10 --predictor-iters 30
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from detectron2.utils.events import EventStorage
 
 from lt_detectron.config import add_lt_config
 from lt_detectron.modeling import BOX_PREDICTORS, build_box_predictor
+from lt_detectron.utils import atomic_write
 
 STOCK = "stock"
 DATASET = "head_overhead_lvis_like"
@@ -61,7 +65,7 @@ def build_cfg(args):
     cfg = get_cfg()
     add_lt_config(cfg)
     cfg.merge_from_file(model_zoo.get_config_file("LVISv1-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"))
-    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.DEVICE = args.device
     cfg.MODEL.WEIGHTS = ""  # random weights: nothing is downloaded
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = args.num_classes
     cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = args.rois
@@ -83,19 +87,32 @@ def synthetic_inputs(args, seed: int = 0) -> List[dict]:
         inst.gt_classes = torch.randint(0, args.num_classes, (n,), generator=g)
         inst.gt_masks = PolygonMasks([[b[[0, 1, 2, 1, 2, 3, 0, 3]].numpy()] for b in boxes])
         image = torch.rand(3, args.size, args.size, generator=g) * 255
-        inputs.append({"image": image, "instances": inst, "height": args.size, "width": args.size})
+        # On the device once, as a data loader with pinned memory would hand them over; the model's own .to() is
+        # then a no-op, so no timed iteration pays a host-to-device copy.
+        inputs.append(
+            {"image": image.to(device), "instances": inst.to(device), "height": args.size, "width": args.size}
+        )
     return inputs
 
 
 # "cpu": this process's CPU time, immune to other processes preempting it on a shared machine (the default with one
-# torch thread; with more, idle OpenMP workers spin and bill CPU time, so "wall" is the default there).
+# torch thread on CPU; with more, idle OpenMP workers spin and bill CPU time, so "wall" is the default there, and
+# the only clock for CUDA, whose kernels run asynchronously).
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 clock = time.perf_counter
+device = torch.device("cpu")
+
+
+def synchronize() -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def timed(fn: Callable[[], None]) -> float:
+    synchronize()
     start = clock()
     fn()
+    synchronize()
     return clock() - start
 
 
@@ -112,13 +129,23 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--objects", type=int, default=12, help="ground-truth objects per image")
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default=None, help="default: cpu with 1 thread, else wall")
+    parser.add_argument(
+        "--clock", choices=sorted(CLOCKS), default=None, help="default: cpu with 1 thread on CPU, else wall"
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--out", default=None, help="also write the table (markdown) to this file")
     args = parser.parse_args(argv)
-    global clock
-    clock_name = args.clock or ("cpu" if torch.get_num_threads() == 1 else "wall")
+    global clock, device
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device cuda: torch {torch.__version__} sees no CUDA device; run on a GPU machine")
+    clock_name = args.clock or ("cpu" if device.type == "cpu" and torch.get_num_threads() == 1 else "wall")
+    if device.type == "cuda" and clock_name == "cpu":
+        parser.error("--clock cpu measures host time only; CUDA kernels run asynchronously (use --clock wall)")
     clock = CLOCKS[clock_name]
     wall = time.perf_counter()
-    print(f"threads={torch.get_num_threads()} clock={clock_name} load average at start={os.getloadavg()}", flush=True)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device={device} ({where}) clock={clock_name} load average at start={os.getloadavg()}", flush=True)
 
     cfg = build_cfg(args)
     torch.manual_seed(0)
@@ -134,7 +161,7 @@ def main(argv=None) -> int:
         head_cfg = cfg.clone()
         head_cfg.MODEL.LT.BOX_CLASSIFIER = name
         torch.manual_seed(0)
-        predictors[name] = build_box_predictor(head_cfg, model.roi_heads.box_head.output_shape).train()
+        predictors[name] = build_box_predictor(head_cfg, model.roi_heads.box_head.output_shape).to(device).train()
     names = list(predictors)
     inputs = synthetic_inputs(args)
     optimizers = {}
@@ -196,16 +223,15 @@ def main(argv=None) -> int:
             print(f"{label}: {rounds} rounds done at {time.perf_counter() - wall:.0f} s", flush=True)
     model.zero_grad(set_to_none=True)
 
-    print(
-        f"\nR50-FPN Mask R-CNN, {args.num_classes} classes, {args.rois} RoIs/img, batch {args.batch}, "
-        f"{args.size}px, CPU, {torch.get_num_threads()} threads, {clock_name} clock; "
-        "ratios = median over rounds of head / stock"
-    )
-    print(
+    lines = [
+        f"R50-FPN Mask R-CNN, {args.num_classes} classes, {args.rois} RoIs/img, batch {args.batch}, "
+        f"{args.size}px, {where}, torch {torch.__version__}, {clock_name} clock; "
+        "ratios = median over rounds of head / stock",
+        "",
         "| head | whole iter (s) | whole-iter ratio | box head only (ms) | head-only ratio | predictor only (ms) "
-        "| predictor-only ratio | derived whole-iter ratio |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+        "| predictor-only ratio | derived whole-iter ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     whole_stock = statistics.median(results["whole iteration"][STOCK])
     predictor_stock = statistics.median(results["predictor only"][STOCK])
     for name in names:
@@ -216,7 +242,11 @@ def main(argv=None) -> int:
             row += [f"{statistics.median(times) * unit:.3f}", f"{ratio:.3f}x"]
         derived = 1.0 + (statistics.median(results["predictor only"][name]) - predictor_stock) / whole_stock
         row.append(f"{derived:.4f}x")
-        print("| " + " | ".join(row) + " |")
+        lines.append("| " + " | ".join(row) + " |")
+    text = "\n".join(lines) + "\n"
+    print("\n" + text, end="")
+    if args.out:
+        atomic_write(args.out, lambda f: f.write(text), binary=False)
     print(f"\ntotal {time.perf_counter() - wall:.0f} s; load average at end={os.getloadavg()}")
     return 0
 

@@ -147,7 +147,7 @@ def test_risk_balancer_state_restores_next_alpha_exactly():
     torch.save({"balancer": original.state_dict()}, buffer)
     buffer.seek(0)
     resumed = L.RiskBalancer(gamma=2.0, window=100)
-    resumed.load_state_dict(torch.load(buffer)["balancer"])
+    resumed.load_state_dict(torch.load(buffer, weights_only=True)["balancer"])  # plain data: the safe loader
     for acc_u, acc_b in accuracies[25:]:
         assert resumed.update(acc_u, acc_b) == original.update(acc_u, acc_b)
 

@@ -70,12 +70,16 @@ def test_use_fallback_rejects_unknown_names():
             pass
 
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", sorted(LOSSES))
-def test_losses_agree_on_private_path_and_fallback(name):
+def test_losses_agree_on_private_path_and_fallback(name, device):
     """Each loss with a hand-written backward gives the same value and gradient (a) on the private kernels,
     (b) with the kernels' fallbacks inside the same hand-written backward, (c) on the composed autograd path that a
     torch without the transforms check takes."""
-    logits, targets, counts = _inputs(seed=3)
+    logits, targets, counts = (t.to(device) for t in _inputs(seed=3))
     results = []
     for forced in ((), KERNELS, tuple(torch_compat._ENTRY_POINTS)):
         z = logits.clone().requires_grad_(True)
