@@ -64,7 +64,7 @@ lock:
 	$(VENV)-lock/bin/python -m pip install -q --upgrade pip
 	$(VENV)-lock/bin/python -m pip install -q -r $(INTENT)
 ifeq ($(STACK),current)
-	D2_WITH_DEPS=1 tools/install_detectron2.sh $(VENV)-lock/bin/python "$(D2_SOURCE)"
+	D2_WITH_DEPS=1 D2_CONSTRAINTS=$(INTENT) tools/install_detectron2.sh $(VENV)-lock/bin/python "$(D2_SOURCE)"
 endif
 	tools/lock.sh freeze $(VENV)-lock/bin/python $(LOCK) \
 	  "Stack '$(STACK)': exact versions of every package installed from $(INTENT)$(if $(filter current,$(STACK)), and Detectron2 $(D2_COMMIT)'s dependencies,). Used by make setup STACK=$(STACK)."

@@ -116,6 +116,6 @@ def test_trainer_pretrains_g_with_ce_when_no_checkpoint_is_given(tmp_path):
     assert load_config(os.path.join(tmp_path, "m2m_g", "config.yaml")).METHOD.NAME == "ce"  # ERM, same recipe
     g = trainer.method._g[0]
     assert not g.training and not any(p.requires_grad for p in g.parameters())
-    saved = torch.load(g_weights)["model"]
+    saved = torch.load(g_weights, weights_only=True)["model"]
     assert all(torch.equal(saved[k], v) for k, v in g.state_dict().items())
     assert not any(k.startswith("_g") for k in trainer.method.state_dict())  # g is an input, not trained state

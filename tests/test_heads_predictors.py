@@ -396,7 +396,7 @@ def test_lda_balancer_state_survives_checkpoint_round_trip():
     restored = build_heads(tiny_cfg("lda"))
     assert restored.box_predictor.risk_balancer.alpha == 0.0
     buffer.seek(0)
-    checkpoint = torch.load(buffer)
+    checkpoint = torch.load(buffer, weights_only=True)
     incompatible = DetectionCheckpointer(restored)._load_model(checkpoint)
     assert not incompatible.missing_keys and not incompatible.incorrect_shapes
     assert restored.box_predictor.risk_balancer.state_dict() == balancer.state_dict()

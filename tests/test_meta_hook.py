@@ -168,7 +168,7 @@ def test_meta_training_on_lt_shapes_finite_losses_plot_and_resume(tmp_path, tiny
 
     # Resume from the checkpoint written after iteration 2: schedule position and eps state come back.
     ckpt = os.path.join(out, "model_0000002.pth")
-    saved = torch.load(ckpt, map_location="cpu")["trainer"]["hooks"]["MetaWeightingHook"]
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)["trainer"]["hooks"]["MetaWeightingHook"]
     resumed = _Trainer(cfg)
     resumed.checkpointer.load(ckpt)
     assert resumed.iter == 2

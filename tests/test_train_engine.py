@@ -98,7 +98,7 @@ def test_checkpoints_are_written_atomically(trained):
     assert "model_final.pth" in files and not [f for f in files if f.endswith(".tmp")]
     with open(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")) as f:
         assert f.read() == "model_final.pth"
-    saved = torch.load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"), map_location="cpu")
+    saved = torch.load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"), map_location="cpu", weights_only=True)
     assert saved["iteration"] == cfg.SOLVER.MAX_ITER - 1
     name = next(iter(saved["model"]))
     assert torch.equal(saved["model"][name], trainer.model.state_dict()[name])

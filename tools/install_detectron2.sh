@@ -5,7 +5,7 @@
 # $LT_D2_WHEEL_CACHE (default ~/.cache/lt-detectron/detectron2), keyed by the source (its content for a file), the
 # Python and torch versions and the CUDA settings, so a second virtual environment reuses it instead of compiling
 # again; LT_D2_WHEEL_CACHE= (empty) turns that off. Runtime dependencies come from the lock file: installed here
-# with --no-deps unless D2_WITH_DEPS=1 (used when a lock is generated).
+# with --no-deps unless D2_WITH_DEPS=1 (used when a lock is generated, with D2_CONSTRAINTS=<intent file>).
 set -euo pipefail
 py="${1:?usage: tools/install_detectron2.sh PYTHON SOURCE}"
 src="${2:?usage: tools/install_detectron2.sh PYTHON SOURCE}"
@@ -28,7 +28,7 @@ fi
 if [ -z "$cache_root" ]; then
   echo "building Detectron2 from $src (MAX_JOBS=$MAX_JOBS)"
   # shellcheck disable=SC2086
-  "$py" -m pip install -q --no-build-isolation $deps "$src"
+  "$py" -m pip install -q --no-build-isolation $deps ${D2_CONSTRAINTS:+-c "$D2_CONSTRAINTS"} "$src"
   exit 0
 fi
 
@@ -47,5 +47,8 @@ if [ -z "$wheel" ]; then
 else
   echo "reusing the Detectron2 wheel $wheel"
 fi
-# shellcheck disable=SC2086
-"$py" -m pip install -q --force-reinstall $deps "$wheel"
+"$py" -m pip install -q --force-reinstall --no-deps "$wheel"
+if [ -z "$deps" ]; then
+  # Its missing dependencies only (nothing installed is upgraded), within $D2_CONSTRAINTS (the stack's intent file).
+  "$py" -m pip install -q ${D2_CONSTRAINTS:+-c "$D2_CONSTRAINTS"} "$wheel"
+fi

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Dict, Tuple
 
 import numpy as np
+import torch
 from torch import Tensor
 
 __all__ = ["EpsTracker"]
@@ -71,16 +72,17 @@ class EpsTracker:
         return np.where(self._total_count > 0, self._total_sum / np.maximum(self._total_count, 1), np.nan)
 
     def state_dict(self) -> Dict[str, Any]:
+        """Tensors, numbers and lists only, so checkpoints load with torch.load(weights_only=True)."""
         return {
             "num_classes": self.num_classes,
             "period": self.period,
-            "window_sum": self._window_sum.copy(),
-            "window_count": self._window_count.copy(),
-            "total_sum": self._total_sum.copy(),
-            "total_count": self._total_count.copy(),
+            "window_sum": torch.from_numpy(self._window_sum.copy()),
+            "window_count": torch.from_numpy(self._window_count.copy()),
+            "total_sum": torch.from_numpy(self._total_sum.copy()),
+            "total_count": torch.from_numpy(self._total_count.copy()),
             "updates": self._updates,
             "iterations": list(self._iterations),
-            "means": [m.copy() for m in self._means],
+            "means": [torch.from_numpy(m.copy()) for m in self._means],
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
