@@ -189,7 +189,11 @@ for cfg in configs/demo/lt_shapes_*.yaml; do
   head=$(basename "$cfg" .yaml)
   head=${head#lt_shapes_}
   case "$head" in base) continue ;; meta) RUNS+=("meta:$cfg:MODEL.LT.META.START_ITER $((ITERS / 5))") ;;
-    *) RUNS+=("$head:$cfg:" "$head+amp:$cfg:SOLVER.AMP.ENABLED True") ;;
+    *)
+      RUNS+=("$head:$cfg:")
+      # Detectron2's AMPTrainer requires CUDA: the dry run trains fp32 only.
+      [ "$DEVICE" = cuda ] && RUNS+=("$head+amp:$cfg:SOLVER.AMP.ENABLED True")
+      ;;
   esac
 done
 train_one() { # NAME:CONFIG:EXTRA -> logs/train_NAME.log, result line in $OUT/train/NAME.txt
