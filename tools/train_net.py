@@ -38,6 +38,13 @@ def _eval_weights(cfg) -> str:
     )
 
 
+def build_trainer(cfg, resume: bool) -> LTTrainer:
+    """The trainer `main` runs: built, then resumed from OUTPUT_DIR's last checkpoint or loaded from MODEL.WEIGHTS."""
+    trainer = LTTrainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    return trainer
+
+
 def main(args):
     cfg = setup_cfg(args)
     if args.eval_only:
@@ -47,9 +54,7 @@ def main(args):
         if comm.is_main_process():
             verify_results(cfg, results)
         return results
-    trainer = LTTrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    return build_trainer(cfg, resume=args.resume).train()
 
 
 def invoke_main(argv: list[str] | None = None) -> None:

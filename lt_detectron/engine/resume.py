@@ -5,9 +5,9 @@ its index stream from the beginning again and the random generators are seeded o
 run sees other images, flips and sampled RoIs than the uninterrupted one. LTTrainer adds:
 - `ResumableSampler`: wraps the training sampler and skips the indices this rank consumed before the checkpoint
   (the samplers' streams are deterministic given their seed; only indices are generated, no image is read);
-- `IterationSeedHook`: re-seeds Python, NumPy and torch (CPU and CUDA) before every iteration from
-  (seed, rank, iteration), so RoI sampling and data augmentation do not depend on how many iterations this
-  process has run.
+- `IterationSeedHook`: re-seeds Python, NumPy and torch (CPU and CUDA) from (seed, rank, iteration) before every
+  iteration and again when the model's forward starts, so data augmentation and RPN / RoI sampling do not
+  depend on how many iterations this process has run.
 Together, with cfg.SEED >= 0 (a negative SEED draws one, kept in the checkpoint), DATALOADER.NUM_WORKERS 0 and
 batches of consecutive indices (ASPECT_RATIO_GROUPING off, or images of one aspect-ratio group such as
 lt_shapes), a stopped and resumed run trains the same weights as an uninterrupted one, with any number of
@@ -63,30 +63,44 @@ def build_resumable_train_loader(cfg: CfgNode):
     return loader
 
 
-def iteration_seed(base_seed: int, rank: int, iteration: int) -> int:
-    """A 31-bit seed for (base seed, rank, iteration), well spread by NumPy's SeedSequence."""
-    return int(np.random.SeedSequence([int(base_seed) % 2**32, int(rank), int(iteration)]).generate_state(1)[0] >> 1)
+def iteration_seed(base_seed: int, rank: int, iteration: int, stream: int = 0) -> int:
+    """A 31-bit seed for (base seed, rank, iteration, stream), well spread by NumPy's SeedSequence."""
+    entropy = [int(base_seed) % 2**32, int(rank), int(iteration), int(stream)]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0] >> 1)
 
 
 class IterationSeedHook(HookBase):
-    """Re-seed every generator before each iteration from (seed, rank, iteration); the seed rides in the checkpoint.
+    """Re-seed every generator from (seed, rank, iteration) before each iteration and again as the model's training
+    forward starts; the seed rides in the checkpoint.
 
-    Must run before the other hooks' `before_step` (LTTrainer puts it first). In `before_train` it also opens
-    the data-loader iterator, whose creation draws from torch's generator: opened there, that draw happens before
-    the first re-seed in an uninterrupted and in a resumed run alike.
+    Must run before the other hooks' `before_step` (LTTrainer puts it first). The first seed governs the data
+    (augmentations run in the main process without workers); the second the model (RPN / RoI sampling), after
+    whatever the data loader drew: its first batch after a (re)start creates the loader's iterator, which draws
+    from torch's generator in that iteration only.
     """
 
     def __init__(self, seed: int):
         # A negative cfg.SEED means "random": draw one (the same on every rank) and keep it in the checkpoint.
         self.seed = int(seed) if seed >= 0 else int(comm.shared_random_seed())
+        self._handle = None
+
+    def _seed(self, stream: int) -> None:
+        seed_all_rng(iteration_seed(self.seed, comm.get_rank(), self.trainer.iter, stream))
+
+    def _seed_forward(self, module, args) -> None:
+        if module.training:
+            self._seed(stream=1)
 
     def before_train(self) -> None:
-        inner = getattr(self.trainer, "_trainer", self.trainer)
-        if hasattr(inner, "_data_loader_iter"):
-            inner._data_loader_iter  # noqa: B018 -- the property creates the iterator
+        self._handle = self.trainer.model.register_forward_pre_hook(self._seed_forward)
+
+    def after_train(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
 
     def before_step(self) -> None:
-        seed_all_rng(iteration_seed(self.seed, comm.get_rank(), self.trainer.iter))
+        self._seed(stream=0)
 
     def state_dict(self) -> Dict[str, Any]:
         return {"seed": self.seed}
