@@ -5,8 +5,10 @@
     python tools/train_net.py --config-file configs/demo/lt_shapes_baseline.yaml --eval-only \
         MODEL.WEIGHTS out/model_final.pth
     python tools/train_net.py --num-gpus 8 --config-file configs/lvis_baseline.yaml SOLVER.IMS_PER_BATCH 16
+    python tools/train_net.py --num-gpus 2 --config-file configs/demo/lt_shapes_lda.yaml   # 2 CPU processes
 
-Everything but argument handling lives in lt_detectron.engine.
+--num-gpus N starts N processes: one per GPU with NCCL, or N CPU processes with gloo when MODEL.DEVICE is cpu
+(docs/distributed.md). Everything but argument handling lives in lt_detectron.engine.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import os
 import sys
 
 import detectron2.utils.comm as comm
-from detectron2.engine import default_argument_parser, launch
+from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
 
-from lt_detectron.engine import AtomicDetectionCheckpointer, LTTrainer, setup_cfg
+from lt_detectron.engine import AtomicDetectionCheckpointer, LTTrainer, build_cfg, setup_cfg
+from lt_detectron.engine.distributed import launch
 
 
 def _eval_weights(cfg) -> str:
@@ -35,6 +38,13 @@ def _eval_weights(cfg) -> str:
     )
 
 
+def build_trainer(cfg, resume: bool) -> LTTrainer:
+    """The trainer `main` runs: built, then resumed from OUTPUT_DIR's last checkpoint or loaded from MODEL.WEIGHTS."""
+    trainer = LTTrainer(cfg)
+    trainer.resume_or_load(resume=resume)
+    return trainer
+
+
 def main(args):
     cfg = setup_cfg(args)
     if args.eval_only:
@@ -44,17 +54,18 @@ def main(args):
         if comm.is_main_process():
             verify_results(cfg, results)
         return results
-    trainer = LTTrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    return build_trainer(cfg, resume=args.resume).train()
 
 
-def invoke_main() -> None:
-    args = default_argument_parser().parse_args()
+def invoke_main(argv: list[str] | None = None) -> None:
+    args = default_argument_parser().parse_args(argv)
     print("Command Line Args:", args, file=sys.stderr)
+    # The model's device picks the backend: gloo processes for a CPU model, Detectron2's NCCL launch for GPUs.
+    device = build_cfg(args.config_file, args.opts).MODEL.DEVICE
     launch(
         main,
         args.num_gpus,
+        device=device,
         num_machines=args.num_machines,
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,

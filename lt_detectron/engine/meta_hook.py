@@ -26,7 +26,7 @@ from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog
 from detectron2.data import transforms as T
 from detectron2.engine import HookBase
-from detectron2.engine.hooks import PeriodicWriter
+from detectron2.engine.hooks import PeriodicCheckpointer, PeriodicWriter
 from detectron2.layers import cat
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
@@ -35,6 +35,7 @@ from torch import nn
 from lt_detectron import losses as lt_losses
 from lt_detectron.meta import DevBatchSampler, MetaReweighter, build_dev_split, plot_eps_by_group
 from lt_detectron.meta.engine import batchnorm_stats_frozen, stage_two_start
+from lt_detectron.meta.tracker import EpsTracker
 from lt_detectron.utils import write_json_atomic
 
 __all__ = ["prepare_meta_datasets", "MetaWeightingHook", "MetaWeightingTrainerMixin", "EPS_PLOT_NAME"]
@@ -101,6 +102,29 @@ def prepare_meta_datasets(cfg: CfgNode) -> CfgNode:
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+class _GatheredEpsTracker(EpsTracker):
+    """EpsTracker for multi-process runs: the eps a rank's meta step records are held back and added, together
+    with every other rank's, by `flush` (a collective, called by every rank after each meta iteration). All ranks
+    then hold the same history, the one in rank 0's checkpoint. In one process it records what `update` gets."""
+
+    def __init__(self, num_classes: int, period: int):
+        super().__init__(num_classes, period=period)
+        self._pending: List[tuple] = []
+
+    def update(self, eps: torch.Tensor, labels: torch.Tensor, iteration: int) -> None:
+        self._pending.append((eps.detach().double().cpu(), labels.detach().long().cpu()))
+
+    def flush(self, iteration: int) -> bool:
+        """Record the held-back eps of all ranks as one update; False when no rank ran a meta step."""
+        local, self._pending = self._pending, []
+        parts = comm.all_gather(local) if comm.get_world_size() > 1 else [local]
+        updates = [update for part in parts for update in part]
+        if not updates:
+            return False
+        super().update(torch.cat([e for e, _ in updates]), torch.cat([y for _, y in updates]), iteration)
+        return True
 
 
 class MetaWeightingHook(HookBase):
@@ -178,6 +202,9 @@ class MetaWeightingHook(HookBase):
             l2rw=meta.L2RW,
             track_period=meta.LOG_PERIOD,
         )
+        # Multi-process: each rank meta-steps on its own batch and dev batch; the eps history is gathered.
+        self.reweighter.tracker = _GatheredEpsTracker(self.reweighter.num_classes, period=meta.LOG_PERIOD)
+        self._steps_before = 0
 
         self.dev_dicts = [d for name in meta.DEV_DATASETS for d in DatasetCatalog.get(name)]
         # Dev images at test scale, no flip; is_train=True keeps the annotations (GT boxes are the dev RoIs).
@@ -186,7 +213,12 @@ class MetaWeightingHook(HookBase):
             augmentations=[T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)],
             image_format=cfg.INPUT.FORMAT,
         )
-        self.dev_sampler = DevBatchSampler(range(len(self.dev_dicts)), meta.DEV_BATCH_SIZE, seed=meta.DEV_SEED)
+        # DEV_BATCH_SIZE images per rank: one sampler, identical on every rank (so rank 0's checkpoint resumes all),
+        # draws them for all ranks and each rank takes its share.
+        self.rank, self.world_size = comm.get_rank(), comm.get_world_size()
+        self.dev_sampler = DevBatchSampler(
+            range(len(self.dev_dicts)), meta.DEV_BATCH_SIZE * self.world_size, seed=meta.DEV_SEED
+        )
         self._dev_batch: Optional[tuple] = None
         self._captured: Optional[tuple] = None
         self._in_meta_step = False
@@ -207,15 +239,22 @@ class MetaWeightingHook(HookBase):
         if self.reweighter.is_meta_step(self.trainer.iter):
             if self.follow_lr:
                 self.reweighter.inner_lr = float(self.trainer.optimizer.param_groups[0]["lr"])
+            self._steps_before = self.reweighter.meta_steps
             self._dev_batch = self._dev_box_features()
 
     def after_step(self) -> None:
         self._dev_batch = self._captured = None
+        if self.reweighter.is_meta_step(self.trainer.iter):
+            # Every rank, also one that skipped its meta step (no foreground RoI): the gather is a collective.
+            # A meta step counts once per iteration in which any rank took one, as in a single process.
+            ran = self.reweighter.tracker.flush(self.trainer.iter)
+            self.reweighter.meta_steps = self._steps_before + int(ran)
 
     @torch.no_grad()
     def _dev_box_features(self) -> Optional[tuple]:
         """Box-head features of the dev batch's GT boxes (no gradient, running BN stats untouched)."""
-        inputs = [self.dev_mapper(dict(self.dev_dicts[i])) for i in self.dev_sampler.next_batch()]
+        batch = self.dev_sampler.next_batch()[self.rank :: self.world_size]
+        inputs = [self.dev_mapper(dict(self.dev_dicts[i])) for i in batch]
         instances = [x["instances"].to(self.model.device) for x in inputs]
         if sum(len(i) for i in instances) == 0:
             return None
@@ -333,8 +372,8 @@ class MetaWeightingHook(HookBase):
 
 class MetaWeightingTrainerMixin:
     """`class Trainer(MetaWeightingTrainerMixin, DefaultTrainer)`: with MODEL.LT.META.ENABLED, train on the
-    split without the held-out dev images and add a `MetaWeightingHook` (before the writers, so its scalars are
-    written with their iteration). A no-op when meta weighting is off."""
+    split without the held-out dev images and add a `MetaWeightingHook` (before the checkpointer and the
+    writers). A no-op when meta weighting is off."""
 
     def __init__(self, cfg: CfgNode):
         super().__init__(prepare_meta_datasets(cfg))
@@ -342,6 +381,10 @@ class MetaWeightingTrainerMixin:
     def build_hooks(self) -> List[HookBase]:
         hooks = super().build_hooks()
         if self.cfg.MODEL.LT.META.ENABLED:
-            at = next((i for i, h in enumerate(hooks) if isinstance(h, PeriodicWriter)), len(hooks))
+            # Before the checkpointer (its after_step completes the iteration's eps history, which the checkpoint
+            # must hold) and the writers (its scalars are written with their iteration).
+            at = next(
+                (i for i, h in enumerate(hooks) if isinstance(h, (PeriodicCheckpointer, PeriodicWriter))), len(hooks)
+            )
             hooks.insert(at, MetaWeightingHook(self.cfg, self.model))
         return hooks

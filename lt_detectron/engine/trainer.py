@@ -15,7 +15,9 @@ from detectron2.utils.file_io import PathManager
 
 from lt_detectron.utils import atomic_write
 
+from .distributed import broadcast_buffers_from_main, cpu_aware_ddp
 from .meta_hook import MetaWeightingTrainerMixin
+from .resume import IterationSeedHook, build_resumable_train_loader
 
 __all__ = ["LTTrainer", "AtomicDetectionCheckpointer", "build_lt_evaluator"]
 
@@ -89,7 +91,15 @@ class LTTrainer(MetaWeightingTrainerMixin, DefaultTrainer):
     Adds: LVIS evaluation at 300 detections per image, atomic checkpoints, and (MODEL.LT.META.ENABLED) the
     meta-learned per-example weights (docs/methods.md#meta-learned-conditional-weights) through
     `MetaWeightingTrainerMixin`.
+
+    Multi-process (see docs/distributed.md): a CPU model is wrapped in DDP without `device_ids` (gloo), and
+    `--resume` is exact (the sampler skips the consumed indices, every iteration re-seeds from (SEED, rank,
+    iteration): lt_detectron.engine.resume).
     """
+
+    def __init__(self, cfg):
+        with cpu_aware_ddp():
+            super().__init__(cfg)
 
     def build_hooks(self):
         # DefaultTrainer.__init__ creates the checkpointer just before calling build_hooks; swap in the atomic
@@ -98,7 +108,19 @@ class LTTrainer(MetaWeightingTrainerMixin, DefaultTrainer):
         self.checkpointer = AtomicDetectionCheckpointer(
             old.model, old.save_dir, save_to_disk=old.save_to_disk, **old.checkpointables
         )
-        return super().build_hooks()
+        # First: it re-seeds before every other hook's before_step and the iteration's data and forward.
+        return [IterationSeedHook(self.cfg.SEED), *super().build_hooks()]
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        """Detectron2's train loader, whose sampler can start where a checkpoint stopped (exact --resume)."""
+        return build_resumable_train_loader(cfg)
+
+    def resume_or_load(self, resume: bool = True) -> None:
+        super().resume_or_load(resume=resume)
+        sampler = getattr(self._trainer.data_loader, "resumable_sampler", None)
+        if sampler is not None:  # a subclass may build its own loader
+            sampler.start_iteration = self.start_iter
 
     def train(self):
         """Train, then return the final evaluation results (Detectron2's EvalHook evaluates DATASETS.TEST after the
@@ -116,3 +138,10 @@ class LTTrainer(MetaWeightingTrainerMixin, DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:
         return build_lt_evaluator(cfg, dataset_name, output_folder)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """Detectron2's test (each rank runs its shard, the evaluator gathers to rank 0), with rank 0's BatchNorm
+        statistics on every rank so the shards are scored by the saved model."""
+        broadcast_buffers_from_main(model)
+        return super().test(cfg, model, evaluators)

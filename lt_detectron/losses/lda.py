@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import deque
-from typing import Any, Dict, NamedTuple
+from typing import Any, Callable, Dict, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -210,6 +210,11 @@ class RiskBalancer:
     A_u, A_b: the unbalanced and balanced classifiers' training top-1 accuracies (percent), each averaged over
     the last `window` mini-batches. `alpha` is a plain float (a constant for autograd); it is 0 before the first
     update. `window=None` derives K from `counts` and `batch_size` with `default_window`.
+
+    Multi-process training: give `reduce` (a sum over processes, e.g. `lt_detectron.utils.distributed.
+    all_reduce_sum`) and feed `update_counts` with each rank's correct-prediction counts; every rank then
+    records the accuracies of the whole global mini-batch, so all ranks hold the same window and alpha and the
+    checkpoint one rank writes is every rank's state.
     """
 
     def __init__(
@@ -219,6 +224,7 @@ class RiskBalancer:
         *,
         counts: ArrayLike | None = None,
         batch_size: int | None = None,
+        reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     ) -> None:
         if gamma < 0:
             raise ValueError(f"RiskBalancer: gamma must be >= 0; got {gamma}.")
@@ -234,6 +240,7 @@ class RiskBalancer:
             raise ValueError(f"RiskBalancer: window must be >= 1 mini-batch; got {window}.")
         self.gamma = float(gamma)
         self.window = int(window)
+        self.reduce = reduce
         self._acc_unbalanced: deque[float] = deque(maxlen=self.window)
         self._acc_balanced: deque[float] = deque(maxlen=self.window)
 
@@ -248,6 +255,28 @@ class RiskBalancer:
         self._acc_unbalanced.append(float(acc_unbalanced))
         self._acc_balanced.append(float(acc_balanced))
         return self.alpha
+
+    def update_counts(self, correct_unbalanced: Any, correct_balanced: Any, total: Any) -> float:
+        """Record one mini-batch from its counts of correct predictions out of `total` samples; return alpha.
+
+        With `reduce`, the three counts are first summed over processes (a collective: call this on every rank
+        each step, with zeros on a rank without samples). A mini-batch without samples anywhere is not recorded.
+        Counts may be numbers or 0-dim tensors (on the device the reduction needs).
+        """
+        values = (correct_unbalanced, correct_balanced, total)
+        device = next((v.device for v in values if isinstance(v, torch.Tensor)), None)
+        counts = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device).reshape(()) for v in values])
+        if self.reduce is not None:
+            counts = self.reduce(counts)
+        correct_u, correct_b, num = counts.tolist()
+        if not 0 <= correct_u <= num or not 0 <= correct_b <= num:
+            raise ValueError(
+                f"RiskBalancer.update_counts: correct counts must lie in [0, total]; got {correct_u}, {correct_b} "
+                f"of {num}."
+            )
+        if num <= 0:
+            return self.alpha
+        return self.update(100.0 * correct_u / num, 100.0 * correct_b / num)
 
     @property
     def alpha(self) -> float:
@@ -372,7 +401,9 @@ class LDALoss(nn.Module):
 
     `window=None` derives K = max(1, N / (n_min * B)) from `counts` and `batch_size` (`default_window`).
     `forward` records the two classifiers' accuracies in the balancer (unless `update_balancer=False`, e.g. in
-    evaluation), then uses the new a_t.
+    evaluation), then uses the new a_t. With `reduce` (see `RiskBalancer`) the balancer records the accuracies of
+    the global batch of all processes; every rank must then update it each step (`update_balancer_empty` on a
+    rank without samples).
     The balancer state is plain Python (`self.balancer.state_dict()`); the owner saves it with its checkpoint.
     """
 
@@ -389,11 +420,12 @@ class LDALoss(nn.Module):
         margin: float = LDA_DEFAULTS.margin,
         pair_weights: bool = LDA_DEFAULTS.pair_weights,
         zero_policy: str = "error",
+        reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     ) -> None:
         super().__init__()
         weight = class_weights(counts, kind="lda", zero_policy=zero_policy, dtype=torch.float32)
         self.register_buffer("balanced_weight", weight, persistent=False)
-        self.balancer = RiskBalancer(gamma=gamma, window=window, counts=counts, batch_size=batch_size)
+        self.balancer = RiskBalancer(gamma=gamma, window=window, counts=counts, batch_size=batch_size, reduce=reduce)
         self.lambda_u, self.lambda_b, self.lambda_d = float(lambda_u), float(lambda_b), float(lambda_d)
         self.margin = float(margin)
         self.pair_weights = bool(pair_weights)
@@ -410,10 +442,20 @@ class LDALoss(nn.Module):
         )
 
     def update_balancer(self, logits_unbalanced, logits_balanced, targets) -> tuple[float, float, float]:
-        """Record this batch's accuracies; returns (a_t, acc_unbalanced, acc_balanced)."""
-        acc_u = accuracy_percent(logits_unbalanced, targets)
-        acc_b = accuracy_percent(logits_balanced, targets)
-        return self.balancer.update(acc_u, acc_b), acc_u, acc_b
+        """Record this batch's accuracies; returns (a_t, acc_unbalanced, acc_balanced) (this process's accuracies)."""
+        if self.balancer.reduce is None:
+            acc_u = accuracy_percent(logits_unbalanced, targets)
+            acc_b = accuracy_percent(logits_balanced, targets)
+            return self.balancer.update(acc_u, acc_b), acc_u, acc_b
+        with torch.no_grad():
+            correct_u = (logits_unbalanced.argmax(dim=1) == targets).sum()
+            correct_b = (logits_balanced.argmax(dim=1) == targets).sum()
+        alpha = self.balancer.update_counts(correct_u, correct_b, targets.numel())
+        return alpha, 100.0 * float(correct_u) / targets.numel(), 100.0 * float(correct_b) / targets.numel()
+
+    def update_balancer_empty(self) -> float:
+        """This process had no sample this step: with `reduce`, join the other ranks' update; returns a_t."""
+        return self.balancer.update_counts(0, 0, 0) if self.balancer.reduce is not None else self.balancer.alpha
 
     def weighted(self, terms: LDATerms, alpha: float) -> Dict[str, torch.Tensor]:
         return weighted_lda_terms(terms, alpha, self.lambda_u, self.lambda_b, self.lambda_d)

@@ -7,6 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from lt_detectron.utils.distributed import broadcast_from_main
+
 __all__ = ["read_class_counts"]
 
 
@@ -35,7 +37,8 @@ def read_class_counts(cfg) -> np.ndarray:
             "the per-class counts n_c; set DATASETS.TRAIN, or use MODEL.LT.BOX_CLASSIFIER softmax."
         )
     source = cfg.MODEL.LT.CLASS_COUNT_SOURCE
-    counts = np.asarray(class_counts(names, source=source), dtype=np.float64)
+    # Read on rank 0 and sent to the others: one read of the annotations, and every rank gets the same n_c.
+    counts = np.asarray(broadcast_from_main(lambda: class_counts(names, source=source)), dtype=np.float64)
     num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
     if counts.shape != (num_classes,):
         raise ValueError(

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from lt_detectron import losses as lt_losses
 from lt_detectron.layers import projection_head
+from lt_detectron.utils.distributed import all_reduce_sum
 
 from .class_counts import read_class_counts
 from .predictor_utils import gt_classes_of, put_scalars, regression_loss, reject_stock_loss_options
@@ -106,6 +107,9 @@ class LDABoxPredictor(FastRCNNOutputLayers):
                 margin=margin,
                 pair_weights=pair_weights,
                 zero_policy=zero_count_policy,
+                # Accuracy counts summed over processes: every rank holds the global window and a_t (a no-op in
+                # one process).
+                reduce=all_reduce_sum,
             )
         self.register_buffer("class_counts", counts.float(), persistent=False)
         self.balanced_feature_grad = balanced_feature_grad
@@ -225,6 +229,8 @@ class LDABoxPredictor(FastRCNNOutputLayers):
             # no parameter without a gradient under DDP).
             zero = sum(p.sum() for p in self.parameters()) * 0.0
             loss_u = loss_b = intra = inter = zero
+            if self.training:  # the counts are summed over ranks: this rank adds zeros, it must not skip
+                self.lda_loss.update_balancer_empty()
         alpha = float(self.risk_balancer.alpha)
         weighted = self.lda_loss.weighted(lt_losses.LDATerms(loss_u, loss_b, intra, inter), alpha)
 
