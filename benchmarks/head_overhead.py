@@ -41,7 +41,7 @@ from detectron2.structures import Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
 
 from lt_detectron.config import add_lt_config
-from lt_detectron.modeling import BOX_PREDICTORS, build_box_predictor
+from lt_detectron.modeling import BOX_PREDICTOR_REGISTRY, build_box_predictor
 from lt_detectron.utils import atomic_write
 
 STOCK = "stock"
@@ -119,8 +119,8 @@ def timed(fn: Callable[[], None]) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # "softmax" and "pc_softmax" train with the stock computation (off by default; "softmax" is a noise check).
-    lt_heads = sorted(set(BOX_PREDICTORS) - {"softmax", "pc_softmax"})
-    parser.add_argument("--heads", nargs="+", default=lt_heads, choices=sorted(BOX_PREDICTORS))
+    lt_heads = sorted(set(BOX_PREDICTOR_REGISTRY.names()) - {"softmax", "pc_softmax"})
+    parser.add_argument("--heads", nargs="+", default=lt_heads, choices=sorted(BOX_PREDICTOR_REGISTRY.names()))
     parser.add_argument("--iters", type=int, default=2, help="whole-iteration rounds (after one warm-up iteration)")
     parser.add_argument("--head-iters", type=int, default=3, help="box-head-only rounds (after one warm-up run)")
     parser.add_argument("--predictor-iters", type=int, default=12, help="predictor-only rounds")

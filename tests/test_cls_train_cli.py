@@ -52,7 +52,7 @@ def test_train_then_eval_only(tmp_path, capsys):
 
 
 def test_every_shipped_config_loads_and_names_a_known_method():
-    from lt_detectron.classification.methods import METHODS
+    from lt_detectron.classification.methods import METHOD_REGISTRY
 
     names = sorted(f for f in os.listdir(CONFIGS) if f.endswith(".yaml"))
     assert {
@@ -65,10 +65,10 @@ def test_every_shipped_config_loads_and_names_a_known_method():
     digits = {
         n[len("digits_lt_") : -len(".yaml")] for n in names if n.startswith("digits_lt_") and n != "digits_lt_base.yaml"
     }
-    assert digits == set(METHODS)  # one digits config per method
+    assert digits == set(METHOD_REGISTRY.names())  # one digits config per method
     for name in names:
         cfg = load_config(os.path.join(CONFIGS, name))
-        assert cfg.METHOD.NAME in METHODS, name
+        assert cfg.METHOD.NAME in METHOD_REGISTRY, name
 
 
 def test_bad_override_is_a_clear_error(tmp_path):

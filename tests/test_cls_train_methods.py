@@ -8,12 +8,12 @@ import torch
 from _cls_train_helpers import tiny_cfg
 
 from lt_detectron.classification.config import ConfigError, load_config
-from lt_detectron.classification.methods import METHODS
+from lt_detectron.classification.methods import METHOD_REGISTRY
 from lt_detectron.classification.models import build_model
 from lt_detectron.classification.trainer import ClassificationTrainer, EpochSampler, build_lr_lambda
 from lt_detectron.layers import CosineLinear
 
-ALL_METHODS = sorted(METHODS)
+ALL_METHODS = sorted(METHOD_REGISTRY.names())
 # Deferred stages (meta, M2m, DRW) start at epoch 0 so that a few steps exercise them.
 START_NOW = ["METHOD.META.START_EPOCH=0", "METHOD.M2M.START_EPOCH=0"]
 

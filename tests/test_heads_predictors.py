@@ -17,7 +17,7 @@ from detectron2.utils.events import EventStorage
 
 from lt_detectron.config import add_lt_config
 from lt_detectron.losses import adjust_logits
-from lt_detectron.modeling import BOX_PREDICTORS, LTROIHeads, StockBoxPredictor
+from lt_detectron.modeling import BOX_PREDICTOR_REGISTRY, LTROIHeads, StockBoxPredictor
 
 COUNTS = [40, 12, 5, 2, 1]  # instances per class of the tiny training set
 NUM_CLASSES = len(COUNTS)
@@ -123,7 +123,7 @@ def train_steps(heads, steps: int = 2, with_objects: bool = True, classes=(0, 3,
     return history, scalars
 
 
-@pytest.mark.parametrize("classifier", sorted(BOX_PREDICTORS))
+@pytest.mark.parametrize("classifier", sorted(BOX_PREDICTOR_REGISTRY.names()))
 def test_every_classifier_trains_two_iterations_with_finite_losses(classifier):
     heads = build_heads(tiny_cfg(classifier))
     before = {k: v.clone() for k, v in heads.box_predictor.named_parameters()}
@@ -139,7 +139,7 @@ def test_every_classifier_trains_two_iterations_with_finite_losses(classifier):
         assert 0.0 < scalars["lt/fg_fraction"] < 1.0
 
 
-@pytest.mark.parametrize("classifier", sorted(BOX_PREDICTORS))
+@pytest.mark.parametrize("classifier", sorted(BOX_PREDICTOR_REGISTRY.names()))
 def test_batch_without_foreground_gives_finite_losses_and_gradients(classifier):
     heads = build_heads(tiny_cfg(classifier))
     history, _ = train_steps(heads, steps=1, with_objects=False)
@@ -147,7 +147,7 @@ def test_batch_without_foreground_gives_finite_losses_and_gradients(classifier):
     assert history[0]["loss_box_reg"] == 0.0
 
 
-@pytest.mark.parametrize("classifier", sorted(BOX_PREDICTORS))
+@pytest.mark.parametrize("classifier", sorted(BOX_PREDICTOR_REGISTRY.names()))
 def test_inference_returns_detections(classifier):
     heads = build_heads(tiny_cfg(classifier, **{"MODEL.ROI_HEADS.SCORE_THRESH_TEST": 0.0}))
     heads.eval()
@@ -159,7 +159,7 @@ def test_inference_returns_detections(classifier):
     assert ((instances[0].scores >= 0) & (instances[0].scores <= 1)).all()
 
 
-@pytest.mark.parametrize("classifier", sorted(BOX_PREDICTORS))
+@pytest.mark.parametrize("classifier", sorted(BOX_PREDICTOR_REGISTRY.names()))
 def test_per_roi_loss_is_the_unreduced_training_loss(classifier):
     """The meta hook's view: for per-example heads, mean over RoIs of per_roi_classification_loss == loss_cls."""
     predictor = build_heads(tiny_cfg(classifier)).box_predictor

@@ -175,7 +175,7 @@ FUNCTIONAL = {
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONAL))
 def test_build_loss_matches_functional_and_moves_dtype(name):
-    assert set(L.LOSS_REGISTRY) == set(FUNCTIONAL)
+    assert set(L.LOSS_REGISTRY.names()) == set(FUNCTIONAL)
     module = L.build_loss(name, counts=COUNTS)
     logits, targets = batch()
     assert torch.allclose(module(logits, targets), FUNCTIONAL[name](logits, targets), atol=1e-6)

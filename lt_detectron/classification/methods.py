@@ -18,12 +18,13 @@ from torch import Tensor, nn
 
 from lt_detectron import losses as L
 from lt_detectron.layers import CosineLinear, projection_head
+from lt_detectron.registry import Registry, deprecated_dict
 
 from .config import ConfigError
 from .m2m import M2mConfig, m2m_batch
 
 __all__ = [
-    "METHODS",
+    "METHOD_REGISTRY",
     "build_method",
     "ClassificationMethod",
     "LossMethod",
@@ -55,6 +56,8 @@ def parse_target_prior(spec: str, train_counts: np.ndarray) -> Tensor:
 
 
 def __getattr__(name: str):
+    if name == "METHODS":  # the dict that METHOD_REGISTRY replaced
+        return deprecated_dict(METHOD_REGISTRY, "lt_detectron.classification.methods.METHODS", "METHOD_REGISTRY")
     if name == "NormedLinear":  # the classification-only cosine classifier before lt_detectron.layers existed
         warnings.warn(
             "lt_detectron.classification.methods.NormedLinear is deprecated; use "
@@ -422,32 +425,87 @@ _BASE_LOSSES: dict[str, Callable[[Any], dict]] = {
     "ldam": lambda cfg: {"loss_name": "ldam", "inference": "scaled", **_ldam_kwargs(cfg)},
 }
 
-# METHOD.NAME -> builder(cfg, model, train_counts, **extras) -> ClassificationMethod.
-METHODS: dict[str, Callable[..., ClassificationMethod]] = {
-    "ce": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "ce"),
-    "cb_ce": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "cb", beta=_cb_beta(cfg)),
-    "focal": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "focal", **_focal_kwargs(cfg)),
-    "cb_focal": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "cb_focal", beta=_cb_beta(cfg), **_focal_kwargs(cfg)),
-    "ldam": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "ldam", inference="scaled", **_ldam_kwargs(cfg)),
-    "ldam_drw": lambda cfg, m, n, **kw: LossMethod(
-        cfg, m, n, "ldam", inference="scaled", drw=True, **_ldam_kwargs(cfg)
-    ),
-    "balanced_softmax": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "balanced_softmax", inference="prior"),
-    "pc_softmax": lambda cfg, m, n, **kw: LossMethod(cfg, m, n, "ce", inference="pc"),
-    "lade": lambda cfg, m, n, **kw: LADEMethod(cfg, m, n),
-    "lda": lambda cfg, m, n, **kw: LDAMethod(cfg, m, n),
-    "meta_ce": lambda cfg, m, n, **kw: MetaMethod(cfg, m, n, "ce", **kw),
-    "meta_focal": lambda cfg, m, n, **kw: MetaMethod(cfg, m, n, "focal", **kw),
-    "meta_ldam": lambda cfg, m, n, **kw: MetaMethod(cfg, m, n, "ldam", **kw),
-    "m2m": lambda cfg, m, n, **kw: M2mMethod(cfg, m, n, **kw),
-}
+# METHOD.NAME -> builder(cfg, model, train_counts, **extras) -> ClassificationMethod. A user project adds a method
+# with `@METHOD_REGISTRY.register("name")` on such a builder (or on a ClassificationMethod subclass with that
+# signature); `extras` are what the trainer passes (M2m's frozen_classifier, the meta methods' dev_data).
+METHOD_REGISTRY = Registry("LT_CLS_METHOD")
+
+
+@METHOD_REGISTRY.register("ce")
+def _ce(cfg, m, n, **kw):
+    return LossMethod(cfg, m, n, "ce")
+
+
+@METHOD_REGISTRY.register("cb_ce")
+def _cb_ce(cfg, m, n, **kw):
+    return LossMethod(cfg, m, n, "cb", beta=_cb_beta(cfg))
+
+
+@METHOD_REGISTRY.register("focal")
+def _focal(cfg, m, n, **kw):
+    return LossMethod(cfg, m, n, "focal", **_focal_kwargs(cfg))
+
+
+@METHOD_REGISTRY.register("cb_focal")
+def _cb_focal(cfg, m, n, **kw):
+    return LossMethod(cfg, m, n, "cb_focal", beta=_cb_beta(cfg), **_focal_kwargs(cfg))
+
+
+@METHOD_REGISTRY.register("ldam")
+def _ldam(cfg, m, n, **kw):
+    return LossMethod(cfg, m, n, "ldam", inference="scaled", **_ldam_kwargs(cfg))
+
+
+@METHOD_REGISTRY.register("ldam_drw")
+def _ldam_drw(cfg, m, n, **kw):
+    return LossMethod(cfg, m, n, "ldam", inference="scaled", drw=True, **_ldam_kwargs(cfg))
+
+
+@METHOD_REGISTRY.register("balanced_softmax")
+def _balanced_softmax(cfg, m, n, **kw):
+    return LossMethod(cfg, m, n, "balanced_softmax", inference="prior")
+
+
+@METHOD_REGISTRY.register("pc_softmax")
+def _pc_softmax(cfg, m, n, **kw):
+    return LossMethod(cfg, m, n, "ce", inference="pc")
+
+
+@METHOD_REGISTRY.register("lade")
+def _lade(cfg, m, n, **kw):
+    return LADEMethod(cfg, m, n)
+
+
+@METHOD_REGISTRY.register("lda")
+def _lda(cfg, m, n, **kw):
+    return LDAMethod(cfg, m, n)
+
+
+@METHOD_REGISTRY.register("meta_ce")
+def _meta_ce(cfg, m, n, **kw):
+    return MetaMethod(cfg, m, n, "ce", **kw)
+
+
+@METHOD_REGISTRY.register("meta_focal")
+def _meta_focal(cfg, m, n, **kw):
+    return MetaMethod(cfg, m, n, "focal", **kw)
+
+
+@METHOD_REGISTRY.register("meta_ldam")
+def _meta_ldam(cfg, m, n, **kw):
+    return MetaMethod(cfg, m, n, "ldam", **kw)
+
+
+@METHOD_REGISTRY.register("m2m")
+def _m2m(cfg, m, n, **kw):
+    return M2mMethod(cfg, m, n, **kw)
 
 
 def build_method(cfg, model: nn.Module, train_counts: np.ndarray, **extras: Any) -> ClassificationMethod:
     """The method named by `cfg.METHOD.NAME`, set up on `model` (whose classifier it may replace)."""
     name = cfg.METHOD.NAME
-    if name not in METHODS:
-        raise ConfigError(f"unknown METHOD.NAME {name!r}; known methods: {', '.join(METHODS)}")
-    method = METHODS[name](cfg, model, train_counts, **extras)
+    if name not in METHOD_REGISTRY:
+        raise ConfigError(f"unknown METHOD.NAME {name!r}; known methods: {', '.join(METHOD_REGISTRY.names())}")
+    method = METHOD_REGISTRY.get(name)(cfg, model, train_counts, **extras)
     method.name = name
     return method

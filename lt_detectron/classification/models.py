@@ -9,7 +9,7 @@ The backbone maps images to features `(B, feat_dim)`; `classifier` is a plain at
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,13 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-__all__ = ["LTClassifierNet", "build_model", "MODELS", "resnet32_backbone", "load_backbone_checkpoint"]
+from lt_detectron.registry import Registry, deprecated_dict
+
+__all__ = ["LTClassifierNet", "build_model", "MODEL_REGISTRY", "resnet32_backbone", "load_backbone_checkpoint"]
+
+
+# MODEL.NAME -> builder() -> (backbone, feat_dim). A user project adds one with `@MODEL_REGISTRY.register("name")`.
+MODEL_REGISTRY = Registry("LT_CLS_MODEL")
 
 
 class LTClassifierNet(nn.Module):
@@ -67,6 +73,11 @@ def resnet32_backbone(blocks_per_stage: int = 5, widths: tuple[int, int, int] = 
     return backbone
 
 
+@MODEL_REGISTRY.register("resnet32")
+def _resnet32() -> tuple[nn.Module, int]:
+    return resnet32_backbone(), 64
+
+
 def _torchvision_backbone(arch: str) -> tuple[nn.Module, int]:
     model = getattr(torchvision.models, arch)(weights=None)  # never downloads; use checkpoint= for weights
     feat_dim = model.fc.in_features
@@ -74,12 +85,29 @@ def _torchvision_backbone(arch: str) -> tuple[nn.Module, int]:
     return model, feat_dim
 
 
+@MODEL_REGISTRY.register("resnet50")
+def _resnet50() -> tuple[nn.Module, int]:
+    return _torchvision_backbone("resnet50")
+
+
+@MODEL_REGISTRY.register("resnext50_32x4d")
+def _resnext50_32x4d() -> tuple[nn.Module, int]:
+    return _torchvision_backbone("resnext50_32x4d")
+
+
+@MODEL_REGISTRY.register("resnet152")
+def _resnet152() -> tuple[nn.Module, int]:
+    return _torchvision_backbone("resnet152")
+
+
+@MODEL_REGISTRY.register("digits_mlp")
 def _digits_mlp() -> tuple[nn.Module, int]:
     return nn.Sequential(
         nn.Flatten(), nn.Linear(64, 128), nn.ReLU(inplace=True), nn.Linear(128, 64), nn.ReLU(inplace=True)
     ), 64
 
 
+@MODEL_REGISTRY.register("digits_cnn")
 def _digits_cnn() -> tuple[nn.Module, int]:
     def conv(i: int, o: int) -> list[nn.Module]:
         return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True)]
@@ -90,14 +118,10 @@ def _digits_cnn() -> tuple[nn.Module, int]:
     ), 64
 
 
-MODELS: dict[str, Callable[[], tuple[nn.Module, int]]] = {
-    "resnet32": lambda: (resnet32_backbone(), 64),
-    "resnet50": lambda: _torchvision_backbone("resnet50"),
-    "resnext50_32x4d": lambda: _torchvision_backbone("resnext50_32x4d"),
-    "resnet152": lambda: _torchvision_backbone("resnet152"),
-    "digits_mlp": _digits_mlp,
-    "digits_cnn": _digits_cnn,
-}
+def __getattr__(name: str):
+    if name == "MODELS":  # the dict that MODEL_REGISTRY replaced
+        return deprecated_dict(MODEL_REGISTRY, "lt_detectron.classification.models.MODELS", "MODEL_REGISTRY")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_backbone_checkpoint(backbone: nn.Module, path: str) -> None:
@@ -139,9 +163,9 @@ def load_backbone_checkpoint(backbone: nn.Module, path: str) -> None:
 
 def build_model(name: str, num_classes: int, *, checkpoint: Optional[str] = None) -> LTClassifierNet:
     """Build `name` with a linear classifier to `num_classes`; `checkpoint` (a local path) initialises the backbone."""
-    if name not in MODELS:
-        raise ValueError(f"unknown classification model {name!r}; known: {', '.join(MODELS)}")
-    backbone, feat_dim = MODELS[name]()
+    if name not in MODEL_REGISTRY:
+        raise ValueError(f"unknown classification model {name!r}; known: {', '.join(MODEL_REGISTRY.names())}")
+    backbone, feat_dim = MODEL_REGISTRY.get(name)()
     if checkpoint:
         load_backbone_checkpoint(backbone, checkpoint)
     return LTClassifierNet(backbone, feat_dim, nn.Linear(feat_dim, num_classes))

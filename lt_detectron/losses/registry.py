@@ -8,11 +8,13 @@ never loaded from a checkpoint that may come from another dataset.
 from __future__ import annotations
 
 import inspect
-from typing import Callable, Dict, Type
+from typing import Callable, Type
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lt_detectron.registry import Registry
 
 from ._validation import ArrayLike, check_counts, check_logits_targets, check_reduction, reduce_loss
 from .class_weights import class_weights, prior_from_counts
@@ -20,17 +22,13 @@ from .lade import LADE_DEFAULTS, balanced_softmax_loss, lade_loss
 from .ldam import LDAM_DEFAULTS, DeferredReweighting, ldam_loss, ldam_margins
 from .reweighted import FOCAL_DEFAULTS, cb_cross_entropy, focal_loss
 
-LOSS_REGISTRY: Dict[str, Type["LTLoss"]] = {}
+# fvcore's Registry (no Detectron2 import): `@LOSS_REGISTRY.register("name")` adds a loss.
+LOSS_REGISTRY = Registry("LT_LOSS")
 
 
 def register_loss(name: str) -> Callable[[Type["LTLoss"]], Type["LTLoss"]]:
-    def decorator(cls: Type["LTLoss"]) -> Type["LTLoss"]:
-        if name in LOSS_REGISTRY:
-            raise KeyError(f"register_loss: a loss named {name!r} is already registered ({LOSS_REGISTRY[name]}).")
-        LOSS_REGISTRY[name] = cls
-        return cls
-
-    return decorator
+    """`@register_loss("name")`, the same as `@LOSS_REGISTRY.register("name")`."""
+    return LOSS_REGISTRY.register(name)
 
 
 class LTLoss(nn.Module):
@@ -52,7 +50,7 @@ class LTLoss(nn.Module):
             )
 
 
-@register_loss("ce")
+@LOSS_REGISTRY.register("ce")
 class CrossEntropyLoss(LTLoss):
     """Plain softmax cross-entropy (the baseline)."""
 
@@ -65,7 +63,7 @@ class CrossEntropyLoss(LTLoss):
         return reduce_loss(F.cross_entropy(logits, targets, reduction="none"), reduction)
 
 
-@register_loss("cb")
+@LOSS_REGISTRY.register("cb")
 class ClassBalancedCELoss(LTLoss):
     """Effective-number weighted cross-entropy (Cui et al., CVPR 2019, arXiv:1901.05555)."""
 
@@ -79,7 +77,7 @@ class ClassBalancedCELoss(LTLoss):
         return cb_cross_entropy(logits, targets, self.weight, reduction)
 
 
-@register_loss("focal")
+@LOSS_REGISTRY.register("focal")
 class FocalLoss(LTLoss):
     """Focal loss, softmax or sigmoid form (Lin et al., ICCV 2017, arXiv:1708.02002)."""
 
@@ -95,7 +93,7 @@ class FocalLoss(LTLoss):
         return focal_loss(logits, targets, self.gamma, self.weight, self.form, reduction)
 
 
-@register_loss("cb_focal")
+@LOSS_REGISTRY.register("cb_focal")
 class ClassBalancedFocalLoss(FocalLoss):
     """Focal loss times effective-number class weights (Cui et al. 2019)."""
 
@@ -113,7 +111,7 @@ class ClassBalancedFocalLoss(FocalLoss):
         self.weight = class_weights(counts, beta=beta, zero_policy=zero_policy)
 
 
-@register_loss("ldam")
+@LOSS_REGISTRY.register("ldam")
 class LDAMLoss(LTLoss):
     """LDAM with optional deferred re-weighting: call `set_iteration(it)` each step.
 
@@ -160,7 +158,7 @@ class LDAMLoss(LTLoss):
         )
 
 
-@register_loss("balanced_softmax")
+@LOSS_REGISTRY.register("balanced_softmax")
 class BalancedSoftmaxLoss(LTLoss):
     """Balanced softmax / LADE-CE `CE(z + log p_s, y)` (Ren et al., NeurIPS 2020, arXiv:2007.10740)."""
 
@@ -174,7 +172,7 @@ class BalancedSoftmaxLoss(LTLoss):
         return balanced_softmax_loss(logits, targets, self.prior, reduction=reduction)
 
 
-@register_loss("lade")
+@LOSS_REGISTRY.register("lade")
 class LADELoss(LTLoss):
     """LADE = LADE-CE + alpha * LADER, a batch-level loss (Hong et al., CVPR 2021, arXiv:2012.00321)."""
 
@@ -206,8 +204,9 @@ def build_loss(name: str, counts: ArrayLike | None = None, **kwargs) -> LTLoss:
     use class statistics ("ce", "focal") accept and ignore it.
     """
     if name not in LOSS_REGISTRY:
-        raise ValueError(f"build_loss: unknown loss {name!r}; known losses: {', '.join(sorted(LOSS_REGISTRY))}.")
-    cls = LOSS_REGISTRY[name]
+        known = ", ".join(sorted(LOSS_REGISTRY.names()))
+        raise ValueError(f"build_loss: unknown loss {name!r}; known losses: {known}.")
+    cls = LOSS_REGISTRY.get(name)
     if cls.needs_counts and counts is None:
         raise ValueError(f"build_loss: loss {name!r} needs per-class training counts; pass counts=n_c (length C).")
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "counts")]

@@ -1,11 +1,13 @@
 """Detectron2 parts of lt-detectron. Importing this package registers them (like detectron2.modeling does):
 
-- `LTROIHeads` in ROI_HEADS_REGISTRY (MODEL.ROI_HEADS.NAME: "LTROIHeads"), box predictor by MODEL.LT.BOX_CLASSIFIER;
+- `LTROIHeads` in ROI_HEADS_REGISTRY (MODEL.ROI_HEADS.NAME: "LTROIHeads"), its box predictor by
+  MODEL.LT.BOX_CLASSIFIER from BOX_PREDICTOR_REGISTRY (a user project registers its own with a decorator);
 - the narrow ResNet-FPN backbone of the CPU demo (`backbone.py`) in BACKBONE_REGISTRY.
 """
 
 from . import backbone  # noqa: F401  (registers build_narrow_resnet_fpn_backbone)
 from .box_predictors import (
+    BOX_PREDICTOR_REGISTRY,
     BalancedSoftmaxBoxPredictor,
     CBBoxPredictor,
     CBFocalBoxPredictor,
@@ -18,10 +20,10 @@ from .box_predictors import (
 )
 from .checkpoint import StockLoadReport, load_stock_checkpoint
 from .lda_predictor import LDABoxPredictor, LDAScores
-from .roi_heads import BOX_PREDICTORS, LTROIHeads, build_box_predictor
+from .roi_heads import LTROIHeads, build_box_predictor
 
 __all__ = [
-    "BOX_PREDICTORS",
+    "BOX_PREDICTOR_REGISTRY",
     "BalancedSoftmaxBoxPredictor",
     "CBBoxPredictor",
     "CBFocalBoxPredictor",
@@ -38,3 +40,11 @@ __all__ = [
     "build_box_predictor",
     "load_stock_checkpoint",
 ]
+
+
+def __getattr__(name: str):
+    if name == "BOX_PREDICTORS":  # the dict that BOX_PREDICTOR_REGISTRY replaced (deprecated)
+        from .roi_heads import __getattr__ as roi_heads_getattr
+
+        return roi_heads_getattr(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from lt_detectron import losses as lt_losses
 from lt_detectron.layers import CosineLinear
+from lt_detectron.registry import Registry
 
 from .class_counts import read_class_counts
 from .predictor_utils import (
@@ -43,6 +44,7 @@ from .priors import (
 )
 
 __all__ = [
+    "BOX_PREDICTOR_REGISTRY",
     "StockBoxPredictor",
     "LTBoxPredictor",
     "CBBoxPredictor",
@@ -57,7 +59,16 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+BOX_PREDICTOR_REGISTRY = Registry("LT_BOX_PREDICTOR")
+BOX_PREDICTOR_REGISTRY.__doc__ = """
+Box predictors of LTROIHeads, by MODEL.LT.BOX_CLASSIFIER. A registered object is called as `obj(cfg, input_shape)`
+(a Detectron2 `@configurable` class) and returns a FastRCNNOutputLayers. Add one with
+`@BOX_PREDICTOR_REGISTRY.register("name")`; for the meta-weighting hook it also exposes `per_example` and
+`per_roi_classification_loss` (see this module's docstring).
+"""
 
+
+@BOX_PREDICTOR_REGISTRY.register("softmax")
 class StockBoxPredictor(FastRCNNOutputLayers):
     """BOX_CLASSIFIER "softmax": Detectron2's FastRCNNOutputLayers unchanged, plus the per-RoI loss view.
 
@@ -189,6 +200,7 @@ class LTBoxPredictor(FastRCNNOutputLayers):
         return probs.split([len(p) for p in proposals], dim=0)
 
 
+@BOX_PREDICTOR_REGISTRY.register("cb")
 class CBBoxPredictor(LTBoxPredictor):
     """ "cb": effective-number class-balanced softmax CE (Cui et al., CVPR 2019, arXiv:1901.05555); background
     weight 1 (docs/methods.md#the-background-class)."""
@@ -208,6 +220,7 @@ class CBBoxPredictor(LTBoxPredictor):
         return lt_losses.cb_cross_entropy(scores, gt_classes, self.class_weight, reduction=reduction)
 
 
+@BOX_PREDICTOR_REGISTRY.register("focal")
 class FocalBoxPredictor(LTBoxPredictor):
     """ "focal": focal loss (Lin et al., ICCV 2017, arXiv:1708.02002) on the C+1 classes; "cb_focal" adds CB weights."""
 
@@ -247,12 +260,14 @@ class FocalBoxPredictor(LTBoxPredictor):
         return scores.sigmoid() if self.form == "sigmoid" else F.softmax(scores, dim=-1)
 
 
+@BOX_PREDICTOR_REGISTRY.register("cb_focal")
 class CBFocalBoxPredictor(FocalBoxPredictor):
     """ "cb_focal": focal loss weighted by effective-number class weights (Cui et al. 2019)."""
 
     class_balanced = True
 
 
+@BOX_PREDICTOR_REGISTRY.register("ldam")
 class LDAMBoxPredictor(LTBoxPredictor):
     """ "ldam": LDAM margins on the foreground classes, background margin 0, optional DRW (Cao et al.,
     NeurIPS 2019, arXiv:1906.07413)."""
@@ -325,6 +340,7 @@ class LDAMBoxPredictor(LTBoxPredictor):
         return F.softmax(self.scale * scores, dim=-1)
 
 
+@BOX_PREDICTOR_REGISTRY.register("pc_softmax")
 class PCSoftmaxBoxPredictor(LTBoxPredictor):
     """ "pc_softmax": the stock softmax CE at training, PC Softmax at test (Hong et al. 2021 eq. 4-7).
 
@@ -341,6 +357,7 @@ class PCSoftmaxBoxPredictor(LTBoxPredictor):
         return lt_losses.pc_softmax(scores, self.source_prior, self.log_target_prior.exp())
 
 
+@BOX_PREDICTOR_REGISTRY.register("balanced_softmax")
 class BalancedSoftmaxBoxPredictor(LTBoxPredictor):
     """ "balanced_softmax": LADE-CE `CE(z + log p_s, y)` (Hong et al. 2021 eq. 18-19; Ren et al.,
     NeurIPS 2020, arXiv:2007.10740); target prior at test."""
@@ -355,6 +372,7 @@ class BalancedSoftmaxBoxPredictor(LTBoxPredictor):
         return F.softmax(scores + self.log_target_prior, dim=-1)
 
 
+@BOX_PREDICTOR_REGISTRY.register("lade")
 class LADEBoxPredictor(BalancedSoftmaxBoxPredictor):
     """ "lade": L_LADE = LADE-CE + alpha * LADER (Hong et al. 2021 eq. 11-20); target prior at test.
 

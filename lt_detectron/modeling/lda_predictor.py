@@ -27,6 +27,7 @@ from lt_detectron import losses as lt_losses
 from lt_detectron.layers import projection_head
 from lt_detectron.utils.distributed import all_reduce_sum
 
+from .box_predictors import BOX_PREDICTOR_REGISTRY
 from .class_counts import read_class_counts
 from .predictor_utils import gt_classes_of, put_scalars, regression_loss, reject_stock_loss_options
 from .priors import zero_count_warning_muted
@@ -49,6 +50,7 @@ class LDAScores(NamedTuple):
     features: torch.Tensor  # (R, d) box-head features
 
 
+@BOX_PREDICTOR_REGISTRY.register("lda")
 class LDABoxPredictor(FastRCNNOutputLayers):
     """BOX_CLASSIFIER "lda". The stock `cls_score` is replaced by the three classifiers above."""
 

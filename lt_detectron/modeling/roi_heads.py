@@ -6,7 +6,6 @@ Only the box predictor changes; the pooler, box head, mask head and proposal sam
 from __future__ import annotations
 
 import logging
-from typing import Dict, Type
 
 import torch
 from detectron2.layers import ShapeSpec
@@ -14,44 +13,30 @@ from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from torch import nn
 
-from .box_predictors import (
-    BalancedSoftmaxBoxPredictor,
-    CBBoxPredictor,
-    CBFocalBoxPredictor,
-    FocalBoxPredictor,
-    LADEBoxPredictor,
-    LDAMBoxPredictor,
-    PCSoftmaxBoxPredictor,
-    StockBoxPredictor,
-    put_scalars,
-)
-from .lda_predictor import LDABoxPredictor
+from lt_detectron.registry import deprecated_dict
 
-__all__ = ["LTROIHeads", "BOX_PREDICTORS", "build_box_predictor"]
+from . import lda_predictor  # noqa: F401  (registers "lda")
+from .box_predictors import BOX_PREDICTOR_REGISTRY, put_scalars
 
-# MODEL.LT.BOX_CLASSIFIER -> predictor class (the config reference is lt_detectron/config.py).
-BOX_PREDICTORS: Dict[str, Type[FastRCNNOutputLayers]] = {
-    "softmax": StockBoxPredictor,
-    "cb": CBBoxPredictor,
-    "focal": FocalBoxPredictor,
-    "cb_focal": CBFocalBoxPredictor,
-    "ldam": LDAMBoxPredictor,
-    "pc_softmax": PCSoftmaxBoxPredictor,
-    "balanced_softmax": BalancedSoftmaxBoxPredictor,
-    "lade": LADEBoxPredictor,
-    "lda": LDABoxPredictor,
-}
+__all__ = ["LTROIHeads", "BOX_PREDICTOR_REGISTRY", "build_box_predictor"]
+
+
+def __getattr__(name: str):
+    if name == "BOX_PREDICTORS":  # the dict that BOX_PREDICTOR_REGISTRY replaced
+        return deprecated_dict(BOX_PREDICTOR_REGISTRY, "BOX_PREDICTORS", "BOX_PREDICTOR_REGISTRY")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_box_predictor(cfg, input_shape: ShapeSpec) -> FastRCNNOutputLayers:
-    """The box predictor named by `cfg.MODEL.LT.BOX_CLASSIFIER`, built from `cfg`."""
+    """The box predictor registered as `cfg.MODEL.LT.BOX_CLASSIFIER` in BOX_PREDICTOR_REGISTRY, built from `cfg`."""
     name = cfg.MODEL.LT.BOX_CLASSIFIER
-    if name not in BOX_PREDICTORS:
+    if name not in BOX_PREDICTOR_REGISTRY:
         raise ValueError(
             f"MODEL.LT.BOX_CLASSIFIER = {name!r} is not a known box classifier; valid names: "
-            f"{', '.join(sorted(BOX_PREDICTORS))}."
+            f"{', '.join(sorted(BOX_PREDICTOR_REGISTRY.names()))}. A new one is added with "
+            "@lt_detectron.modeling.BOX_PREDICTOR_REGISTRY.register(name)."
         )
-    return BOX_PREDICTORS[name](cfg, input_shape)
+    return BOX_PREDICTOR_REGISTRY.get(name)(cfg, input_shape)
 
 
 def log_dead_box_features(box_head: nn.Module, inputs, features: torch.Tensor) -> None:

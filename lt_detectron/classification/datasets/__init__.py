@@ -12,7 +12,8 @@ digits_lt needs no files (scikit-learn ships the data).
 from __future__ import annotations
 
 import os
-from typing import Callable
+
+from lt_detectron.registry import Registry, deprecated_dict
 
 from .base import IMBALANCE_FACTORS, LTDatasetSplits, TensorImageDataset, default_root, long_tail_counts
 from .cifar import build_cifar_lt
@@ -20,26 +21,58 @@ from .digits import build_digits_lt
 from .image_list import ImageListDataset, build_inat, build_list_dataset
 
 __all__ = [
-    "build_dataset", "DATASETS", "LTDatasetSplits", "TensorImageDataset", "ImageListDataset",
+    "build_dataset", "DATASET_REGISTRY", "LTDatasetSplits", "TensorImageDataset", "ImageListDataset",
     "long_tail_counts", "IMBALANCE_FACTORS",
 ]
 
-# name -> builder(root, **kw); root is the datasets folder, each builder picks its own sub-folder.
-DATASETS: dict[str, Callable[..., LTDatasetSplits]] = {
-    "digits_lt": lambda root, **kw: build_digits_lt(root, **kw),
-    "cifar10_lt": lambda root, **kw: build_cifar_lt(root, num_classes=10, **kw),
-    "cifar100_lt": lambda root, **kw: build_cifar_lt(root, num_classes=100, **kw),
-    "imagenet_lt": lambda root, **kw: build_list_dataset(
-        "imagenet_lt", os.path.join(root, "ImageNet_LT"), prefix="ImageNet_LT", **kw),
-    "places_lt": lambda root, **kw: build_list_dataset(
-        "places_lt", os.path.join(root, "Places_LT"), prefix="Places_LT", **kw),
-    "inat2017": lambda root, **kw: build_inat("inat2017", os.path.join(root, "iNat2017"), year=2017, **kw),
-    "inat2018": lambda root, **kw: build_inat("inat2018", os.path.join(root, "iNat2018"), year=2018, **kw),
-}
+# DATASET.NAME -> builder(root, **kw); root is the datasets folder, each builder picks its own sub-folder.
+# A user project adds one with `@DATASET_REGISTRY.register("name")`.
+DATASET_REGISTRY = Registry("LT_CLS_DATASET")
+
+
+@DATASET_REGISTRY.register("digits_lt")
+def _digits_lt(root: str, **kw) -> LTDatasetSplits:
+    return build_digits_lt(root, **kw)
+
+
+@DATASET_REGISTRY.register("cifar10_lt")
+def _cifar10_lt(root: str, **kw) -> LTDatasetSplits:
+    return build_cifar_lt(root, num_classes=10, **kw)
+
+
+@DATASET_REGISTRY.register("cifar100_lt")
+def _cifar100_lt(root: str, **kw) -> LTDatasetSplits:
+    return build_cifar_lt(root, num_classes=100, **kw)
+
+
+@DATASET_REGISTRY.register("imagenet_lt")
+def _imagenet_lt(root: str, **kw) -> LTDatasetSplits:
+    return build_list_dataset("imagenet_lt", os.path.join(root, "ImageNet_LT"), prefix="ImageNet_LT", **kw)
+
+
+@DATASET_REGISTRY.register("places_lt")
+def _places_lt(root: str, **kw) -> LTDatasetSplits:
+    return build_list_dataset("places_lt", os.path.join(root, "Places_LT"), prefix="Places_LT", **kw)
+
+
+@DATASET_REGISTRY.register("inat2017")
+def _inat2017(root: str, **kw) -> LTDatasetSplits:
+    return build_inat("inat2017", os.path.join(root, "iNat2017"), year=2017, **kw)
+
+
+@DATASET_REGISTRY.register("inat2018")
+def _inat2018(root: str, **kw) -> LTDatasetSplits:
+    return build_inat("inat2018", os.path.join(root, "iNat2018"), year=2018, **kw)
+
+
+def __getattr__(name: str):
+    if name == "DATASETS":  # the dict that DATASET_REGISTRY replaced
+        return deprecated_dict(DATASET_REGISTRY, "lt_detectron.classification.datasets.DATASETS", "DATASET_REGISTRY")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_dataset(name: str, root: str | None = None, **kwargs) -> LTDatasetSplits:
     """Build a long-tailed benchmark by name; keyword arguments go to its builder (e.g. imbalance_factor, seed)."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown classification dataset {name!r}; known: {', '.join(DATASETS)}")
-    return DATASETS[name](default_root() if root is None else root, **kwargs)
+    if name not in DATASET_REGISTRY:
+        raise ValueError(f"unknown classification dataset {name!r}; known: {', '.join(DATASET_REGISTRY.names())}")
+    return DATASET_REGISTRY.get(name)(default_root() if root is None else root, **kwargs)
