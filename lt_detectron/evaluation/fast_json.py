@@ -19,10 +19,12 @@ import numpy as np
 
 __all__ = ["RLEColumn", "ResultColumns", "read_results_columns"]
 
-_RECORD = re.compile(
+_RECORD_HEAD = (
     rb'\{"image_id": (\d+), "category_id": (\d+), "bbox": \[([^\]]*)\], "score": ([^,}\s]+)'
-    rb'(?:, "segmentation": \{"size": \[(\d+), (\d+)\], "counts": "([^"]*)"\})?\}'
+    rb'(?:, "segmentation": \{"size": \[(\d+), (\d+)\], "counts": '
 )
+_RECORD = re.compile(_RECORD_HEAD + rb'"([^"]*)"\})?\}')  # with the masks
+_RECORD_NO_COUNTS = re.compile(_RECORD_HEAD + rb'"[^"]*"\})?\}')  # masks checked for layout, not kept
 _BLOCK = 32 << 20  # bytes per regex pass (bounds the memory of the matched strings)
 
 
@@ -69,9 +71,11 @@ def _split_points(data: bytes, block: int) -> List[int]:
 
 
 def read_results_columns(
-    path: str | os.PathLike, progress: Optional[Callable[[int, int], None]] = None
+    path: str | os.PathLike, progress: Optional[Callable[[int, int], None]] = None, with_masks: bool = True
 ) -> Optional[ResultColumns]:
-    """Columns of a Detectron2-written results file, or None if its layout is not exactly that."""
+    """Columns of a Detectron2-written results file, or None if its layout is not exactly that.
+
+    with_masks=False skips keeping the masks (bbox evaluation): `segmentation` is then None."""
     with open(path, "rb") as f:
         data = f.read()
     head = data[:64].lstrip()
@@ -82,10 +86,11 @@ def read_results_columns(
     if n_records == 0 or n_masks not in (0, n_records):
         return None
     points = _split_points(data, _BLOCK)
+    pattern = _RECORD if with_masks else _RECORD_NO_COUNTS
     ids, cats, scores, boxes, heights, widths, counts = [], [], [], [], [], [], []
     n = 0
     for b, (lo, hi) in enumerate(zip(points[:-1], points[1:])):
-        rows = _RECORD.findall(data, lo, hi)
+        rows = pattern.findall(data, lo, hi)
         if not rows:
             return None
         n += len(rows)
@@ -104,7 +109,7 @@ def read_results_columns(
             return None
         boxes.append(box.reshape(-1, 4))
         scores.append(score)
-        if n_masks:
+        if n_masks and with_masks:
             heights.append(np.array(cols[4]).astype(np.int64))
             widths.append(np.array(cols[5]).astype(np.int64))
             counts.extend(cols[6])
@@ -113,5 +118,7 @@ def read_results_columns(
             progress(b + 1, len(points) - 1)
     if n != n_records:
         return None
-    seg = RLEColumn(counts, np.stack([np.concatenate(heights), np.concatenate(widths)], 1)) if n_masks else None
+    seg = None
+    if n_masks and with_masks:
+        seg = RLEColumn(counts, np.stack([np.concatenate(heights), np.concatenate(widths)], 1))
     return ResultColumns(np.concatenate(ids), np.concatenate(cats), np.concatenate(scores), np.concatenate(boxes), seg)

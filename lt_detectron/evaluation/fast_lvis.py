@@ -176,109 +176,123 @@ class _Chunk:
     det_hi: int  # rows of the (category-sorted) detections
 
 
+def _gt_rle(ann: dict, h: int, w: int):
+    """lvis-api's `LVIS.ann_to_rle`: polygons and uncompressed RLE to compressed RLE (pycocotools)."""
+    import pycocotools.mask as mask_utils
+
+    segm = ann["segmentation"]
+    if isinstance(segm, list):
+        return mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
+    if isinstance(segm["counts"], list):
+        return mask_utils.frPyObjects(segm, h, w)
+    return segm
+
+
+def _det_mask(segm, h: int, w: int, index: int) -> Tuple[dict, float]:
+    """A result's mask as compressed RLE and its area, or LVISInputError naming the record."""
+    import faster_coco_eval.mask_api_new_cpp as _mask  # validates RLE strings
+    import pycocotools.mask as mask_utils
+
+    try:
+        rle = _gt_rle({"segmentation": segm}, h, w)
+        _mask.area([dict(rle)])
+        area = float(mask_utils.area(rle))
+        if not 0 <= area <= h * w:
+            raise ValueError(f"its area {area:.0f} exceeds the image's {h}x{w} pixels")
+    except Exception as err:
+        raise LVISInputError(
+            f"results: record [{index}] field 'segmentation' does not decode ({err}); write masks with "
+            f"pycocotools.mask.encode at the image's size (as Detectron2's instances_to_coco_json does)."
+        ) from None
+    return rle, area
+
+
+def _groups(keys: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Start and end of each run of equal values in a sorted array."""
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1]
+    return starts, np.r_[starts[1:], len(keys)]
+
+
 def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, Tuple[int, int]]:
-    import faster_coco_eval.core.mask as mask_utils
+    """Precision [T, R, k, A] and recall [T, k, A] of the chunk's k classes."""
     import faster_coco_eval.faster_eval_api_cpp as _C
+    import faster_coco_eval.mask_api_new_cpp as _mask
+    import pycocotools.mask as mask_utils  # lvis-api's IoU
     from faster_coco_eval.core.cocoeval import Params
 
     gt: LVISGroundTruth = _SHARED["gt"]  # type: ignore[assignment]
     dets: Detections = _SHARED["dets"]  # type: ignore[assignment]
     iou_type: str = _SHARED["iou_type"]  # type: ignore[assignment]
     max_det: int = _SHARED["max_det"]  # type: ignore[assignment]
+    nel_pairs = gt.nel_pairs
     segm = iou_type == "segm"
     lo, hi = chunk.det_lo, chunk.det_hi
-    img_ids = gt.img_ids
-    cat_ids = gt.cat_ids
+    img_ids, cat_ids, num_cats = gt.img_ids, gt.cat_ids, gt.num_cats
 
-    # ground truth of the chunk's classes (copies: faster-coco-eval writes keys into the records)
-    gts: List[dict] = []
+    # detections of the chunk (rows in original order within each class)
+    d_img = dets.img_index[lo:hi]
+    d_key = d_img * num_cats + dets.cat_index[lo:hi]
+    d_score = dets.score[lo:hi]
+    if segm:
+        d_geo = [dets.segmentation[r] for r in range(lo, hi)]
+        hw = gt.img_hw[d_img]
+        try:  # faster-coco-eval's area rejects malformed RLE strings (pycocotools decodes them to garbage)
+            d_area = np.asarray(_mask.area(d_geo), dtype=np.float64) if d_geo else np.zeros(0)
+            valid = bool(((d_area >= 0) & (d_area <= hw[:, 0] * hw[:, 1])).all())
+        except Exception:
+            valid = False
+        if not valid or any(isinstance(g, list) for g in d_geo):  # polygons, or a bad mask to find
+            d_area = np.zeros(len(d_geo))
+            for j, g in enumerate(d_geo):
+                d_geo[j], d_area[j] = _det_mask(g, int(hw[j, 0]), int(hw[j, 1]), int(dets.index[lo + j]))
+    else:
+        boxes = dets.bbox[lo:hi]
+        d_area = boxes[:, 2] * boxes[:, 3]
+    keep = np.flatnonzero(d_area > 0)  # lvis-api's get_ann_ids keeps 0 < area < inf
+    d_mark = np.isin(d_key, nel_pairs)  # not exhaustively annotated: unmatched detections are ignored
+    dt_ds = _C.Dataset()
+    d_score_l, d_area_l, d_mark_l = d_score.tolist(), d_area.tolist(), d_mark.tolist()
+    d_img_id = img_ids[d_img].tolist()
+    d_cat_id = cat_ids[dets.cat_index[lo:hi]].tolist()
+    records = []
+    for j in keep.tolist():
+        rec = {"id": j + 1, "score": d_score_l[j], "area": d_area_l[j], "iscrowd": 0, "lvis_mark": d_mark_l[j]}
+        dt_ds.append_ref(d_img_id[j], d_cat_id[j], rec)
+        records.append(rec)
+    # pairs (image, class): rows sorted by score, ties in original order (lvis-api's mergesort)
+    kk = d_key[keep]
+    order = keep[np.lexsort((keep, -d_score[keep], kk))]
+    dt_start, dt_end = _groups(d_key[order])
+    dt_pairs = dict(zip(d_key[order][dt_start].tolist(), zip(dt_start.tolist(), dt_end.tolist())))
+
+    # ground truth of the chunk's classes
+    gt_ds = _C.Dataset()
+    gt_geo: Dict[int, list] = {}
     for ci in range(chunk.cat_lo, chunk.cat_hi):
         for ann in gt.anns_by_cat[ci]:
-            rec = {
-                "id": ann["id"],
-                "image_id": ann["image_id"],
-                "category_id": ann["category_id"],
-                "area": float(ann["area"]),
-                "iscrowd": 0,  # lvis-api treats every annotation as non-crowd
-                "ignore": 0,
-            }
+            ii = int(np.searchsorted(img_ids, ann["image_id"]))
+            key = ii * num_cats + ci
+            rec = {"id": ann["id"], "area": float(ann["area"]), "iscrowd": 0, "ignore": 0}  # lvis-api: no crowd
+            gt_ds.append_ref(ann["image_id"], ann["category_id"], rec)
+            records.append(rec)
             if segm:
                 if "segmentation" not in ann:
                     raise LVISInputError(
                         f"ground truth {gt.source}: annotation id {ann['id']} has no 'segmentation'; segm "
-                        f"evaluation needs masks (or evaluate --iou-type bbox only)."
+                        f"evaluation needs masks (or evaluate bbox only)."
                     )
-                rec["segmentation"] = ann["segmentation"]
+                geo = _gt_rle(ann, int(gt.img_hw[ii, 0]), int(gt.img_hw[ii, 1]))
             else:
-                rec["bbox"] = ann["bbox"]
-            gts.append(rec)
+                geo = ann["bbox"]
+            gt_geo.setdefault(key, []).append(geo)
 
-    # detections of the chunk's classes
-    rows = range(lo, hi)
-    d_img = img_ids[dets.img_index[lo:hi]].tolist()
-    d_cat = cat_ids[dets.cat_index[lo:hi]].tolist()
-    d_score = dets.score[lo:hi].tolist()
-    d_index = dets.index[lo:hi].tolist()
-    dts: List[dict] = []
-    if segm:
-        segs = dets.segmentation
-        for j, r in enumerate(rows):
-            dts.append({"id": j + 1, "image_id": d_img[j], "category_id": d_cat[j], "score": d_score[j],
-                        "segmentation": segs[r], "iscrowd": 0})  # fmt: skip
-    else:
-        boxes = dets.bbox[lo:hi]
-        areas = (boxes[:, 2] * boxes[:, 3]).tolist()
-        blist = boxes.tolist()
-        for j in range(hi - lo):
-            dts.append({"id": j + 1, "image_id": d_img[j], "category_id": d_cat[j], "score": d_score[j],
-                        "bbox": blist[j], "area": areas[j], "iscrowd": 0})  # fmt: skip
-
-    hw = gt.img_hw
-    if segm:
-        needed = {d["image_id"] for d in dts} | {g["image_id"] for g in gts}
-        idx = np.searchsorted(img_ids, np.fromiter(needed, dtype=np.int64, count=len(needed)))
-        img_sizes = {int(img_ids[i]): (int(hw[i, 0]), int(hw[i, 1])) for i in idx}
-        mask_utils.calculateRleForAllAnnotations(gts, img_sizes, True, False, 0.02, 1)
-        try:
-            mask_utils.calculateRleForAllAnnotations(dts, img_sizes, True, False, 0.02, 1)
-            areas = mask_utils.area([d["rle"] for d in dts]) if dts else []
-        except Exception:  # find the record
-            for j, d in enumerate(dts):
-                try:
-                    mask_utils.area([mask_utils.segmToRle(d["segmentation"], *img_sizes[d["image_id"]][::-1])])
-                except Exception as err:
-                    raise LVISInputError(
-                        f"results: record [{d_index[j]}] field 'segmentation' does not decode ({err}); write masks "
-                        f"with pycocotools.mask.encode at the image's size (Detectron2's instances_to_coco_json)."
-                    ) from None
-            raise
-        for d, a in zip(dts, np.asarray(areas).tolist()):
-            d["area"] = float(a)
-        dts = [d for d in dts if d["area"] > 0]  # lvis-api's get_ann_ids keeps 0 < area < inf
-    else:
-        dts = [d for d in dts if d["area"] > 0]
-
-    gt_ds, dt_ds = _C.Dataset(), _C.Dataset()
-    by_pair_gt: Dict[Tuple[int, int], List[dict]] = {}
-    for g in gts:
-        gt_ds.append_ref(g["image_id"], g["category_id"], g)
-        by_pair_gt.setdefault((g["image_id"], g["category_id"]), []).append(g)
-    by_pair_dt: Dict[Tuple[int, int], List[dict]] = {}
-    nel = gt.not_exhaustive
-    dt_imgs = sorted({d["image_id"] for d in dts})
-    img_pos = dict(zip(dt_imgs, np.searchsorted(img_ids, np.array(dt_imgs, dtype=np.int64)).tolist()))
-    for d in dts:
-        # unmatched detections of a class the image's annotation is not exhaustive for are ignored
-        d["lvis_mark"] = d["category_id"] in nel[img_pos[d["image_id"]]]
-        dt_ds.append_ref(d["image_id"], d["category_id"], d)
-        by_pair_dt.setdefault((d["image_id"], d["category_id"]), []).append(d)
-
-    # Evaluate class by class over the images where the class has ground truth or detections: the C++ core walks
-    # every (image, class) pair it is given, and an image without either contributes nothing to that class.
-    imgs_of_cat: Dict[int, set] = {}
-    for img_id, cat_id in list(by_pair_gt) + list(by_pair_dt):
-        imgs_of_cat.setdefault(cat_id, set()).add(img_id)
-    key = "rle" if segm else "bbox"
+    # per class, the images where it has ground truth or detections
+    all_keys = np.union1d(np.fromiter(gt_geo.keys(), dtype=np.int64, count=len(gt_geo)), kk)
+    all_keys = all_keys[np.lexsort((all_keys // num_cats, all_keys % num_cats))]  # by class, then image
+    key_cat = all_keys % num_cats
+    c_start, c_end = _groups(key_cat)
     params = Params(iouType=iou_type)
     params.maxDets = [max_det]
     params.areaRng = AREA_RNG
@@ -288,26 +302,26 @@ def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, Tu
     precision = -np.ones((len(IOU_THRS), len(REC_THRS), k, len(AREA_RNG)))
     recall = -np.ones((len(IOU_THRS), k, len(AREA_RNG)))
     empty: list = []
-    for col, cat_id in enumerate(cat_ids[chunk.cat_lo : chunk.cat_hi].tolist()):
-        eval_imgs = sorted(imgs_of_cat.get(cat_id, ()))
-        if not eval_imgs:
-            continue
+    for s, e in zip(c_start.tolist(), c_end.tolist()):
+        keys = all_keys[s:e].tolist()
+        ci = keys[0] % num_cats
+        cat_id = int(cat_ids[ci])
+        eval_imgs = img_ids[all_keys[s:e] // num_cats].tolist()  # sorted by image
         ious: List[list] = []
-        for img_id in eval_imgs:
-            g_list = by_pair_gt.get((img_id, cat_id))
-            dt_list = by_pair_dt.get((img_id, cat_id))
-            if not g_list or not dt_list:
+        for key in keys:
+            g = gt_geo.get(key)
+            rng = dt_pairs.get(key)
+            if g is None or rng is None:
                 ious.append([empty])
                 continue
-            order = np.argsort([-d["score"] for d in dt_list], kind="mergesort")[:max_det]
-            d_geo = [dt_list[i][key] for i in order]
-            g_geo = [g[key] for g in g_list]
-            ious.append([mask_utils.iou(d_geo, g_geo, [0] * len(g_geo))])
+            rows = order[rng[0] : rng[1]][:max_det]
+            dg = [d_geo[r] for r in rows.tolist()] if segm else boxes[rows]
+            ious.append([mask_utils.iou(dg, g, [0] * len(g))])
         params.imgIds = eval_imgs
         params.catIds = [cat_id]
         out = _C.COCOevalEvaluateAccumulate(params, ious, gt_ds, dt_ds, eval_imgs, [cat_id], True)
-        precision[:, :, col, :] = np.asarray(out["precision"])[:, :, 0, :, 0]
-        recall[:, col, :] = np.asarray(out["recall"])[:, 0, :, 0]
+        precision[:, :, ci - chunk.cat_lo, :] = np.asarray(out["precision"])[:, :, 0, :, 0]
+        recall[:, ci - chunk.cat_lo, :] = np.asarray(out["recall"])[:, 0, :, 0]
     return chunk.cat_lo, chunk.cat_hi, precision, recall, (os.getpid(), _peak_rss_bytes())
 
 
@@ -372,7 +386,12 @@ def evaluate_detections(
     precision = -np.ones((len(IOU_THRS), len(REC_THRS), num_cats, len(AREA_RNG)))
     recall = -np.ones((len(IOU_THRS), num_cats, len(AREA_RNG)))
     t1 = time.perf_counter()
-    _SHARED.update(gt=gt, dets=selected, iou_type=iou_type, max_det=max_det)
+    _SHARED.update(
+        gt=gt,
+        dets=selected,
+        iou_type=iou_type,
+        max_det=max_det,
+    )
     # fork: the workers see the parent's columns without a copy and build the records of their chunks only
     pool = mp.get_context("fork").Pool(min(workers, len(chunks))) if workers > 1 else None
     rss_by_pid: Dict[int, int] = {}

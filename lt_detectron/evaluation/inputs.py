@@ -52,6 +52,7 @@ class LVISGroundTruth:
     anns_by_cat: List[List[dict]]  # annotations with area > 0 (lvis-api drops the others), per category index
     neg_pairs: np.ndarray  # sorted int64 keys img_index * num_cats + cat_index of the negative lists
     pos_pairs: np.ndarray  # same for the (image, category) pairs with an annotation
+    nel_pairs: np.ndarray  # same for the not-exhaustive lists
     not_exhaustive: List[frozenset] = field(default_factory=list)  # category ids, by image index
     frequency: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))  # 'r'/'c'/'f' by category index
 
@@ -132,12 +133,14 @@ def load_ground_truth(source: JsonLike) -> LVISGroundTruth:
         anns_by_cat[ci].append(ann)
         pos.append(ii * num_cats + ci)
     neg: List[int] = []
+    nel: List[int] = []
     for ii, img in enumerate(images):
-        for c in img["neg_category_ids"]:
-            ci = int(np.searchsorted(cat_ids, c))
-            if ci >= num_cats or cat_ids[ci] != c:
-                raise _gt_error(name, f"image id {img['id']} lists neg_category_id {c!r}, not in 'categories'")
-            neg.append(ii * num_cats + ci)
+        for field_name, out in (("neg_category_ids", neg), ("not_exhaustive_category_ids", nel)):
+            for c in img[field_name]:
+                ci = int(np.searchsorted(cat_ids, c))
+                if ci >= num_cats or cat_ids[ci] != c:
+                    raise _gt_error(name, f"image id {img['id']} lists {field_name} {c!r}, not in 'categories'")
+                out.append(ii * num_cats + ci)
     return LVISGroundTruth(
         source=name,
         images=images,
@@ -148,6 +151,7 @@ def load_ground_truth(source: JsonLike) -> LVISGroundTruth:
         anns_by_cat=anns_by_cat,
         neg_pairs=np.unique(np.array(neg, dtype=np.int64)),
         pos_pairs=np.unique(np.array(pos, dtype=np.int64)),
+        nel_pairs=np.unique(np.array(nel, dtype=np.int64)),
         not_exhaustive=[frozenset(d["not_exhaustive_category_ids"]) for d in images],
         frequency=np.array([c["frequency"] for c in categories], dtype=object),
     )
@@ -234,13 +238,14 @@ def load_detections(
         path = os.fspath(source)
         if not os.path.isfile(path):
             raise LVISInputError(f"results file {path!r} does not exist; pass the path of an existing json file.")
-        fast = read_results_columns(path, progress=progress)
+        fast = read_results_columns(path, progress=progress, with_masks=need_segm)
     results: Any = None
     if fast is not None:
         img, cat, score, bbox = fast.image_id, fast.category_id, fast.score, fast.bbox
         seg: Any = fast.segmentation
         if need_segm and seg is None:
             raise LVISInputError(f"results {name} have no 'segmentation'; evaluate iou type bbox only.")
+        seg = seg if need_segm else None
         bbox = bbox if need_bbox else None
         seg = seg if need_segm else None
     else:
