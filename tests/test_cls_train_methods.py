@@ -10,7 +10,7 @@ from _cls_train_helpers import tiny_cfg
 from lt_detectron.classification.config import ConfigError, load_config
 from lt_detectron.classification.methods import METHOD_REGISTRY
 from lt_detectron.classification.models import build_model
-from lt_detectron.classification.trainer import ClassificationTrainer, EpochSampler, build_lr_lambda
+from lt_detectron.classification.trainer import ClassificationTrainer, EpochSampler, build_lr_multiplier
 from lt_detectron.layers import CosineLinear
 
 ALL_METHODS = sorted(METHOD_REGISTRY.names())
@@ -100,13 +100,19 @@ def test_lr_schedule_warmup_step_and_cosine():
             "SOLVER.GAMMA=0.1",
         ],
     )
-    f = build_lr_lambda(cfg, iters_per_epoch=10)
+    sched = build_lr_multiplier(cfg, iters_per_epoch=10)  # an fvcore ParamScheduler of iteration / 100
+
+    def f(it: int) -> float:
+        return sched(it / 100)
+
     assert f(0) == pytest.approx(0.1) and f(10) == pytest.approx(0.55) and f(20) == 1.0
     assert f(49) == 1.0 and f(50) == pytest.approx(0.1) and f(80) == pytest.approx(0.01)
-    cos = build_lr_lambda(
+    cos = build_lr_multiplier(
         load_config(None, ["SOLVER.EPOCHS=10", "SOLVER.WARMUP_EPOCHS=0", "SOLVER.SCHEDULE=cosine"]), iters_per_epoch=10
     )
-    assert cos(0) == 1.0 and cos(50) == pytest.approx(0.5) and cos(100) == pytest.approx(0.0, abs=1e-12)
+    assert cos(0) == 1.0 and cos(0.5) == pytest.approx(0.5) and cos(1.0) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ConfigError, match="SOLVER.STEPS"):
+        build_lr_multiplier(load_config(None, ["SOLVER.EPOCHS=10", "SOLVER.STEPS=(5,3)"]), iters_per_epoch=10)
 
 
 def test_epoch_sampler_is_resumable_and_balances_classes():

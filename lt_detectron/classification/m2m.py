@@ -5,17 +5,34 @@ For each sample (x_i, y_i) of a class-balanced batch, with probability 1 - n_{y_
 frequent class k0 present in the batch is translated towards y_i by T normalised gradient steps on
 `CE(g(x), y_i) + lambda * f_{k0}(x)`; the result replaces x_i unless rejected (probability beta^{(n_k0 - n_y)^+},
 or g's loss on y_i still above gamma).
+
+g itself (`load_frozen_classifier`) is a CE run of the same architecture: METHOD.M2M.G_CHECKPOINT, or trained
+first into OUTPUT_DIR/m2m_g (`train_frozen_classifier`).
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["M2mConfig", "seed_class_weights", "rejection_probability", "translate", "m2m_batch"]
+__all__ = [
+    "M2mConfig",
+    "seed_class_weights",
+    "rejection_probability",
+    "translate",
+    "m2m_batch",
+    "g_config",
+    "train_frozen_classifier",
+    "load_frozen_classifier",
+]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,3 +131,52 @@ def m2m_batch(
     out[rows[keep]] = x_star[keep].to(out.dtype)
     stats["m2m_accepted"] = float(keep.sum())
     return out, stats
+
+
+def g_config(cfg):
+    """The config that trains M2m's classifier g: the same run with METHOD.NAME ce, under OUTPUT_DIR/m2m_g."""
+    g_cfg = copy.deepcopy(cfg)
+    g_cfg.defrost()
+    g_cfg.METHOD.NAME = "ce"
+    g_cfg.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, "m2m_g")
+    g_cfg.TEST.EVAL_PERIOD = 0
+    g_cfg.freeze()
+    return g_cfg
+
+
+def train_frozen_classifier(cfg) -> str:
+    """Train M2m's g (ERM, same config, method ce) unless its weights already exist; returns their path."""
+    from .trainer import FINAL_WEIGHTS, ClassificationTrainer
+
+    g_cfg = g_config(cfg)
+    path = os.path.join(g_cfg.OUTPUT_DIR, FINAL_WEIGHTS)
+    if not os.path.isfile(path):
+        logger.info("M2m: training the ERM classifier g into %s", g_cfg.OUTPUT_DIR)
+        ClassificationTrainer(g_cfg).train()
+    return path
+
+
+def load_frozen_classifier(cfg, num_classes: int) -> nn.Module:
+    """M2m's g: the same architecture with a linear classifier, weights from METHOD.M2M.G_CHECKPOINT (or trained).
+
+    The file is read with `torch.load(weights_only=True)`: a state dict, or a dict with a "model" entry.
+    """
+    from .models import build_model
+    from .trainer import FINAL_WEIGHTS
+
+    path = cfg.METHOD.M2M.G_CHECKPOINT or train_frozen_classifier(cfg)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"METHOD.M2M.G_CHECKPOINT={path!r} does not exist; give the {FINAL_WEIGHTS} of a CE "
+            "run of the same model, or leave it empty to train g first"
+        )
+    g = build_model(cfg.MODEL.NAME, num_classes, **{k.lower(): v for k, v in cfg.MODEL.ARGS.items()})
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        g.load_state_dict(state["model"] if isinstance(state, dict) and "model" in state else state)
+    except (RuntimeError, KeyError) as err:
+        raise ValueError(
+            f"METHOD.M2M.G_CHECKPOINT={path!r} does not fit model {cfg.MODEL.NAME!r} with a linear "
+            f"classifier ({err}); g must be a CE (method ce) run of the same architecture"
+        ) from None
+    return g.to(cfg.DEVICE).eval().requires_grad_(False)

@@ -9,7 +9,7 @@ loss of a batch, and produces inference logits. Every loss, class weight and bal
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -21,11 +21,14 @@ from lt_detectron.layers import CosineLinear, projection_head
 from lt_detectron.registry import Registry, deprecated_dict
 
 from .config import ConfigError
-from .m2m import M2mConfig, m2m_batch
+from .m2m import M2mConfig, load_frozen_classifier, m2m_batch
 
 __all__ = [
     "METHOD_REGISTRY",
+    "METHOD_CLASSES",
+    "MethodInputs",
     "build_method",
+    "prepare_method",
     "ClassificationMethod",
     "LossMethod",
     "LADEMethod",
@@ -44,6 +47,14 @@ class StepContext:
     epoch: int
     global_step: int
     lr: float
+
+
+@dataclass
+class MethodInputs:
+    """What a method takes from the data before it is built (`ClassificationMethod.prepare`)."""
+
+    train_indices: np.ndarray | None = None  # the part of the training split to train on; None: all of it
+    extras: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the method's builder
 
 
 def parse_target_prior(spec: str, train_counts: np.ndarray) -> Tensor:
@@ -126,6 +137,12 @@ class ClassificationMethod(nn.Module):
     def balanced_sampling(self, epoch: int) -> bool:
         """Whether this method needs class-balanced batches at `epoch` (M2m after its deferred start)."""
         return False
+
+    @classmethod
+    def prepare(cls, cfg, data, training: bool = True, **given: Any) -> MethodInputs:
+        """Inputs this method needs from the dataset (`data`: a classification dataset bundle) before it is built;
+        `given` holds inputs the caller already has (e.g. M2m's `frozen_classifier`). Default: none."""
+        return MethodInputs()
 
 
 class LossMethod(ClassificationMethod):
@@ -293,6 +310,17 @@ class M2mMethod(ClassificationMethod):
         if frozen_classifier is not None:
             self.set_frozen_classifier(frozen_classifier)
 
+    @classmethod
+    def prepare(cls, cfg, data, training: bool = True, **given: Any) -> MethodInputs:
+        """g from `given["frozen_classifier"]`, else METHOD.M2M.G_CHECKPOINT, else a CE run trained first
+        (`m2m.load_frozen_classifier`); not needed for evaluation only."""
+        if not training:
+            return MethodInputs()
+        g = given.get("frozen_classifier")
+        return MethodInputs(
+            extras={"frozen_classifier": g if g is not None else load_frozen_classifier(cfg, data.num_classes)}
+        )
+
     def set_frozen_classifier(self, g: nn.Module) -> None:
         g.eval().requires_grad_(False)
         self._g[:] = [g]
@@ -345,6 +373,38 @@ class MetaMethod(ClassificationMethod):
             raise ConfigError(f"{cfg.METHOD.NAME}: no development set; see METHOD.META.DEV_SOURCE / DEV_PER_CLASS")
         self.dev_data = dev_data
         self.dev_sampler = M.DevBatchSampler(np.arange(len(dev_data)), int(c.DEV_BATCH_SIZE), seed=int(cfg.SEED))
+
+    @classmethod
+    def prepare(cls, cfg, data, training: bool = True, **given: Any) -> MethodInputs:
+        """The class-balanced development set D of the meta methods (Jamal et al. 2020 §5), k = META.DEV_PER_CLASS
+        per class, as `dev_data`.
+
+        DEV_SOURCE "train": held out of the training split (CIFAR-LT, iNat), which shrinks the training set and its
+        counts n_c; "val": taken from the validation split (ImageNet-LT, Places-LT, digits-LT's val_per_class).
+        """
+        from torch.utils.data import Subset
+
+        from lt_detectron.meta import build_dev_split
+
+        meta = cfg.METHOD.META
+        k = int(meta.DEV_PER_CLASS)
+        if meta.DEV_SOURCE == "train":
+            labels = np.asarray(data.train.targets, dtype=np.int64)
+            split = build_dev_split(labels, k, num_classes=data.num_classes, seed=cfg.SEED)
+            return MethodInputs(
+                train_indices=split.train_indices, extras={"dev_data": Subset(data.train, split.dev_indices.tolist())}
+            )
+        if meta.DEV_SOURCE == "val":
+            if data.val is None:
+                raise ConfigError(
+                    f"METHOD.META.DEV_SOURCE=val but dataset {cfg.DATASET.NAME!r} has no val split; "
+                    "use DEV_SOURCE train (or DATASET.ARGS.VAL_PER_CLASS for digits_lt)"
+                )
+            labels = np.asarray(data.val.targets, dtype=np.int64)
+            rng = np.random.default_rng(cfg.SEED)
+            picks = [rng.permutation(np.flatnonzero(labels == c))[:k] for c in range(data.num_classes)]
+            return MethodInputs(extras={"dev_data": Subset(data.val, np.sort(np.concatenate(picks)).tolist())})
+        raise ConfigError(f"METHOD.META.DEV_SOURCE={meta.DEV_SOURCE!r}; known: train, val")
 
     def inference_logits(self, model, images):
         return self.base.inference_logits(model, images)
@@ -427,7 +487,7 @@ _BASE_LOSSES: dict[str, Callable[[Any], dict]] = {
 
 # METHOD.NAME -> builder(cfg, model, train_counts, **extras) -> ClassificationMethod. A user project adds a method
 # with `@METHOD_REGISTRY.register("name")` on such a builder (or on a ClassificationMethod subclass with that
-# signature); `extras` are what the trainer passes (M2m's frozen_classifier, the meta methods' dev_data).
+# signature); `extras` are what `prepare_method` returned (M2m's frozen_classifier, the meta methods' dev_data).
 METHOD_REGISTRY = Registry("LT_CLS_METHOD")
 
 
@@ -499,6 +559,25 @@ def _meta_ldam(cfg, m, n, **kw):
 @METHOD_REGISTRY.register("m2m")
 def _m2m(cfg, m, n, **kw):
     return M2mMethod(cfg, m, n, **kw)
+
+
+# METHOD.NAME -> the class whose `prepare` supplies the inputs of a registered builder function. A method registered
+# as a ClassificationMethod subclass uses its own `prepare`; any other gets none (ClassificationMethod.prepare).
+METHOD_CLASSES: dict[str, type[ClassificationMethod]] = {
+    "meta_ce": MetaMethod,
+    "meta_focal": MetaMethod,
+    "meta_ldam": MetaMethod,
+    "m2m": M2mMethod,
+}
+
+
+def prepare_method(cfg, data, training: bool = True, **given: Any) -> MethodInputs:
+    """What `cfg.METHOD.NAME` needs from the data before `build_method` (see `ClassificationMethod.prepare`)."""
+    name = cfg.METHOD.NAME
+    builder = METHOD_REGISTRY.get(name) if name in METHOD_REGISTRY else None
+    if isinstance(builder, type) and issubclass(builder, ClassificationMethod):
+        return builder.prepare(cfg, data, training=training, **given)
+    return METHOD_CLASSES.get(name, ClassificationMethod).prepare(cfg, data, training=training, **given)
 
 
 def build_method(cfg, model: nn.Module, train_counts: np.ndarray, **extras: Any) -> ClassificationMethod:

@@ -1,75 +1,56 @@
-"""The config-driven classification trainer: schedules, DRW/DRS deferral, logging, atomic checkpoints, exact resume.
+"""The config-driven classification trainer: a plain loop over Detectron2/fvcore parts, with exact resume.
 
-Exact resume: a checkpoint holds the model, method (extra heads, risk balancer, eps tracker), optimizer, scheduler,
-the python/numpy/torch RNG states and the position in the epoch. Sample order is a pure function of
-(SEED, epoch), so resuming mid-epoch skips the batches already seen and continues with the same order; with
-DATALOADER.NUM_WORKERS = 0 the resumed run is bit-identical to an uninterrupted one.
+Parts from the stack: Detectron2's `seed_all_rng`, its `LRMultiplier` over fvcore `ParamScheduler`s (multi-step or
+cosine, with `WarmupParamScheduler`'s linear warm-up), and the atomic fvcore checkpointer shared with detection
+(`lt_detectron.utils.checkpoint`). Method-specific inputs (M2m's classifier g, the meta methods' dev set) come from
+the method's own `prepare` (`methods.prepare_method`), not from here.
+
+Exact resume, what this module adds: a checkpoint holds the model, method (extra heads, risk balancer, eps tracker),
+optimizer, scheduler, the python/numpy/torch RNG states (as lists and tensors, so the file loads with
+`torch.load(weights_only=True)`) and the position in the epoch. Sample order is a pure function of (SEED, epoch), so
+resuming mid-epoch skips the batches already seen and continues with the same order; with DATALOADER.NUM_WORKERS = 0
+the resumed run is bit-identical to an uninterrupted one, metrics.csv rows included.
 """
 
 from __future__ import annotations
 
-import copy
 import csv
 import logging
-import math
 import os
-import random
 from collections import defaultdict
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
+from detectron2.solver import LRMultiplier, WarmupParamScheduler
+from detectron2.utils.env import seed_all_rng
+from fvcore.common.param_scheduler import CosineParamScheduler, MultiStepParamScheduler, ParamScheduler
 from torch import Tensor, nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import BatchSampler, DataLoader, Sampler, Subset
 
+from lt_detectron.utils.checkpoint import (
+    AtomicCheckpointer,
+    rng_states,
+    save_through,
+    set_rng_states,
+    weights_only_safe,
+)
 from lt_detectron.utils.io import atomic_write
 
 from .config import CfgNode, ConfigError
-from .methods import ClassificationMethod, StepContext, build_method
+from .methods import ClassificationMethod, StepContext, build_method, prepare_method
 
-__all__ = [
-    "ClassificationTrainer",
-    "EpochSampler",
-    "build_lr_lambda",
-    "atomic_torch_save",
-    "seed_everything",
-    "train_frozen_classifier",
-]
+__all__ = ["ClassificationTrainer", "EpochSampler", "build_lr_multiplier", "CHECKPOINT", "FINAL_WEIGHTS"]
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT = "last.pth"
+CHECKPOINT_NAME = "last"
+CHECKPOINT = CHECKPOINT_NAME + ".pth"
 FINAL_WEIGHTS = "model_final.pth"
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def atomic_torch_save(obj: Any, path: str) -> None:
-    """torch.save to a temporary file in the same folder, then os.replace: a crash never leaves half a file."""
-    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _atomic_write_text(path: str, text: str) -> None:
     atomic_write(path, lambda f: f.write(text), binary=False)
-
-
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class EpochSampler(Sampler[int]):
@@ -103,26 +84,33 @@ class EpochSampler(Sampler[int]):
         return len(self.labels) - self.skip
 
 
-def build_lr_lambda(cfg: CfgNode, iters_per_epoch: int):
-    """Per-iteration lr factor: linear warm-up, then step decay (x GAMMA at each epoch of STEPS) or cosine to 0."""
+def build_lr_multiplier(cfg: CfgNode, iters_per_epoch: int) -> ParamScheduler:
+    """The lr factor as an fvcore ParamScheduler of the training progress (iteration / total iterations).
+
+    "step": x GAMMA at each epoch of STEPS; "cosine": half a cosine from 1 to 0 at the last iteration. A warm-up of
+    WARMUP_EPOCHS goes linearly from WARMUP_FACTOR x the schedule's start to its value where the warm-up ends
+    (Detectron2's WarmupParamScheduler).
+    """
     s = cfg.SOLVER
     total = s.EPOCHS * iters_per_epoch
+    if total <= 0:
+        raise ConfigError(f"SOLVER.EPOCHS={s.EPOCHS} with {iters_per_epoch} iterations per epoch: nothing to train")
     warmup = int(s.WARMUP_EPOCHS * iters_per_epoch)
-    steps = [int(e * iters_per_epoch) for e in s.STEPS]
-    if s.SCHEDULE not in ("step", "cosine"):
+    if s.SCHEDULE == "step":
+        steps = [int(e * iters_per_epoch) for e in s.STEPS]
+        if any(b <= a for a, b in zip([0, *steps], steps)):
+            raise ConfigError(f"SOLVER.STEPS={tuple(s.STEPS)}: epochs must be positive and increasing")
+        steps = [step for step in steps if step < total]  # a decay after the last iteration never happens
+        sched: ParamScheduler = MultiStepParamScheduler(
+            [s.GAMMA**k for k in range(len(steps) + 1)], milestones=steps, num_updates=total
+        )
+    elif s.SCHEDULE == "cosine":
+        sched = CosineParamScheduler(1.0, 0.0)
+    else:
         raise ConfigError(f"SOLVER.SCHEDULE={s.SCHEDULE!r}; known: step, cosine")
-
-    def factor(it: int) -> float:
-        if s.SCHEDULE == "step":
-            value = s.GAMMA ** sum(it >= step for step in steps)
-        else:
-            value = 0.5 * (1.0 + math.cos(math.pi * min(it, total) / max(1, total)))
-        if it < warmup:
-            alpha = it / warmup
-            value *= s.WARMUP_FACTOR * (1.0 - alpha) + alpha
-        return value
-
-    return factor
+    if warmup > 0:
+        sched = WarmupParamScheduler(sched, s.WARMUP_FACTOR, min(warmup, total) / total)
+    return sched
 
 
 def _build_optimizer(cfg: CfgNode, params: list[nn.Parameter]) -> torch.optim.Optimizer:
@@ -157,23 +145,24 @@ class ClassificationTrainer:
             self.data = build_dataset(cfg.DATASET.NAME, root=cfg.DATASET.ROOT or None, **_dataset_kwargs(cfg))
         except TypeError as err:  # an unknown DATASET.ARGS key
             raise ConfigError(f"DATASET.ARGS for {cfg.DATASET.NAME!r}: {err}; fix DATASET.ARGS") from None
+        # Before seeding: what the method prepares (e.g. training M2m's g) must not shift this run's RNG.
+        given = {} if frozen_classifier is None else {"frozen_classifier": frozen_classifier}
+        inputs = prepare_method(cfg, self.data, training=training, **given)
         self.train_set = self.data.train
         self.train_labels = np.asarray(self.data.train.targets, dtype=np.int64)
         self.train_counts = np.asarray(self.data.train_counts)
-        extras: dict[str, Any] = {}
-        # Before seeding: training g (when needed) must not shift this run's RNG.
-        if cfg.METHOD.NAME == "m2m" and training:
-            extras["frozen_classifier"] = frozen_classifier or load_frozen_classifier(cfg, self.data.num_classes)
-        if cfg.METHOD.NAME.startswith("meta_"):
-            extras["dev_data"] = self._meta_dev_set()
-        seed_everything(cfg.SEED)
+        if inputs.train_indices is not None:  # the method holds part of the training split out
+            self.train_set = Subset(self.data.train, inputs.train_indices.tolist())
+            self.train_labels = self.train_labels[inputs.train_indices]
+            self.train_counts = np.bincount(self.train_labels, minlength=self.data.num_classes)
+        seed_all_rng(cfg.SEED)
         try:
             self.model = build_model(
                 cfg.MODEL.NAME, self.data.num_classes, **{k.lower(): v for k, v in cfg.MODEL.ARGS.items()}
             )
         except TypeError as err:
             raise ConfigError(f"MODEL.ARGS for {cfg.MODEL.NAME!r}: {err}; fix MODEL.ARGS") from None
-        self.method: ClassificationMethod = build_method(cfg, self.model, self.train_counts, **extras)
+        self.method: ClassificationMethod = build_method(cfg, self.model, self.train_counts, **inputs.extras)
         self.model.to(self.device)
         self.method.to(self.device)
         # Each parameter once: methods may keep references to model modules.
@@ -189,7 +178,12 @@ class ClassificationTrainer:
                 f"SOLVER.BATCH_SIZE={cfg.SOLVER.BATCH_SIZE} with DROP_LAST leaves no batch from "
                 f"{len(self.train_set)} training images; lower the batch size"
             )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, build_lr_lambda(cfg, self.iters_per_epoch))
+        self.scheduler = LRMultiplier(
+            self.optimizer, build_lr_multiplier(cfg, self.iters_per_epoch), cfg.SOLVER.EPOCHS * self.iters_per_epoch
+        )
+        self.checkpointer = AtomicCheckpointer(
+            self.model, self.output_dir, method=self.method, optimizer=self.optimizer, scheduler=self.scheduler
+        )
         self.epoch = 0
         self.iter_in_epoch = 0
         self.global_step = 0
@@ -216,63 +210,36 @@ class ClassificationTrainer:
             pin_memory=self.device.type == "cuda",
         )
 
-    def _meta_dev_set(self) -> Dataset:
-        """The class-balanced development set D of the meta methods (Jamal et al. 2020 §5),
-        k = META.DEV_PER_CLASS per class.
-
-        DEV_SOURCE "train": held out of the training split (CIFAR-LT, iNat), which shrinks the training set and its
-        counts n_c; "val": taken from the validation split (ImageNet-LT, Places-LT, digits-LT's val_per_class).
-        """
-        from lt_detectron.meta import build_dev_split
-
-        meta = self.cfg.METHOD.META
-        k = int(meta.DEV_PER_CLASS)
-        if meta.DEV_SOURCE == "train":
-            split = build_dev_split(self.train_labels, k, num_classes=self.data.num_classes, seed=self.cfg.SEED)
-            dev = Subset(self.data.train, split.dev_indices.tolist())
-            self.train_set = Subset(self.data.train, split.train_indices.tolist())
-            self.train_labels = self.train_labels[split.train_indices]
-            self.train_counts = np.bincount(self.train_labels, minlength=self.data.num_classes)
-            return dev
-        if meta.DEV_SOURCE == "val":
-            if self.data.val is None:
-                raise ConfigError(
-                    f"METHOD.META.DEV_SOURCE=val but dataset {self.cfg.DATASET.NAME!r} has no val split; "
-                    "use DEV_SOURCE train (or DATASET.ARGS.VAL_PER_CLASS for digits_lt)"
-                )
-            labels = np.asarray(self.data.val.targets, dtype=np.int64)
-            rng = np.random.default_rng(self.cfg.SEED)
-            picks = [rng.permutation(np.flatnonzero(labels == c))[:k] for c in range(self.data.num_classes)]
-            return Subset(self.data.val, np.sort(np.concatenate(picks)).tolist())
-        raise ConfigError(f"METHOD.META.DEV_SOURCE={meta.DEV_SOURCE!r}; known: train, val")
-
     # ----------------------------------------------------------------------------------------- checkpoints
     def checkpoint_path(self) -> str:
         return os.path.join(self.output_dir, CHECKPOINT)
 
-    def state_dict(self) -> dict:
-        return {
-            "model": self.model.state_dict(),
-            "method": self.method.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "epoch": self.epoch,
-            "iter_in_epoch": self.iter_in_epoch,
-            "global_step": self.global_step,
-            "rng": _rng_state(),
-            "config": self.cfg.dump(),
-        }
-
     def save_checkpoint(self) -> str:
-        path = self.checkpoint_path()
-        atomic_torch_save(self.state_dict(), path)
-        return path
+        """OUTPUT_DIR/last.pth (atomic): model, method, optimizer, scheduler, RNG states and epoch position."""
+        self.checkpointer.save(
+            CHECKPOINT_NAME,
+            epoch=self.epoch,
+            iter_in_epoch=self.iter_in_epoch,
+            global_step=self.global_step,
+            rng=rng_states(),
+            config=self.cfg.dump(),
+        )
+        return self.checkpoint_path()
 
     def load_checkpoint(self, path: str, weights_only: bool = False) -> None:
-        """Restore a checkpoint; `weights_only` loads just the model and method (evaluation)."""
-        if not os.path.isfile(path):
+        """Restore a checkpoint; `weights_only` loads just the model and method (evaluation).
+
+        Files are read with `torch.load(weights_only=True)` whatever `weights_only` says: tensors and containers only.
+        """
+        if not self.checkpointer.path_manager.isfile(path):
             raise FileNotFoundError(f"checkpoint {path} does not exist; train first or pass --checkpoint PATH")
-        state = torch.load(path, map_location=self.device)
+        try:
+            state = self.checkpointer.read(path)
+        except Exception as err:  # torch raises UnpicklingError (2.3) or RuntimeError for non-tensor payloads
+            raise ValueError(
+                f"checkpoint {path} cannot be read with torch.load(weights_only=True) ({str(err).splitlines()[0]}); "
+                "files written before RNG states were stored as tensors must be retrained or converted"
+            ) from None
         if not isinstance(state, dict) or "model" not in state:
             raise ValueError(
                 f"checkpoint {path}: expected a dict with a 'model' entry (a file written by this trainer)"
@@ -291,7 +258,7 @@ class ClassificationTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.iter_in_epoch, self.global_step = state["epoch"], state["iter_in_epoch"], state["global_step"]
-        _set_rng_state(state["rng"])
+        set_rng_states(state["rng"])
         self._truncate_metrics(self.global_step)
 
     def resume_or_load(self, resume: bool = True) -> bool:
@@ -383,9 +350,11 @@ class ClassificationTrainer:
                 self.save_checkpoint()
             if stop:
                 return None
-        atomic_torch_save(
-            {"model": self.model.state_dict(), "method": self.method.state_dict(), "config": cfg.dump()},
+        final = {"model": self.model.state_dict(), "method": self.method.state_dict(), "config": cfg.dump()}
+        save_through(
+            self.checkpointer.path_manager,
             os.path.join(self.output_dir, FINAL_WEIGHTS),
+            lambda f: torch.save(weights_only_safe(final), f),
         )
         self.save_checkpoint()
         result = self.evaluate(tag="final")
@@ -485,46 +454,3 @@ class ClassificationTrainer:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-
-
-def g_config(cfg: CfgNode) -> CfgNode:
-    """The config that trains M2m's classifier g: the same run with METHOD.NAME ce, under OUTPUT_DIR/m2m_g."""
-    g_cfg = copy.deepcopy(cfg)
-    g_cfg.defrost()
-    g_cfg.METHOD.NAME = "ce"
-    g_cfg.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, "m2m_g")
-    g_cfg.TEST.EVAL_PERIOD = 0
-    g_cfg.freeze()
-    return g_cfg
-
-
-def train_frozen_classifier(cfg: CfgNode) -> str:
-    """Train M2m's g (ERM, same config, method ce) unless its weights already exist; returns their path."""
-    g_cfg = g_config(cfg)
-    path = os.path.join(g_cfg.OUTPUT_DIR, FINAL_WEIGHTS)
-    if not os.path.isfile(path):
-        logger.info("M2m: training the ERM classifier g into %s", g_cfg.OUTPUT_DIR)
-        ClassificationTrainer(g_cfg).train()
-    return path
-
-
-def load_frozen_classifier(cfg: CfgNode, num_classes: int) -> nn.Module:
-    """M2m's g: the same architecture with a linear classifier, weights from METHOD.M2M.G_CHECKPOINT (or trained)."""
-    from .models import build_model
-
-    path = cfg.METHOD.M2M.G_CHECKPOINT or train_frozen_classifier(cfg)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"METHOD.M2M.G_CHECKPOINT={path!r} does not exist; give the {FINAL_WEIGHTS} of a CE "
-            "run of the same model, or leave it empty to train g first"
-        )
-    g = build_model(cfg.MODEL.NAME, num_classes, **{k.lower(): v for k, v in cfg.MODEL.ARGS.items()})
-    state = torch.load(path, map_location="cpu")
-    try:
-        g.load_state_dict(state["model"] if isinstance(state, dict) and "model" in state else state)
-    except (RuntimeError, KeyError) as err:
-        raise ValueError(
-            f"METHOD.M2M.G_CHECKPOINT={path!r} does not fit model {cfg.MODEL.NAME!r} with a linear "
-            f"classifier ({err}); g must be a CE (method ce) run of the same architecture"
-        ) from None
-    return g.to(cfg.DEVICE).eval().requires_grad_(False)

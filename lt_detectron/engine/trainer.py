@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Optional
+from typing import Optional
 
-import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, LVISEvaluator
-from detectron2.utils.file_io import PathManager
 
-from lt_detectron.utils import atomic_write
+from lt_detectron.utils.checkpoint import AtomicCheckpointerMixin
 
 from .distributed import broadcast_buffers_from_main, cpu_aware_ddp
 from .meta_hook import MetaWeightingTrainerMixin
@@ -24,29 +22,13 @@ __all__ = ["LTTrainer", "AtomicDetectionCheckpointer", "build_lt_evaluator"]
 logger = logging.getLogger(__name__)
 
 
-class AtomicDetectionCheckpointer(DetectionCheckpointer):
-    """DetectionCheckpointer whose `save` and `last_checkpoint` tag are atomic (fvcore writes in place).
+class AtomicDetectionCheckpointer(AtomicCheckpointerMixin, DetectionCheckpointer):
+    """DetectionCheckpointer whose `save` and `last_checkpoint` tag are atomic (fvcore writes in place), through
+    Detectron2's path manager (see lt_detectron.utils.checkpoint, shared with the classification trainer).
 
     An interrupted save leaves the previous checkpoint and tag intact instead of a truncated `.pth`
     that `--resume` would then try to load.
     """
-
-    def save(self, name: str, **kwargs: Any) -> None:
-        if not self.save_dir or not self.save_to_disk:
-            return
-        data = {"model": self.model.state_dict()}
-        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
-        data.update(kwargs)
-        basename = f"{name}.pth"
-        save_file = os.path.join(self.save_dir, basename)
-        self.logger.info(f"Saving checkpoint to {save_file}")
-        PathManager.mkdirs(self.save_dir)
-        atomic_write(save_file, lambda f: torch.save(data, f))
-        self.tag_last_checkpoint(basename)
-
-    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
-        tag_file = os.path.join(self.save_dir, "last_checkpoint")
-        atomic_write(tag_file, lambda f: f.write(last_filename_basename.encode()))
 
 
 def build_lt_evaluator(cfg, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:
