@@ -20,7 +20,7 @@ import detectron2.utils.comm as comm
 from detectron2.engine import default_argument_parser
 from detectron2.evaluation import verify_results
 
-from lt_detectron.engine import AtomicDetectionCheckpointer, LTTrainer, build_cfg, setup_cfg
+from lt_detectron.engine import AtomicDetectionCheckpointer, LTTrainer, build_cfg, prepare_launch, setup_cfg
 from lt_detectron.engine.distributed import launch
 
 
@@ -60,8 +60,11 @@ def main(args):
 def invoke_main(argv: list[str] | None = None) -> None:
     args = default_argument_parser().parse_args(argv)
     print("Command Line Args:", args, file=sys.stderr)
+    cfg = build_cfg(args.config_file, args.opts)
+    # Datasets checked and class statistics computed once here, not in every launched process.
+    args.class_stats_file = prepare_launch(args, cfg)
     # The model's device picks the backend: gloo processes for a CPU model, Detectron2's NCCL launch for GPUs.
-    device = build_cfg(args.config_file, args.opts).MODEL.DEVICE
+    device = cfg.MODEL.DEVICE
     launch(
         main,
         args.num_gpus,

@@ -1,23 +1,43 @@
 """Datasets for lt-detectron: the synthetic long-tailed `lt_shapes` (LVIS v1 format), class statistics and
 annotation validation. Importing this package registers `lt_shapes_train` / `lt_shapes_val` in Detectron2's
-DatasetCatalog (generated on first use; see `registration.py`)."""
+DatasetCatalog (generated on first use of their dicts or by `ensure_datasets`; see `registration.py`)."""
 
 from __future__ import annotations
 
 from .lt_shapes import generate_lt_shapes, plan_lt_shapes
 from .lvis_compat import patch_lvis_numpy_aliases
-from .registration import LT_SHAPES_SPLITS, default_lt_shapes_root, ensure_lt_shapes, register_lt_shapes
-from .stats import class_counts, frequency_groups, lvis_json_class_stats
-from .validation import AnnotationError, check_datasets, check_lvis_available, validate_lvis_json
+from .registration import (
+    LT_SHAPES_SPLITS,
+    default_lt_shapes_root,
+    ensure_datasets,
+    ensure_lt_shapes,
+    register_lt_shapes,
+)
+from .stats import (
+    attach_class_stats,
+    class_counts,
+    dataset_class_stats,
+    frequency_groups,
+    load_class_stats_file,
+    lvis_json_class_stats,
+    write_class_stats_file,
+)
+from .validation import AnnotationError, check_datasets, check_lvis_available, is_builtin_lvis, validate_lvis_json
 
 __all__ = [
     "AnnotationError",
     "LT_SHAPES_SPLITS",
+    "attach_class_stats",
     "check_datasets",
     "check_lvis_available",
     "class_counts",
+    "dataset_class_stats",
     "default_lt_shapes_root",
+    "ensure_datasets",
     "ensure_lt_shapes",
+    "is_builtin_lvis",
+    "load_class_stats_file",
+    "write_class_stats_file",
     "frequency_groups",
     "generate_lt_shapes",
     "lvis_json_class_stats",

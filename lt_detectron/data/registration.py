@@ -1,17 +1,17 @@
-"""Register `lt_shapes_train` / `lt_shapes_val` in Detectron2's catalogs, generated on first use.
+"""Register `lt_shapes_train` / `lt_shapes_val` in Detectron2's catalogs, generated explicitly.
 
-Like detectron2.data.datasets.builtin, importing `lt_detectron.data` registers them; nothing is generated until
-a dataset's dicts (DatasetCatalog.get) or its `json_file` / `class_image_count` metadata are first read.
+Like detectron2.data.datasets.builtin, importing `lt_detectron.data` registers them. Reading metadata never
+generates anything (`MetadataCatalog.get("lt_shapes_train").json_file` is just a path); the data are generated on
+first use of the dataset dicts (DatasetCatalog.get), by `ensure_datasets` (what tools/train_net.py runs before
+`launch`), or by the CLI ``python -m lt_detectron.data.lt_shapes --out DIR``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
-import types
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
@@ -20,7 +20,7 @@ from detectron2.data.datasets.lvis import load_lvis_json
 from .lt_shapes import TRAIN_JSON, VAL_JSON, category_names, generate_lt_shapes, is_complete
 from .validation import validate_lvis_json
 
-__all__ = ["register_lt_shapes", "default_lt_shapes_root", "ensure_lt_shapes", "LT_SHAPES_SPLITS"]
+__all__ = ["register_lt_shapes", "default_lt_shapes_root", "ensure_lt_shapes", "ensure_datasets", "LT_SHAPES_SPLITS"]
 
 LT_SHAPES_SPLITS = {"lt_shapes_train": TRAIN_JSON, "lt_shapes_val": VAL_JSON}
 _GENERATION_LOCK = threading.Lock()
@@ -52,29 +52,32 @@ def ensure_lt_shapes(root: str | os.PathLike) -> str:
     return root
 
 
-class _LTShapesMetadata(Metadata):
-    """Metadata that generates the dataset when `json_file` or `class_image_count` is first read (LVISEvaluator,
-    Detectron2's fed loss, our class weights), so importing lt_detectron.data stays cheap."""
+def ensure_datasets(dataset_names: str | Sequence[str]) -> None:
+    """Generate the lt_shapes data behind any of `dataset_names` that is not on disk yet (others: nothing to do)."""
+    from detectron2.data import MetadataCatalog
 
-    def __getattribute__(self, key):
-        if key == "json_file":
-            ensure_lt_shapes(object.__getattribute__(self, "__dict__")["dataset_root"])
-        return super().__getattribute__(key)
+    for name in [dataset_names] if isinstance(dataset_names, str) else dataset_names:
+        if name in LT_SHAPES_SPLITS and name in MetadataCatalog.list():
+            root = MetadataCatalog.get(name).as_dict().get("dataset_root")
+            if root:
+                ensure_lt_shapes(root)
+
+
+class _LTShapesMetadata(Metadata):
+    """Metadata whose `class_image_count` (the form Detectron2's federated loss reads) is derived on first read from
+    the class statistics of lt_shapes_train, for both splits (fed loss and class weights never read val counts)."""
+
+    derives_class_image_count = True  # lt_detectron.data.stats leaves this field to us
 
     def __getattr__(self, key):  # only called for attributes not set yet
         if key == "class_image_count" and "dataset_root" in self.__dict__:
-            value = _class_image_count(self.__dict__["dataset_root"])
-            types.SimpleNamespace.__setattr__(self, key, value)
+            from .stats import dataset_class_stats
+
+            counts = dataset_class_stats("lt_shapes_train")["image_count"]
+            value = [{"id": i + 1, "image_count": int(n)} for i, n in enumerate(counts)]
+            object.__setattr__(self, key, value)
             return value
         return super().__getattr__(key)
-
-
-def _class_image_count(root: str) -> List[dict]:
-    ensure_lt_shapes(root)
-    with open(os.path.join(root, TRAIN_JSON)) as f:
-        categories = json.load(f)["categories"]
-    # The format Detectron2's get_fed_loss_cls_weights reads (as LVIS_V1_CATEGORY_IMAGE_COUNT).
-    return [{"id": c["id"], "image_count": c["image_count"]} for c in sorted(categories, key=lambda c: c["id"])]
 
 
 def _load_split(json_file: str, image_root: str) -> List[dict]:
@@ -107,6 +110,5 @@ def register_lt_shapes(root: Optional[str | os.PathLike] = None) -> str:
             image_root=image_root,
             dataset_root=root,
         )
-        # SimpleNamespace init, not Metadata.set: set() reads json_file back, which would generate the data now.
         MetadataCatalog[name] = _LTShapesMetadata(name=name, **fields)
     return root

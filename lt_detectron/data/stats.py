@@ -1,25 +1,56 @@
-"""Per-class training statistics (n_c) and LVIS frequency groups, the same way for every LVIS-format dataset.
+"""Per-class training statistics (n_c) and LVIS frequency groups, computed once per dataset and kept in its metadata.
 
-`class_counts` reads Detectron2 dataset dicts (any registered dataset: lt_shapes, lvis_v1_*, custom);
-`lvis_json_class_stats` reads an LVIS json directly. Both count from the annotations themselves, never from the
-categories' stored `image_count`, so a json whose stored counts are stale cannot skew the class weights.
+Every reader (the long-tail box predictors, the LDA predictor, the meta-weighting hook and its eps plot, Detectron2's
+federated loss through `class_image_count`) goes through `dataset_class_stats(name)`, which returns, in this order:
+1. the statistics already in `MetadataCatalog.get(name).class_stats` (computed earlier in this process, or attached
+   from the file the launcher wrote before `launch`, see `load_class_stats_file`);
+2. a category-info file named by the metadata field `cat_info_file` (as CenterNet2 and Detic read `CAT_FREQ_PATH`):
+   a small json list of categories with `id` (1..C), `image_count` and `instance_count`, written for any LVIS-format
+   json by ``python -m lt_detectron.data.stats JSON --out FILE``;
+3. a count over the dataset dicts (`DatasetCatalog.get(name)`, one load).
+and stores the result in the metadata, so later readers never load the dataset again.
+
+Counts come from the annotations themselves, never from the categories' stored `image_count` (a json whose stored
+counts are stale cannot skew the class weights); a category-info file is trusted as given.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import os
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["class_counts", "frequency_groups", "lvis_json_class_stats", "RARE_MAX_IMAGES", "COMMON_MAX_IMAGES"]
+__all__ = [
+    "class_counts",
+    "dataset_class_stats",
+    "attach_class_stats",
+    "class_stats_from_records",
+    "class_stats_from_lvis_dict",
+    "read_cat_info",
+    "write_cat_info",
+    "write_class_stats_file",
+    "load_class_stats_file",
+    "frequency_groups",
+    "lvis_json_class_stats",
+    "CLASS_STATS_FIELD",
+    "CAT_INFO_FIELD",
+    "RARE_MAX_IMAGES",
+    "COMMON_MAX_IMAGES",
+]
+
+logger = logging.getLogger(__name__)
 
 # LVIS groups by number of training images (Gupta et al., CVPR 2019, arXiv:1908.03195): rare 1..10, common
 # 11..100, frequent > 100.
 RARE_MAX_IMAGES = 10
 COMMON_MAX_IMAGES = 100
 _SOURCES = ("instance_count", "image_count")
+CLASS_STATS_FIELD = "class_stats"  # metadata: {"image_count": [C], "instance_count": [C]} by contiguous id
+CAT_INFO_FIELD = "cat_info_file"  # metadata: path of a category-info json (optional)
 
 
 def frequency_groups(image_counts: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -33,49 +64,162 @@ def frequency_groups(image_counts: Sequence[int] | np.ndarray) -> np.ndarray:
     return np.where(counts <= RARE_MAX_IMAGES, "r", np.where(counts <= COMMON_MAX_IMAGES, "c", "f"))
 
 
-def _counts_from_records(records: Iterable[dict], num_classes: int, source: str, where: str) -> np.ndarray:
-    """Count contiguous 0-based `category_id`s of Detectron2 dicts: instances, or images containing the class."""
-    counts = np.zeros(num_classes, dtype=np.int64)
+def class_stats_from_records(records: Iterable[dict], num_classes: int, where: str) -> Dict[str, np.ndarray]:
+    """Images containing each class and instances of each class, in one pass over Detectron2 dicts (contiguous
+    0-based `category_id`s); `where` names the data in errors."""
+    images = np.zeros(num_classes, dtype=np.int64)
+    instances = np.zeros(num_classes, dtype=np.int64)
     for record in records:
         cats = [ann["category_id"] for ann in record.get("annotations", [])]
-        for c in cats if source == "instance_count" else set(cats):
-            if not 0 <= c < num_classes:
-                raise ValueError(
-                    f"{where}: image {record.get('file_name', record.get('image_id'))} has category_id {c}, "
-                    f"outside the {num_classes} thing_classes; the dataset and its metadata disagree"
-                )
-            counts[c] += 1
-    return counts
+        if not cats:
+            continue
+        present = np.asarray(cats, dtype=np.int64)
+        if present.min() < 0 or present.max() >= num_classes:
+            bad = int(present[(present < 0) | (present >= num_classes)][0])
+            raise ValueError(
+                f"{where}: image {record.get('file_name', record.get('image_id'))} has category_id {bad}, "
+                f"outside the {num_classes} thing_classes; the dataset and its metadata disagree"
+            )
+        np.add.at(instances, present, 1)
+        images[np.unique(present)] += 1
+    return {"image_count": images, "instance_count": instances}
+
+
+def class_stats_from_lvis_dict(data: Mapping, where: str) -> Dict[str, np.ndarray]:
+    """The same statistics from an already-loaded LVIS-format dict (category ids 1..C, contiguous id = id - 1)."""
+    ids = sorted(int(c["id"]) for c in data["categories"])
+    if ids != list(range(1, len(ids) + 1)):
+        raise ValueError(f"{where}: category ids must be 1..{len(ids)} to map to contiguous ids")
+    num_classes = len(ids)
+    cat = np.fromiter((a["category_id"] for a in data["annotations"]), dtype=np.int64, count=len(data["annotations"]))
+    img = np.fromiter((a["image_id"] for a in data["annotations"]), dtype=np.int64, count=len(data["annotations"]))
+    if cat.size and (cat.min() < 1 or cat.max() > num_classes):
+        raise ValueError(f"{where}: an annotation has a category_id outside 1..{num_classes}")
+    instances = np.bincount(cat - 1, minlength=num_classes)
+    pairs = np.unique(img * (num_classes + 1) + cat)  # distinct (image, class) pairs
+    images = np.bincount(pairs % (num_classes + 1) - 1, minlength=num_classes)
+    return {"image_count": images.astype(np.int64), "instance_count": instances.astype(np.int64)}
+
+
+def _as_arrays(stats: Mapping) -> Dict[str, np.ndarray]:
+    return {key: np.asarray(stats[key], dtype=np.int64) for key in _SOURCES}
+
+
+def read_cat_info(path: str | os.PathLike) -> Dict[str, np.ndarray]:
+    """A category-info json: a list (or {"categories": [...]}) of {"id", "image_count", "instance_count"}, ids 1..C."""
+    with open(path) as f:
+        data = json.load(f)
+    cats = data["categories"] if isinstance(data, dict) and "categories" in data else data
+    if not isinstance(cats, list) or not cats:
+        raise ValueError(f"{path}: expected a non-empty list of categories with id, image_count, instance_count")
+    cats = sorted(cats, key=lambda c: c.get("id", -1))
+    if [c.get("id") for c in cats] != list(range(1, len(cats) + 1)):
+        raise ValueError(f"{path}: category ids must be 1..{len(cats)}; renumber them as the dataset json does")
+    for key in _SOURCES:
+        missing = [c["id"] for c in cats if not isinstance(c.get(key), int)]
+        if missing:
+            raise ValueError(
+                f"{path}: categories {missing[:10]} have no integer {key!r}; write the file with "
+                "`python -m lt_detectron.data.stats JSON --out FILE`"
+            )
+    return {key: np.array([c[key] for c in cats], dtype=np.int64) for key in _SOURCES}
+
+
+def write_cat_info(json_path: str | os.PathLike, out_path: str | os.PathLike) -> str:
+    """Write the category-info file of an LVIS-format json: id, name, image_count, instance_count, frequency."""
+    from lt_detectron.utils import write_json_atomic
+
+    stats = lvis_json_class_stats(json_path)
+    cats = [
+        {"id": i + 1, "name": name, "image_count": int(n_img), "instance_count": int(n_inst), "frequency": str(freq)}
+        for i, (name, n_img, n_inst, freq) in enumerate(
+            zip(stats["names"], stats["image_count"], stats["instance_count"], stats["frequency"])
+        )
+    ]
+    return write_json_atomic(cats, os.fspath(out_path), indent=None)
+
+
+def attach_class_stats(dataset_name: str, stats: Mapping) -> Dict[str, np.ndarray]:
+    """Keep `stats` in the dataset's metadata (and `class_image_count`, the form Detectron2's federated loss reads,
+    when the dataset has none); returns them as arrays."""
+    from detectron2.data import MetadataCatalog
+
+    arrays = _as_arrays(stats)
+    meta = MetadataCatalog.get(dataset_name)
+    fields = meta.as_dict()
+    names = fields.get("thing_classes")
+    if names is not None and len(names) != arrays["image_count"].size:
+        raise ValueError(
+            f"dataset {dataset_name!r}: class statistics for {arrays['image_count'].size} classes but "
+            f"{len(names)} thing_classes; the category-info file or the dataset does not match its metadata"
+        )
+    stored = {key: arrays[key].tolist() for key in _SOURCES}
+    if CLASS_STATS_FIELD in fields:  # Metadata fields are write-once; replace explicitly
+        delattr(meta, CLASS_STATS_FIELD)
+    setattr(meta, CLASS_STATS_FIELD, stored)
+    if "class_image_count" not in fields and not getattr(type(meta), "derives_class_image_count", False):
+        meta.class_image_count = [{"id": i + 1, "image_count": n} for i, n in enumerate(stored["image_count"])]
+    return arrays
+
+
+def dataset_class_stats(dataset_name: str) -> Dict[str, np.ndarray]:
+    """{"image_count": [C], "instance_count": [C]} of a registered dataset, computed at most once per process
+    (see the module docstring for where they come from)."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    fields = MetadataCatalog.get(dataset_name).as_dict()  # as_dict: no lazily computed field is triggered
+    if CLASS_STATS_FIELD in fields:
+        return _as_arrays(fields[CLASS_STATS_FIELD])
+    if fields.get(CAT_INFO_FIELD):
+        logger.info("class statistics of %s from %s", dataset_name, fields[CAT_INFO_FIELD])
+        return attach_class_stats(dataset_name, read_cat_info(fields[CAT_INFO_FIELD]))
+    records = DatasetCatalog.get(dataset_name)  # may fill thing_classes (Detectron2's loaders do)
+    names = MetadataCatalog.get(dataset_name).as_dict().get("thing_classes")
+    if names is None:
+        raise ValueError(f"dataset {dataset_name!r} has no thing_classes metadata; cannot tell how many classes it has")
+    logger.info("class statistics of %s counted over its %d images", dataset_name, len(records))
+    stats = class_stats_from_records(records, len(names), f"dataset {dataset_name!r}")
+    return attach_class_stats(dataset_name, stats)
 
 
 def class_counts(dataset_names: str | Sequence[str], source: str = "instance_count") -> np.ndarray:
     """n_c per contiguous class id, summed over the registered datasets (e.g. cfg.DATASETS.TRAIN).
 
-    source: "instance_count" (objects per class) or "image_count" (images containing the class).
-    The number of classes comes from the datasets' `thing_classes` metadata, which must agree.
+    source: "instance_count" (objects per class) or "image_count" (images containing the class). Reads
+    `dataset_class_stats`, so each dataset is counted once per process whatever the number of readers.
     """
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-
     if source not in _SOURCES:
         raise ValueError(f"source must be one of {_SOURCES}, got {source!r}")
     names = [dataset_names] if isinstance(dataset_names, str) else list(dataset_names)
     if not names:
         raise ValueError("class_counts needs at least one dataset name (cfg.DATASETS.TRAIN is empty?)")
     total = None
-    num_classes = None
     for name in names:
-        records = DatasetCatalog.get(name)  # may fill thing_classes (Detectron2's loaders do)
-        meta = MetadataCatalog.get(name).as_dict()
-        if "thing_classes" not in meta:
-            raise ValueError(f"dataset {name!r} has no thing_classes metadata; cannot tell how many classes it has")
-        if num_classes is not None and len(meta["thing_classes"]) != num_classes:
+        counts = dataset_class_stats(name)[source]
+        if total is not None and counts.shape != total.shape:
             raise ValueError(
                 f"datasets {names} have different numbers of thing_classes; they cannot share one classifier"
             )
-        num_classes = len(meta["thing_classes"])
-        counts = _counts_from_records(records, num_classes, source, f"dataset {name!r}")
         total = counts if total is None else total + counts
     return total
+
+
+def write_class_stats_file(path: str, dataset_names: Sequence[str]) -> str:
+    """Write the statistics of `dataset_names` (computed if needed) to one json, for `load_class_stats_file` in other
+    processes (the launcher writes it before `launch`; every worker reads it instead of counting again)."""
+    from lt_detectron.utils import write_json_atomic
+
+    data = {name: {key: value.tolist() for key, value in dataset_class_stats(name).items()} for name in dataset_names}
+    return write_json_atomic(data, path, indent=None)
+
+
+def load_class_stats_file(path: str) -> List[str]:
+    """Attach every dataset's statistics from a `write_class_stats_file` json; returns the dataset names."""
+    with open(path) as f:
+        data = json.load(f)
+    for name, stats in data.items():
+        attach_class_stats(name, stats)
+    return list(data)
 
 
 def lvis_json_class_stats(json_path: str | os.PathLike) -> Dict[str, object]:
@@ -86,19 +230,25 @@ def lvis_json_class_stats(json_path: str | os.PathLike) -> Dict[str, object]:
     """
     from .validation import validate_lvis_json
 
-    validate_lvis_json(json_path)
     with open(json_path) as f:
         data = json.load(f)
+    validate_lvis_json(json_path, data=data)
     categories: List[dict] = sorted(data["categories"], key=lambda c: c["id"])
-    num_classes = len(categories)
-    per_image: Dict[int, list] = {}
-    for ann in data["annotations"]:
-        per_image.setdefault(ann["image_id"], []).append({"category_id": ann["category_id"] - 1})
-    records = [{"image_id": k, "annotations": v} for k, v in per_image.items()]
-    image_count = _counts_from_records(records, num_classes, "image_count", str(json_path))
-    return {
-        "names": [c["name"] for c in categories],
-        "image_count": image_count,
-        "instance_count": _counts_from_records(records, num_classes, "instance_count", str(json_path)),
-        "frequency": frequency_groups(image_count),
-    }
+    stats = class_stats_from_lvis_dict(data, str(json_path))
+    return {"names": [c["name"] for c in categories], **stats, "frequency": frequency_groups(stats["image_count"])}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """CLI: write the category-info file of an LVIS-format json (the `cat_info_file` metadata field reads it)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m lt_detectron.data.stats",
+        description="Write a category-info json (id, name, image_count, instance_count, frequency) of an LVIS json.",
+    )
+    parser.add_argument("json_file", help="LVIS-format annotation json, e.g. datasets/lvis/lvis_v1_train.json")
+    parser.add_argument("--out", required=True, help="output, e.g. datasets/lvis/lvis_v1_train_cat_info.json")
+    args = parser.parse_args(argv)
+    print(write_cat_info(args.json_file, args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,9 @@ __all__ = [
     "validate_lvis_dict",
     "check_lvis_available",
     "check_datasets",
+    "is_builtin_lvis",
+    "is_validated",
+    "load_annotation_json",
     "LVIS_DOWNLOAD_HELP",
 ]
 
@@ -42,14 +45,15 @@ class AnnotationError(ValueError):
 _VALIDATED: Set[Tuple[str, int, int]] = set()
 
 
-def validate_lvis_json(path: str | os.PathLike, require_annotations: bool = True) -> None:
+def validate_lvis_json(path: str | os.PathLike, require_annotations: bool = True, data: Any = None) -> None:
     """Check an LVIS-format json before Detectron2/lvis-api read it; raise AnnotationError on the first problem.
 
     Checks the fields lvis-api, LVISEval and Detectron2's `load_lvis_json` rely on: top-level lists, category ids
     contiguous 1..C with a frequency in r/c/f, unique image ids with width/height/coco_url and the negative /
     not-exhaustive lists, annotations with known image and category ids, boxes and polygons inside their image,
     and a non-empty split. Results are cached per (path, mtime, size), so calling it on every registration is cheap.
-    `require_annotations=False` accepts image-info files (test-dev) that have no annotations.
+    `require_annotations=False` accepts image-info files (test-dev) that have no annotations. `data`: the file's
+    content when the caller has loaded it already (it is then not read again).
     """
     path = os.path.abspath(os.fspath(path))
     if not os.path.isfile(path):
@@ -60,13 +64,28 @@ def validate_lvis_json(path: str | os.PathLike, require_annotations: bool = True
     key = (path, st.st_mtime_ns, st.st_size)
     if key in _VALIDATED:
         return
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise AnnotationError(path, "<file>", f"not valid JSON ({e})", "re-download or regenerate the file") from None
+    if data is None:
+        data = load_annotation_json(path)
     validate_lvis_dict(data, path, require_annotations=require_annotations)
     _VALIDATED.add(key)
+
+
+def load_annotation_json(path: str | os.PathLike) -> Any:
+    """json.load an annotation file; a malformed one raises AnnotationError naming it."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise AnnotationError(path, "<file>", f"not valid JSON ({e})", "re-download or regenerate the file") from None
+
+
+def is_validated(path: str | os.PathLike) -> bool:
+    """Whether `validate_lvis_json` already passed on this file (same path, mtime and size) in this process."""
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.isfile(path):
+        return False
+    st = os.stat(path)
+    return (path, st.st_mtime_ns, st.st_size) in _VALIDATED
 
 
 def validate_lvis_dict(data: Any, path: str = "<dict>", require_annotations: bool = True) -> None:
@@ -297,19 +316,33 @@ def check_lvis_available(dataset_name: str) -> None:
             raise FileNotFoundError(f"dataset {dataset_name!r}: {what} {os.path.abspath(where)} not found. {help_text}")
 
 
-def check_datasets(dataset_names: str | Sequence[str]) -> None:
+# Detectron2's builtin LVIS splits (detectron2/data/datasets/builtin.py): official files, skipped by validate="auto".
+BUILTIN_LVIS_PREFIXES = ("lvis_v1_", "lvis_v0.5_")
+
+
+def is_builtin_lvis(dataset_name: str) -> bool:
+    """Whether `dataset_name` is one of Detectron2's builtin LVIS registrations (official annotation files)."""
+    return dataset_name.startswith(BUILTIN_LVIS_PREFIXES)
+
+
+def check_datasets(dataset_names: str | Sequence[str], validate: bool | str = "auto") -> None:
     """Before training/evaluation: every LVIS-format dataset in `dataset_names` is on disk and its json is valid.
 
-    For lt_shapes this generates the data on first use. Datasets without `json_file` metadata (COCO-style
-    registrations of other kinds) are skipped; their own loaders report problems.
+    validate: True checks every json, False only that the files exist, "auto" skips the full check for
+    Detectron2's builtin LVIS splits (the official files; walking LVIS v1 train's 1.27 M annotations costs a load).
+    Datasets without `json_file` metadata (COCO-style registrations of other kinds) are skipped; their own loaders
+    report problems. Generating lt_shapes is the caller's step (`lt_detectron.data.ensure_datasets`).
     """
     from detectron2.data import MetadataCatalog
 
+    if validate not in (True, False, "auto"):
+        raise ValueError(f"validate must be True, False or 'auto', got {validate!r}")
     for name in [dataset_names] if isinstance(dataset_names, str) else dataset_names:
-        meta = MetadataCatalog.get(name)
-        if "json_file" not in meta.as_dict():
+        json_file = MetadataCatalog.get(name).as_dict().get("json_file")
+        if json_file is None:
             continue
-        json_file = meta.json_file  # for lt_shapes, reading it generates the data on first use
         check_lvis_available(name)
+        if validate is False or (validate == "auto" and is_builtin_lvis(name)):
+            continue
         # "image_info" files (LVIS test-dev/challenge) legitimately have no annotations.
         validate_lvis_json(json_file, require_annotations="image_info" not in os.path.basename(json_file))

@@ -1,7 +1,7 @@
 """Detectron2 training/evaluation for lt-detectron: `LTTrainer` and config set-up."""
 
 from .meta_hook import MetaWeightingHook, MetaWeightingTrainerMixin, prepare_meta_datasets
-from .setup import build_cfg, check_cfg_datasets, register_lt_components, setup_cfg
+from .setup import build_cfg, check_cfg_datasets, prepare_datasets, prepare_launch, register_lt_components, setup_cfg
 from .trainer import AtomicDetectionCheckpointer, LTTrainer, build_lt_evaluator
 
 __all__ = [
@@ -12,6 +12,8 @@ __all__ = [
     "prepare_meta_datasets",
     "build_cfg",
     "check_cfg_datasets",
+    "prepare_datasets",
+    "prepare_launch",
     "build_lt_evaluator",
     "register_lt_components",
     "setup_cfg",

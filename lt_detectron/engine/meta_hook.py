@@ -86,7 +86,9 @@ def prepare_meta_datasets(cfg: CfgNode) -> CfgNode:
         DatasetCatalog.register(train_name, lambda: [split()["dicts"][i] for i in split()["split"].train_indices])
         DatasetCatalog.register(dev_name, lambda: [split()["dicts"][i] for i in split()["split"].dev_indices])
         source_meta = MetadataCatalog.get(names[0])
-        source = {k_: v for k_, v in source_meta.as_dict().items() if k_ != "name"}
+        # Not the source's class statistics: the held-out split has its own counts.
+        skip = {"name", "class_stats", "cat_info_file"}
+        source = {k_: v for k_, v in source_meta.as_dict().items() if k_ not in skip}
         if "class_image_count" not in source and hasattr(source_meta, "class_image_count"):  # lazily computed
             source["class_image_count"] = source_meta.class_image_count
         for new in (train_name, dev_name):

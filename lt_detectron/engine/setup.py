@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 
 from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import default_setup
 
 from ..config import add_lt_config, merge_config_file
 
-__all__ = ["build_cfg", "check_cfg_datasets", "setup_cfg", "register_lt_components"]
+__all__ = [
+    "build_cfg",
+    "check_cfg_datasets",
+    "prepare_datasets",
+    "prepare_launch",
+    "setup_cfg",
+    "register_lt_components",
+    "CLASS_STATS_FILE",
+]
+
+logger = logging.getLogger(__name__)
+
+CLASS_STATS_FILE = "class_stats.json"  # under OUTPUT_DIR: the training sets' class statistics, read by every worker
 
 
 def register_lt_components() -> None:
@@ -46,21 +60,77 @@ def build_cfg(config_file: str = "", opts: list | None = None) -> CfgNode:
     return cfg
 
 
+def _stats_with_one_load(name: str, validate: bool | str) -> None:
+    """Class statistics of a training set, reading an LVIS-format json once for both its check and its counts."""
+    from detectron2.data import MetadataCatalog
+
+    from ..data import stats, validation
+
+    fields = MetadataCatalog.get(name).as_dict()
+    json_file = fields.get("json_file")
+    lvis_format = json_file and fields.get("evaluator_type") == "lvis"
+    if stats.CLASS_STATS_FIELD in fields or fields.get(stats.CAT_INFO_FIELD) or not lvis_format:
+        stats.dataset_class_stats(name)  # already known, a category-info file, or a count over the dataset dicts
+        return
+    validation.check_lvis_available(name)
+    data = validation.load_annotation_json(json_file)
+    if validate is True or (validate == "auto" and not validation.is_builtin_lvis(name)):
+        validation.validate_lvis_json(json_file, data=data)
+    # Detectron2's LVIS loader maps category id c to contiguous id c - 1 and keeps every annotation: the same counts.
+    stats.attach_class_stats(name, stats.class_stats_from_lvis_dict(data, json_file))
+
+
+def prepare_datasets(cfg: CfgNode, train: bool = True, validate: bool | str = "auto") -> str:
+    """Once, before `launch`: generate lt_shapes where named, check every dataset of the config (`check_datasets`;
+    `validate="auto"` skips walking Detectron2's builtin LVIS files), and compute the class statistics of
+    DATASETS.TRAIN into their metadata (one json load per LVIS-format training file serves its check and its counts).
+
+    With `train`, the statistics are also written to OUTPUT_DIR/class_stats.json for worker processes
+    (`setup_cfg` attaches them), and its path is returned; otherwise "".
+    """
+    from ..data import check_datasets, ensure_datasets, write_class_stats_file
+
+    train_names = list(cfg.DATASETS.TRAIN) if train else []
+    names = train_names + [n for n in cfg.DATASETS.TEST if n not in train_names]
+    ensure_datasets(names)
+    for name in train_names:
+        _stats_with_one_load(name, validate)
+    check_datasets(names, validate=validate)  # files validated above are not read again
+    if not train_names:
+        return ""
+    return write_class_stats_file(os.path.join(cfg.OUTPUT_DIR, CLASS_STATS_FILE), train_names)
+
+
 def check_cfg_datasets(cfg: CfgNode, train: bool = True) -> None:
     """Fail before building the model if a dataset is missing or its annotation file is malformed
-    (lt_shapes is generated here on first use; real LVIS gives an error naming the missing path)."""
-    from ..data import check_datasets
+    (lt_shapes is generated here on first use; real LVIS gives an error naming the missing path); the training
+    sets' class statistics are computed on the way (`prepare_datasets`)."""
+    prepare_datasets(cfg, train=train)
 
-    names = (list(cfg.DATASETS.TRAIN) if train else []) + list(cfg.DATASETS.TEST)
-    if names:
-        check_datasets(names)
+
+def prepare_launch(args: argparse.Namespace, cfg: CfgNode | None = None) -> str:
+    """tools/train_net.py's step before `launch`: `prepare_datasets` for the config of `args` (or `cfg`, built from
+    them), once for all processes. Returns the class-statistics file for `args.class_stats_file` ("" for
+    --eval-only)."""
+    cfg = cfg if cfg is not None else build_cfg(args.config_file, args.opts)
+    return prepare_datasets(cfg, train=not getattr(args, "eval_only", False))
 
 
 def setup_cfg(args: argparse.Namespace) -> CfgNode:
     """Detectron2-style `setup(args)`: build the config from args, freeze it, and run `default_setup`
-    (output dir, logging, config dump, seeding)."""
+    (output dir, logging, config dump, seeding).
+
+    Datasets: when the launcher ran `prepare_launch` (args.class_stats_file is set), only its class statistics are
+    attached here, so no worker validates or counts again; otherwise `prepare_datasets` runs here.
+    """
+    from ..data import load_class_stats_file
+
     cfg = build_cfg(args.config_file, args.opts)
     cfg.freeze()
     default_setup(cfg, args)
-    check_cfg_datasets(cfg, train=not getattr(args, "eval_only", False))
+    stats_file = getattr(args, "class_stats_file", None)
+    if stats_file is None:
+        prepare_datasets(cfg, train=not getattr(args, "eval_only", False))
+    elif stats_file:
+        load_class_stats_file(stats_file)
     return cfg
