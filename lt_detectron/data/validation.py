@@ -304,7 +304,12 @@ def check_lvis_available(dataset_name: str) -> None:
             "(detectron2.data.datasets.register_lvis_instances) or use lvis_v1_train / lvis_v1_val"
         )
     is_lvis = dataset_name.startswith("lvis")
-    help_text = LVIS_DOWNLOAD_HELP if is_lvis else "generate or download the dataset first"
+    help_text = (
+        LVIS_DOWNLOAD_HELP
+        if is_lvis
+        else "generate or download the dataset first (lt_shapes: lt_detectron.data.ensure_datasets([name]) or "
+        "`python -m lt_detectron.data.lt_shapes --out DIR`)"
+    )
     required = [("annotation file", meta["json_file"], os.path.isfile)]
     if meta.get("image_root") is not None:
         image_root = str(meta["image_root"])

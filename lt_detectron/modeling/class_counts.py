@@ -1,4 +1,8 @@
-"""Per-class training counts n_c of the configured training sets, checked against the config."""
+"""Per-class training counts n_c of the configured training sets, checked against the config.
+
+The counts are read from the datasets' metadata (`lt_detectron.data.dataset_class_stats`: computed once per training
+set, or read from a category-info file), so building a model does not load the dataset again.
+"""
 
 from __future__ import annotations
 
