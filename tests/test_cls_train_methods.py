@@ -159,3 +159,21 @@ def test_meta_variants_classifier_mode_l2rw_and_dev_from_train(tmp_path):
     # Two images per class leave the training set (every class has at least 3), and the counts follow.
     assert np.array_equal(held_out.train_counts, full - 2) and len(held_out.method.dev_data) == 20
     assert len(held_out.train_set) == full.sum() - 20
+
+
+def test_methods_prepare_their_own_inputs(tmp_path):
+    """The trainer asks the method's `prepare` for held-out data and extra inputs; it has no per-method branch."""
+    from lt_detectron.classification.datasets import build_dataset
+    from lt_detectron.classification.methods import prepare_method
+
+    cfg = tiny_cfg(tmp_path, "ce")
+    data = build_dataset(cfg.DATASET.NAME, **{k.lower(): v for k, v in cfg.DATASET.ARGS.items()})
+    plain = prepare_method(cfg, data)
+    assert plain.train_indices is None and plain.extras == {}
+    assert prepare_method(tiny_cfg(tmp_path, "m2m"), data, training=False).extras == {}  # no g for evaluation
+    g = build_model("digits_mlp", 10)
+    assert prepare_method(tiny_cfg(tmp_path, "m2m"), data, frozen_classifier=g).extras["frozen_classifier"] is g
+    held = prepare_method(tiny_cfg(tmp_path, "meta_ce", "METHOD.META.DEV_SOURCE=train"), data)
+    dev = set(held.extras["dev_data"].indices)
+    assert dev and not dev & set(held.train_indices.tolist())
+    assert len(dev) + len(held.train_indices) == len(data.train)

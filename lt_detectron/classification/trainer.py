@@ -92,9 +92,7 @@ def build_lr_multiplier(cfg: CfgNode, iters_per_epoch: int) -> ParamScheduler:
     (Detectron2's WarmupParamScheduler).
     """
     s = cfg.SOLVER
-    total = s.EPOCHS * iters_per_epoch
-    if total <= 0:
-        raise ConfigError(f"SOLVER.EPOCHS={s.EPOCHS} with {iters_per_epoch} iterations per epoch: nothing to train")
+    total = max(1, s.EPOCHS * iters_per_epoch)  # EPOCHS 0 (evaluation only): a constant factor
     warmup = int(s.WARMUP_EPOCHS * iters_per_epoch)
     if s.SCHEDULE == "step":
         steps = [int(e * iters_per_epoch) for e in s.STEPS]
@@ -179,7 +177,9 @@ class ClassificationTrainer:
                 f"{len(self.train_set)} training images; lower the batch size"
             )
         self.scheduler = LRMultiplier(
-            self.optimizer, build_lr_multiplier(cfg, self.iters_per_epoch), cfg.SOLVER.EPOCHS * self.iters_per_epoch
+            self.optimizer,
+            build_lr_multiplier(cfg, self.iters_per_epoch),
+            max_iter=max(1, cfg.SOLVER.EPOCHS * self.iters_per_epoch),
         )
         self.checkpointer = AtomicCheckpointer(
             self.model, self.output_dir, method=self.method, optimizer=self.optimizer, scheduler=self.scheduler
