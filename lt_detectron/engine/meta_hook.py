@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 EPS_PLOT_NAME = "eps_by_group.png"
 EPS_HISTORY_NAME = "meta_eps.json"
 _TRAIN_SUFFIX, _DEV_SUFFIX = "__meta_train", "__meta_dev"
+_SPLIT_KEYS: Dict[str, tuple] = {}  # registered split name -> what it was made from
 
 
 def _image_class_sets(dicts: Sequence[Dict[str, Any]]) -> List[List[int]]:
@@ -68,8 +69,17 @@ def prepare_meta_datasets(cfg: CfgNode) -> CfgNode:
         raise ValueError("MODEL.LT.META.ENABLED needs DATASETS.TRAIN to hold out the dev set from; set DATASETS.TRAIN")
     base = "+".join(names)
     train_name, dev_name = base + _TRAIN_SUFFIX, base + _DEV_SUFFIX
-    if train_name not in DatasetCatalog.list():
-        k, seed, num_classes = int(meta.DEV_PER_CLASS), int(meta.DEV_SEED), int(cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    k, seed, num_classes = int(meta.DEV_PER_CLASS), int(meta.DEV_SEED), int(cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    # The split (and its class statistics) belong to these source registrations and split settings: a source
+    # registered anew (e.g. lt_shapes under another root) or other settings give a new split.
+    key = (tuple(DatasetCatalog[n] for n in names if n in DatasetCatalog.list()), k, seed, num_classes)
+    if train_name not in DatasetCatalog.list() or _SPLIT_KEYS.get(train_name) != key:
+        for new in (train_name, dev_name):
+            if new in DatasetCatalog.list():
+                DatasetCatalog.remove(new)
+            if new in MetadataCatalog.list():
+                MetadataCatalog.remove(new)
+        _SPLIT_KEYS[train_name] = key
         cache: Dict[str, Any] = {}
 
         def split() -> Dict[str, Any]:
