@@ -266,8 +266,9 @@ def _assert_same(a, b, what: str) -> None:
         assert isinstance(b, (list, tuple)) and len(a) == len(b), what
         for i, (x, y) in enumerate(zip(a, b)):
             _assert_same(x, y, f"{what}[{i}]")
-    elif isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), what
+    elif isinstance(a, torch.Tensor):  # NaN == NaN, as for numpy below (the eps history holds NaN for unseen classes)
+        assert isinstance(b, torch.Tensor) and a.shape == b.shape and a.dtype == b.dtype, what
+        assert torch.allclose(a, b, rtol=0, atol=0, equal_nan=True), what
     elif isinstance(a, np.ndarray):
         assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), what
     else:
