@@ -140,7 +140,7 @@ step() {
 
 # env ---------------------------------------------------------------------------------------------------------
 step env "$(cap 30 0)" "
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 || echo 'no nvidia-smi'
+if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; else echo 'no nvidia-smi'; fi
 '$PY' -c 'import sys, torch; print(sys.version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"no CUDA device\")'
 command -v nvcc && nvcc --version | tail -1; nproc; cat '$CARRY/MANIFEST'"
 CARD=$("$PY" -c 'import torch; print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU (dry run)")' 2>/dev/null)
@@ -183,11 +183,11 @@ step loss_throughput "$(cap 90 220)" "'$PY' benchmarks/loss_throughput.py --devi
 # train -------------------------------------------------------------------------------------------------------
 wait "$GEN"
 GEN_RC=$(cat "$LOGS/generate_lt_shapes.rc" 2>/dev/null || echo "?")
-RUNS=()
+RUNS=("meta:configs/demo/lt_shapes_meta.yaml:MODEL.LT.META.START_ITER $((ITERS / 5))") # first: the slowest
 for cfg in configs/demo/lt_shapes_*.yaml; do
   head=$(basename "$cfg" .yaml)
   head=${head#lt_shapes_}
-  case "$head" in base) continue ;; meta) RUNS+=("meta:$cfg:MODEL.LT.META.START_ITER $((ITERS / 5))") ;;
+  case "$head" in base | meta) continue ;;
     *)
       RUNS+=("$head:$cfg:")
       # Detectron2's AMPTrainer requires CUDA: the dry run trains fp32 only.
