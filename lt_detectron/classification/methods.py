@@ -251,8 +251,8 @@ class LDAMethod(ClassificationMethod):
             "loss_u": out.terms.unbalanced.item(),
             "loss_b": out.terms.balanced.item(),
             "lda_alpha": out.alpha,
-            "lda_intra": float(out.terms.intra),
-            "lda_inter": float(out.terms.inter),
+            "lda_intra": out.terms.intra.detach().item(),
+            "lda_inter": out.terms.inter.detach().item(),
         }
 
     def get_extra_state(self) -> dict:

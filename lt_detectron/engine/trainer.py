@@ -9,6 +9,7 @@ from typing import Optional
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer
+from detectron2.engine.hooks import EvalHook
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, LVISEvaluator
 
 from lt_detectron.utils.checkpoint import AtomicCheckpointerMixin
@@ -79,6 +80,8 @@ class LTTrainer(MetaWeightingTrainerMixin, DefaultTrainer):
     iteration): lt_detectron.engine.resume).
     """
 
+    last_eval_results: Optional[dict] = None  # the latest DATASETS.TEST evaluation (set by the EvalHook)
+
     def __init__(self, cfg):
         with cpu_aware_ddp():
             super().__init__(cfg)
@@ -90,8 +93,18 @@ class LTTrainer(MetaWeightingTrainerMixin, DefaultTrainer):
         self.checkpointer = AtomicDetectionCheckpointer(
             old.model, old.save_dir, save_to_disk=old.save_to_disk, **old.checkpointables
         )
+        # Detectron2's EvalHook keeps its results in a private attribute; ours keeps them in `last_eval_results`.
+        stock = super().build_hooks()
+        own = [
+            EvalHook(self.cfg.TEST.EVAL_PERIOD, self._test_and_keep_results) if isinstance(h, EvalHook) else h
+            for h in stock
+        ]
         # First: it re-seeds before every other hook's before_step and the iteration's data and forward.
-        return [IterationSeedHook(self.cfg.SEED), *super().build_hooks()]
+        return [IterationSeedHook(self.cfg.SEED), *own]
+
+    def _test_and_keep_results(self):
+        self.last_eval_results = self.test(self.cfg, self.model)
+        return self.last_eval_results
 
     @classmethod
     def build_train_loader(cls, cfg):
@@ -108,7 +121,7 @@ class LTTrainer(MetaWeightingTrainerMixin, DefaultTrainer):
         """Train, then return the final evaluation results (Detectron2's EvalHook evaluates DATASETS.TEST after the
         last iteration; DefaultTrainer.train only returns them when TEST.EXPECTED_RESULTS is set)."""
         results = super().train()
-        return results if results is not None else getattr(self, "_last_eval_results", None)
+        return results if results is not None else self.last_eval_results
 
     @classmethod
     def build_model(cls, cfg):
