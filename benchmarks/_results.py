@@ -287,6 +287,7 @@ def environment_header(threads: Optional[str] = None, extra: Optional[Mapping[st
         )
     )
     pillow = installed.get("pillow", "not installed")
+    versions = versions.replace("pycocotools ?", f"pycocotools {installed.get('pycocotools', '?')}")
     lines += [
         f"- Python {platform.python_version()} ({sys.executable}); {versions}, pillow {pillow}",
         f"- machine: {_cpu_model()}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}",
