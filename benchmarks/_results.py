@@ -134,7 +134,7 @@ def paired_difference(method: Mapping[int, float], baseline: Mapping[int, float]
     n = len(diffs)
     if n == 0:
         return PairedDifference(math.nan, math.nan, 0, math.nan, math.nan)
-    mean = statistics.fmean(diffs)
+    mean = statistics.mean(diffs)
     if n == 1:
         return PairedDifference(mean, math.nan, 1, math.nan, math.nan)
     std = statistics.stdev(diffs)
@@ -147,7 +147,7 @@ def mean_std(values: Iterable[Optional[float]]) -> tuple[float, float, int]:
     vals = _finite(values)
     if not vals:
         return math.nan, math.nan, 0
-    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else math.nan), len(vals)
+    return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else math.nan), len(vals)
 
 
 def format_mean_std(values: Iterable[Optional[float]], digits: int = 1) -> str:
