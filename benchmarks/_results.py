@@ -201,6 +201,11 @@ def _installed() -> Dict[str, str]:
     return {_normalise(d.metadata["Name"]): d.version for d in metadata.distributions() if d.metadata["Name"]}
 
 
+def _lock_mismatches(path: str, installed: Dict[str, str]) -> int:
+    pins = _lock_pins(path)
+    return sum(installed.get(n) != v for n, v in pins.items()) if pins else 1 << 30
+
+
 def _lock_status(path: str, installed: Dict[str, str]) -> str:
     pins = _lock_pins(path)
     if not pins:
@@ -214,7 +219,7 @@ def _lock_status(path: str, installed: Dict[str, str]) -> str:
         shown = ", ".join(f"{n} {installed[n]} (lock {pins[n]})" for n in differ[:5])
         parts.append(f"{len(differ)} differ: {shown}{', ...' if len(differ) > 5 else ''}")
     if missing:
-        parts.append(f"{len(missing)} not installed")
+        parts.append(f"{len(missing)} not installed: {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}")
     return "; ".join(parts)
 
 
@@ -264,9 +269,12 @@ def environment_header(threads: Optional[str] = None, extra: Optional[Mapping[st
     locks = lock_files()
     lines = ["Environment:", ""]
     if locks:
+        # The lock the installed packages are closest to is the one this environment was set up from.
+        closest = min(locks, key=lambda p: (_lock_mismatches(p, installed), p))
         for path in locks:
             rel = os.path.relpath(path, REPO)
-            lines.append(f"- lock `{rel}` sha256 {_sha256_file(path)[:16]}: {_lock_status(path, installed)}")
+            status = _lock_status(path, installed) if path == closest else "not this environment's lock"
+            lines.append(f"- lock `{rel}` sha256 {_sha256_file(path)[:16]}: {status}")
     else:
         lines.append("- lock file: none in the repository (versions below are what was installed)")
     torch_threads = "?"
