@@ -160,7 +160,9 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 def _metric(summary: dict, task: str, metric: str) -> float:
-    return summary["results"].get(task, {}).get(metric, float("nan"))
+    """The metric, NaN where missing or where LVIS reports -1 / -100 (no class of that group in the split)."""
+    value = summary["results"].get(task, {}).get(metric, float("nan"))
+    return value if value >= 0 else float("nan")
 
 
 def summarise(runs: Dict[str, Dict[int, dict]], seeds: List[int], label: str) -> tuple[str, str]:
@@ -271,7 +273,9 @@ def main(argv=None) -> int:
     if output:
         from lt_detectron.data import default_lt_shapes_root
 
-        data_root = default_lt_shapes_root()
+        opts = list(args.opts)
+        given = [opts[i + 1] for i in range(len(opts) - 1) if opts[i] == "DATASETS.LT_SHAPES_DIR"]
+        data_root = given[-1] if given else default_lt_shapes_root()
         fingerprint = lt_shapes_fingerprint(data_root)
         extra = {
             "data": f"lt_shapes in {data_root}: train json sha256 {fingerprint['lt_shapes_train.json'][:16]}, "

@@ -57,6 +57,10 @@ def test_summary_reports_mean_spread_and_paired_intervals(sweep):
     findings = markdown.split("excludes zero (per comparison")[1]
     assert "ldam bbox APr gain +1.0 [+1.0, +1.0]" in findings and "lda bbox APr" not in findings
     assert len(table.strip().splitlines()) == 1 + 3 * 3 * 2  # header + head x seed x task
+    # LVIS reports -100 for a frequency group without classes: missing, not a value to average
+    empty = {"baseline": {0: {"max_iter": 2, "results": {"bbox": {"AP": 1.0, "APr": -100.0}}}}}
+    markdown, _ = sweep.summarise(empty, [0], "2 iterations")
+    assert "| baseline | 1 | 1.0 | n/a |" in markdown
 
 
 def test_pretrained_regime_configs_differ_from_scratch_only_in_the_start(sweep):
