@@ -6,7 +6,8 @@
 Each seed changes both the long-tailed subset / test split (DATASET.ARGS.SEED) and the training seed. Runs use the
 shipped configs configs/classification/digits_lt_<method>.yaml unchanged except for seeds and output folders; M2m's
 frozen classifier g is the CE run of the same seed. Prints (and writes as markdown) bACC, few-shot accuracy and
-ECE as mean ± std over seeds, with each method's bACC difference to CE measured on the same seeds.
+ECE as mean ± std over seeds, with each method's bACC and few-shot difference to CE paired by seed (95% t-interval),
+and writes them with the environment (benchmarks/_results.py) to benchmarks/results/digits_lt.md.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import format_markdown_table, format_mean_std, paired_difference, write_results  # noqa: E402
+
 CONFIGS = os.path.join(REPO, "configs", "classification")
 
 # (row name, config method, extra overrides). CE first: it is the reference and M2m's g.
@@ -77,35 +81,79 @@ def _run(task: tuple[str, str, list[str], int, str, list[str]]) -> tuple[str, in
     return name, seed, {k: result[k] for k in ("bacc", "few", "ece", "top1")}, time.perf_counter() - start
 
 
-def _mean_std(values: list[float]) -> str:
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+def _ok_seeds(runs: dict[int, dict], seeds: list[int]) -> list[int]:
+    return [s for s in seeds if runs.get(s) is not None]  # diverged runs left out
 
 
 def format_table(results: dict[str, dict[int, dict]], times: dict[str, list[float]], seeds: list[int]) -> str:
+    """Mean ± sample std over seeds; each method's bACC and few-shot gain over CE as a paired 95 % t-interval."""
     ce = results["ce"]
-    lines = [
-        "| method | bACC (%) | Δ bACC vs CE (same seeds) | few-shot acc (%) | ECE (%) | s / run |",
-        "| --- | --- | --- | --- | --- | --- |",
+    header = [
+        "method",
+        "bACC (%)",
+        "Δ bACC vs CE [95% CI]",
+        "few-shot acc (%)",
+        "Δ few-shot vs CE [95% CI]",
+        "ECE (%)",
+        "s / run",
     ]
+    rows = []
     for name, _, _ in VARIANTS:
         if name not in results:
             continue
         runs = results[name]
-        ok = [s for s in seeds if runs.get(s) is not None and ce.get(s) is not None]  # diverged runs left out
-        delta = [runs[s]["bacc"] - ce[s]["bacc"] for s in ok] if name != "ce" else None
-        sign = "+" if delta and statistics.mean(delta) >= 0 else ""
+        ok = _ok_seeds(runs, seeds)
         note = f" ({len(seeds) - len(ok)} of {len(seeds)} seeds diverged)" if len(ok) < len(seeds) else ""
+        deltas = []
+        for key in ("bacc", "few"):
+            if name == "ce":
+                deltas.append("—")
+                continue
+            diff = paired_difference({s: runs[s][key] for s in ok}, {s: ce[s][key] for s in _ok_seeds(ce, seeds)})
+            deltas.append(diff.format() + (" *" if diff.excludes_zero else ""))
+        rows.append(
+            [
+                name + note,
+                format_mean_std(runs[s]["bacc"] for s in ok),
+                deltas[0],
+                format_mean_std(runs[s]["few"] for s in ok),
+                deltas[1],
+                format_mean_std(runs[s]["ece"] for s in ok),
+                f"{statistics.mean(times[name]):.1f}",
+            ]
+        )
+    return format_markdown_table(header, rows)
+
+
+def format_findings(results: dict[str, dict[int, dict]], seeds: list[int]) -> str:
+    """One sentence per metric: which methods' paired 95 % interval against CE excludes zero, and in which direction."""
+    ce = {s: results["ce"][s] for s in _ok_seeds(results["ce"], seeds)}
+    lines = []
+    for key, label in (("bacc", "bACC"), ("few", "few-shot accuracy")):
+        verdicts: dict[str, list[str]] = {"gain": [], "loss": [], "no difference shown": []}
+        for name, _, _ in VARIANTS:
+            if name == "ce" or name not in results:
+                continue
+            runs = results[name]
+            diff = paired_difference({s: runs[s][key] for s in _ok_seeds(runs, seeds)}, {s: ce[s][key] for s in ce})
+            if diff.n >= 2:
+                verdicts[diff.verdict].append(f"{name} ({diff.format()})" if diff.excludes_zero else name)
         lines.append(
-            f"| {name}{note} | {_mean_std([runs[s]['bacc'] for s in ok])} | "
-            f"{'—' if delta is None else sign + _mean_std(delta)} | "
-            f"{_mean_std([runs[s]['few'] for s in ok])} | {_mean_std([runs[s]['ece'] for s in ok])} | "
-            f"{statistics.mean(times[name]):.1f} |"
+            f"- {label}: gain over CE (95% interval above zero): {', '.join(verdicts['gain']) or 'none'}; "
+            f"loss (interval below zero): {', '.join(verdicts['loss']) or 'none'}; "
+            f"no difference shown: {', '.join(verdicts['no difference shown']) or 'none'}."
         )
     return "\n".join(lines)
+
+
+def format_per_seed(results: dict[str, dict[int, dict]], seeds: list[int]) -> str:
+    """bACC of every run, so the pairing can be checked and the table recomputed."""
+    rows = []
+    for name, _, _ in VARIANTS:
+        if name in results:
+            runs = results[name]
+            rows.append([name] + [f"{runs[s]['bacc']:.2f}" if runs.get(s) else "diverged" for s in seeds])
+    return format_markdown_table(["method"] + [f"seed {s}" for s in seeds], rows)
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -154,19 +202,32 @@ def main(argv: list[str] | None = None) -> str:
         if not args.keep_runs:
             shutil.rmtree(root, ignore_errors=True)
     total = time.perf_counter() - started
-    table = format_table(results, times, seeds)
-    header = (
-        f"digits-LT (IF 20, n_c = 120..6, 40 test images per class), {len(seeds)} seed(s)"
-        f"{', QUICK (2 epochs): not a result' if args.quick else ''}; {total / 60:.1f} min with "
-        f"{args.workers} worker(s).\nCommand: python benchmarks/digits_lt.py {' '.join(argv or sys.argv[1:])}"
+    quick = ", QUICK (2 epochs): not a result" if args.quick else ""
+    few_seeds = "; fewer than 3 seeds: not a result" if len(seeds) < 3 else ""
+    body = "\n\n".join(
+        [
+            f"digits-LT (IF 20, n_c = 120..6, 40 test images per class), {len(seeds)} seed(s){quick}{few_seeds}; "
+            f"{total / 60:.1f} min with {args.workers} worker(s). Each seed changes the long-tailed subset, the test "
+            "split and the training seed. Mean ± sample std over seeds; Δ columns: mean of the per-seed differences "
+            "to CE with its two-sided 95% Student-t interval; * marks an interval that excludes zero.",
+            format_table(results, times, seeds),
+            "Findings (per-comparison intervals, no multiple-comparison correction):\n\n"
+            + format_findings(results, seeds),
+            "Per-seed bACC (%):",
+            format_per_seed(results, seeds),
+        ]
     )
-    text = f"{header}\n\n{table}\n"
+    command = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} python benchmarks/digits_lt.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
+    text = write_results(
+        args.output,
+        "digits-LT: every classification method, paired by seed",
+        command.strip(),
+        body,
+        threads=f"{args.workers} worker processes x 1 torch thread",
+    )
     print("\n" + text)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    tmp = f"{args.output}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, args.output)
     return text
 
 

@@ -1,14 +1,18 @@
-"""Train and evaluate the baseline and every LT box classifier on lt_shapes: same schedule, several seeds.
+"""Train and evaluate the baseline and every LT box classifier on lt_shapes: same schedule, several seeds, in
+two regimes: from scratch (configs/demo/lt_shapes_<head>.yaml) and from a pre-trained backbone
+(configs/demo/pretrained/lt_shapes_<head>.yaml, the papers' regime; tools/pretrain_backbone.py is run first if its
+checkpoint is missing).
 
-Each (head, seed) run is `tools/demo.py --config configs/demo/lt_shapes_<head>.yaml SEED <seed>` in its own
-process (the configs share lt_shapes_base.yaml, so only the head differs) and leaves
-`<root>/<head>/seed<seed>/demo_results.json`. `pc_softmax` trains nothing: it evaluates the baseline's weights
-of the same seed with PC Softmax (uniform target prior), a post-hoc prior correction to compare the heads with.
-Finished runs are skipped, so an interrupted sweep resumes where it stopped.
-The summary (bbox and segm AP / APr / APc / APf, mean ± sample std over seeds, and each head's APr minus
-the baseline's) goes to `<root>/summary.md` and the per-run numbers to `<root>/results.csv`.
+Each (head, seed) run is `tools/demo.py --config <config> SEED <seed>` in its own process and leaves
+`<root>/<regime>/<head>/seed<seed>/demo_results.json`. `pc_softmax` trains nothing: it evaluates the baseline's
+weights of the same seed with PC Softmax (uniform target prior), a post-hoc prior correction to compare the heads
+with. Finished runs are skipped, so an interrupted sweep resumes where it stopped.
+The tables (bbox and segm AP / APr / APc / APf, mean ± sample std over seeds, and each head's difference to the
+baseline paired by seed with its 95% t-interval) go to benchmarks/results/lt_shapes_heads_<regime>.md with the
+environment and the data fingerprint (benchmarks/_results.py); per-run numbers to `<root>/<regime>/results.csv`.
 
-    python benchmarks/lt_shapes_heads.py                                   # full sweep: 9 heads x 2 seeds
+    python benchmarks/lt_shapes_heads.py --regime scratch          # 9 heads x 3 seeds, ~10 min per run on 2 cores
+    python benchmarks/lt_shapes_heads.py --regime pretrained --heads baseline lda --seeds 0
     python benchmarks/lt_shapes_heads.py --heads baseline lda --seeds 0 --max-iter 2 --root /tmp/heads_smoke
 """
 
@@ -18,15 +22,23 @@ import argparse
 import csv
 import io
 import json
-import math
 import os
-import statistics
 import subprocess
 import sys
 import time
 from typing import Dict, List, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import (  # noqa: E402
+    format_markdown_table,
+    format_mean_std,
+    lt_shapes_fingerprint,
+    paired_difference,
+    write_results,
+)
+
+REGIMES = ("scratch", "pretrained")
 HEADS = ["baseline", "pc_softmax", "fed", "cb", "focal", "ldam", "balanced_softmax", "lade", "lda"]
 # Post-hoc heads: no training; the baseline's weights are evaluated with another box classifier.
 POSTHOC = {"pc_softmax": "baseline"}
@@ -35,21 +47,47 @@ METRICS = ("AP", "APr", "APc", "APf")
 RESULTS_FILE = "demo_results.json"
 
 
-def config_of(head: str) -> str:
+def config_of(head: str, regime: str = "scratch") -> str:
+    if regime not in REGIMES:
+        raise ValueError(f"regime {regime!r} is not one of {REGIMES}")
     head = POSTHOC.get(head, head)
-    path = os.path.join(REPO, "configs", "demo", f"lt_shapes_{head}.yaml")
+    folder = os.path.join(REPO, "configs", "demo", *(["pretrained"] if regime == "pretrained" else []))
+    path = os.path.join(folder, f"lt_shapes_{head}.yaml")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} does not exist; --heads takes names of configs/demo/lt_shapes_<head>.yaml.")
+        raise FileNotFoundError(
+            f"{path} does not exist; --heads takes names of {os.path.relpath(folder, REPO)}/lt_shapes_<head>.yaml."
+        )
     return path
 
 
-def scheduled_iterations(head: str, max_iter: Optional[int]) -> int:
+def scheduled_iterations(head: str, max_iter: Optional[int], regime: str = "scratch") -> int:
     """--max-iter, else the config's SOLVER.MAX_ITER (through its _BASE_ chain)."""
     if max_iter is not None:
         return max_iter
     from lt_detectron.config import load_config_dict
 
-    return int(load_config_dict(config_of(head))["SOLVER"]["MAX_ITER"])
+    return int(load_config_dict(config_of(head, regime))["SOLVER"]["MAX_ITER"])
+
+
+def pretrained_weights(regime: str) -> Optional[str]:
+    """The MODEL.WEIGHTS of the regime's configs (absolute), or None from scratch."""
+    if regime != "pretrained":
+        return None
+    from lt_detectron.config import load_config_dict
+
+    weights = load_config_dict(config_of("baseline", regime))["MODEL"]["WEIGHTS"]
+    return weights if os.path.isabs(weights) else os.path.join(REPO, weights)
+
+
+def ensure_pretrained(regime: str) -> Optional[str]:
+    """Run tools/pretrain_backbone.py once for the pre-trained regime (it reuses a cached checkpoint)."""
+    weights = pretrained_weights(regime)
+    if weights is None:
+        return None
+    cmd = [sys.executable, os.path.join(REPO, "tools", "pretrain_backbone.py"), "--out", weights]
+    print(f"[heads] pre-trained backbone: {' '.join(cmd[1:])}", flush=True)
+    subprocess.run(cmd, cwd=REPO, check=True)
+    return weights
 
 
 def load_results(run_dir: str, max_iter: int) -> Optional[dict]:
@@ -62,8 +100,11 @@ def load_results(run_dir: str, max_iter: int) -> Optional[dict]:
     return summary if summary.get("max_iter") == max_iter else None
 
 
-def run_one(head: str, seed: int, run_dir: str, max_iter: Optional[int], opts: List[str]) -> dict:
-    cmd = [sys.executable, os.path.join(REPO, "tools", "demo.py"), "--config", config_of(head), "--output", run_dir]
+def run_one(
+    head: str, seed: int, run_dir: str, max_iter: Optional[int], opts: List[str], regime: str = "scratch"
+) -> dict:
+    config = config_of(head, regime)
+    cmd = [sys.executable, os.path.join(REPO, "tools", "demo.py"), "--config", config, "--output", run_dir]
     if max_iter is not None:
         cmd += ["--max-iter", str(max_iter)]
     cmd += ["SEED", str(seed)] + opts
@@ -75,14 +116,16 @@ def run_one(head: str, seed: int, run_dir: str, max_iter: Optional[int], opts: L
         proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         raise RuntimeError(f"{head} seed {seed} failed (exit {proc.returncode}); see the end of {log_path}.")
-    summary = load_results(run_dir, scheduled_iterations(head, max_iter))
+    summary = load_results(run_dir, scheduled_iterations(head, max_iter, regime))
     if summary is None:
         raise RuntimeError(f"{head} seed {seed} exited 0 but wrote no {RESULTS_FILE} in {run_dir}.")
     print(f"[heads] {head} seed {seed} done in {(time.time() - start) / 60:.1f} min", flush=True)
     return summary
 
 
-def evaluate_posthoc(head: str, seed: int, run_dir: str, trained_dir: str, max_iter: int, opts: List[str]) -> dict:
+def evaluate_posthoc(
+    head: str, seed: int, run_dir: str, trained_dir: str, max_iter: int, opts: List[str], regime: str = "scratch"
+) -> dict:
     """Evaluate the trained baseline of `seed` with BOX_CLASSIFIER `head` (same weights, other inference)."""
     weights = os.path.join(trained_dir, "model_final.pth")
     if not os.path.isfile(weights):
@@ -94,7 +137,8 @@ def evaluate_posthoc(head: str, seed: int, run_dir: str, trained_dir: str, max_i
 
     register_lt_components()
     overrides = ["MODEL.ROI_HEADS.NAME", "LTROIHeads", "MODEL.LT.BOX_CLASSIFIER", head, "OUTPUT_DIR", run_dir]
-    cfg = build_cfg(config_of(head), ["SEED", str(seed)] + opts + overrides)
+    # The trained weights replace MODEL.WEIGHTS (the pre-trained backbone) below.
+    cfg = build_cfg(config_of(head, regime), ["SEED", str(seed)] + opts + overrides + ["MODEL.WEIGHTS", ""])
     root = cfg.DATASETS.LT_SHAPES_DIR or default_lt_shapes_root()
     ensure_lt_shapes(root)
     register_lt_shapes(root)
@@ -110,102 +154,152 @@ def evaluate_posthoc(head: str, seed: int, run_dir: str, trained_dir: str, max_i
 
 
 def _write_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from lt_detectron.utils.io import atomic_write
+
+    atomic_write(path, lambda f: f.write(text), binary=False)
 
 
-def mean_and_spread(values: List[float]) -> str:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+def _metric(summary: dict, task: str, metric: str) -> float:
+    """The metric, NaN where missing or where LVIS reports -1 / -100 (no class of that group in the split)."""
+    value = summary["results"].get(task, {}).get(metric, float("nan"))
+    return value if value >= 0 else float("nan")
 
 
-def summarise(runs: Dict[str, Dict[int, dict]], seeds: List[int], max_iter_label: str) -> tuple[str, str]:
-    """(markdown summary, csv of every run)."""
+def summarise(runs: Dict[str, Dict[int, dict]], seeds: List[int], label: str) -> tuple[str, str]:
+    """(markdown tables + findings, csv of every run). Differences to the baseline are paired by seed."""
     rows = []
     for head, by_seed in runs.items():
         for seed, summary in sorted(by_seed.items()):
             for task in TASKS:
-                metrics = summary["results"].get(task, {})
-                rows.append([head, seed, task] + [metrics.get(m, float("nan")) for m in METRICS])
+                rows.append([head, seed, task] + [_metric(summary, task, m) for m in METRICS])
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["head", "seed", "task", *METRICS])
     writer.writerows(rows)
 
-    def values(head: str, task: str, metric: str) -> List[float]:
-        return [s["results"].get(task, {}).get(metric, float("nan")) for s in runs[head].values()]
-
-    lines = [
-        f"lt_shapes, {max_iter_label}, seeds {seeds}: mean ± sample std over seeds (LVIS AP on lt_shapes_val).",
-        "",
-        "| head | runs | "
-        + " | ".join(f"{t} {m}" for t in TASKS for m in METRICS)
-        + " | bbox APr - baseline | segm APr - baseline |",
-        "|---" * (2 + len(TASKS) * len(METRICS) + 2) + "|",
+    few = "; fewer than 3 seeds: not a result" if len(seeds) < 3 else ""
+    parts = [
+        f"lt_shapes, {label}, seeds {seeds}{few}. LVIS AP on lt_shapes_val; mean ± sample std over seeds. "
+        "Δ columns: the head minus the baseline of the same seed (same data order), mean with its two-sided 95% "
+        "Student-t interval over seeds; * marks an interval that excludes zero."
     ]
-    for head in runs:
-        cells = [mean_and_spread(values(head, t, m)) for t in TASKS for m in METRICS]
-        deltas = []
-        for task in TASKS:
-            if "baseline" in runs and head != "baseline":
-                # Paired by seed: the same seed gives the same data order and initialisation to both heads.
-                paired = [
-                    runs[head][s]["results"].get(task, {}).get("APr", float("nan"))
-                    - runs["baseline"][s]["results"].get(task, {}).get("APr", float("nan"))
-                    for s in runs[head]
-                    if s in runs["baseline"]
-                ]
-                deltas.append(mean_and_spread(paired))
-            else:
-                deltas.append("")
-        lines.append(f"| {head} | {len(runs[head])} | " + " | ".join(cells + deltas) + " |")
-    return "\n".join(lines) + "\n", buffer.getvalue()
+    findings = []
+    for task in TASKS:
+        header = ["head", "runs", *METRICS] + [f"Δ {m} [95% CI]" for m in METRICS]
+        table_rows = []
+        for head in runs:
+            cells = [format_mean_std(_metric(s, task, m) for s in runs[head].values()) for m in METRICS]
+            deltas = []
+            for metric in METRICS:
+                if head == "baseline" or "baseline" not in runs:
+                    deltas.append("")
+                    continue
+                diff = paired_difference(
+                    {k: _metric(v, task, metric) for k, v in runs[head].items()},
+                    {k: _metric(v, task, metric) for k, v in runs["baseline"].items()},
+                )
+                deltas.append(diff.format() + (" *" if diff.excludes_zero else ""))
+                if diff.excludes_zero:
+                    findings.append(f"{head} {task} {metric} {diff.verdict} {diff.format()}")
+            table_rows.append([head, str(len(runs[head])), *cells, *deltas])
+        parts.append(f"{task}:\n\n" + format_markdown_table(header, table_rows))
+    parts.append(
+        "Differences to the baseline whose 95% interval excludes zero (per comparison, no multiple-comparison "
+        "correction); every other difference is not shown by these seeds:\n\n"
+        + ("\n".join(f"- {f}" for f in findings) if findings else "- none")
+    )
+    return "\n\n".join(parts) + "\n", buffer.getvalue()
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--regime", choices=REGIMES, default="scratch", help="default: %(default)s")
     parser.add_argument("--heads", nargs="+", default=HEADS, help="default: %(default)s")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    parser.add_argument("--root", default=os.path.join(REPO, "output", "lt_shapes_heads"))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--root", default=os.path.join(REPO, "output", "lt_shapes_heads"), help="run folders")
     parser.add_argument("--max-iter", type=int, default=None, help="override SOLVER.MAX_ITER (smoke runs)")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="results markdown (default: benchmarks/results/lt_shapes_heads_<regime>.md; "
+        "with --max-iter: <root>/<regime>/summary.md only)",
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="pre-trained regime: use this backbone checkpoint instead of running tools/pretrain_backbone.py",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every run")
     args = parser.parse_args(argv)
+    regime = args.regime
+    if args.weights and regime != "pretrained":
+        parser.error("--weights is for --regime pretrained")
     for head in args.heads:
-        config_of(head)  # fail before any training on a wrong name
+        config_of(head, regime)  # fail before any training on a wrong name
+    root = os.path.join(args.root, regime)
 
     start = time.time()
+    if args.weights:
+        weights = os.path.abspath(args.weights)
+        args.opts = list(args.opts) + ["MODEL.WEIGHTS", weights]
+    else:
+        weights = ensure_pretrained(regime)
     runs: Dict[str, Dict[int, dict]] = {}
     for head in args.heads:
+        iters = scheduled_iterations(head, args.max_iter, regime)
         for seed in args.seeds:
-            run_dir = os.path.join(args.root, head, f"seed{seed}")
-            summary = load_results(run_dir, scheduled_iterations(head, args.max_iter))
+            run_dir = os.path.join(root, head, f"seed{seed}")
+            summary = load_results(run_dir, iters)
             if summary is None and head in POSTHOC:
-                trained_dir = os.path.join(args.root, POSTHOC[head], f"seed{seed}")
-                if load_results(trained_dir, scheduled_iterations(head, args.max_iter)) is None:
-                    run_one(POSTHOC[head], seed, trained_dir, args.max_iter, list(args.opts))
-                iters = scheduled_iterations(head, args.max_iter)
-                summary = evaluate_posthoc(head, seed, run_dir, trained_dir, iters, list(args.opts))
+                trained_dir = os.path.join(root, POSTHOC[head], f"seed{seed}")
+                if load_results(trained_dir, iters) is None:
+                    run_one(POSTHOC[head], seed, trained_dir, args.max_iter, list(args.opts), regime)
+                summary = evaluate_posthoc(head, seed, run_dir, trained_dir, iters, list(args.opts), regime)
             elif summary is None:
-                summary = run_one(head, seed, run_dir, args.max_iter, list(args.opts))
+                summary = run_one(head, seed, run_dir, args.max_iter, list(args.opts), regime)
             else:
                 print(f"[heads] {head} seed {seed}: finished earlier, skipped ({run_dir})", flush=True)
             runs.setdefault(head, {})[seed] = summary
-    label = f"{args.max_iter} iterations" if args.max_iter is not None else "the lt_shapes_base.yaml schedule"
+    schedule = f"{args.max_iter} iterations" if args.max_iter is not None else "the lt_shapes_base.yaml schedule"
+    label = f"{'pre-trained backbone' if regime == 'pretrained' else 'from scratch'}, {schedule}"
+    if args.opts:
+        label += f", overrides {' '.join(args.opts)}"
     markdown, table = summarise(runs, args.seeds, label)
-    os.makedirs(args.root, exist_ok=True)
-    _write_atomic(os.path.join(args.root, "summary.md"), markdown)
-    _write_atomic(os.path.join(args.root, "results.csv"), table)
+    _write_atomic(os.path.join(root, "summary.md"), markdown)
+    _write_atomic(os.path.join(root, "results.csv"), table)
+    output = args.output
+    if output is None and args.max_iter is None:
+        output = os.path.join(REPO, "benchmarks", "results", f"lt_shapes_heads_{regime}.md")
+    if output:
+        from lt_detectron.data import default_lt_shapes_root
+
+        opts = list(args.opts)
+        given = [opts[i + 1] for i in range(len(opts) - 1) if opts[i] == "DATASETS.LT_SHAPES_DIR"]
+        data_root = given[-1] if given else default_lt_shapes_root()
+        fingerprint = lt_shapes_fingerprint(data_root)
+        extra = {
+            "data": f"lt_shapes in {data_root}: train json sha256 {fingerprint['lt_shapes_train.json'][:16]}, "
+            f"pixels sha256 {fingerprint['pixels'][:16]} ({fingerprint['images']} images)",
+            "runs": f"{root} (per run: demo_results.json, sweep.log; all runs: results.csv)",
+        }
+        if weights and os.path.isfile(weights + ".json"):
+            with open(weights + ".json") as f:
+                meta = json.load(f)
+            extra["pre-trained backbone"] = (
+                f"{os.path.relpath(weights, REPO)} sha256 {meta['sha256'][:16]}, crop accuracy "
+                f"{meta['accuracy_percent']}, settings {json.dumps(meta['settings'])}"
+            )
+        command = "python benchmarks/lt_shapes_heads.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        write_results(
+            output,
+            f"Long-tail heads on lt_shapes ({label.split(',')[0]})",
+            command.strip(),
+            markdown,
+            threads="one process per run, torch threads from OMP_NUM_THREADS",
+            extra=extra,
+        )
     print("\n" + markdown)
-    print(
-        f"[heads] {sum(len(v) for v in runs.values())} runs, {(time.time() - start) / 60:.1f} min; "
-        f"{os.path.join(args.root, 'summary.md')}"
-    )
+    print(f"[heads] {sum(len(v) for v in runs.values())} runs, {(time.time() - start) / 60:.1f} min; {output or root}")
     return 0
 
 

@@ -1,10 +1,12 @@
-"""The lt_shapes head sweep's bookkeeping: finished-run detection and the mean ± spread / paired-delta table."""
+"""The lt_shapes head sweep's bookkeeping: finished-run detection, the mean ± spread / paired-interval tables, and
+the two regimes' configs."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
+import sys
 
 import pytest
 
@@ -17,6 +19,7 @@ def sweep():
         "lt_shapes_heads", os.path.join(REPO, "benchmarks", "lt_shapes_heads.py")
     )
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -36,21 +39,47 @@ def test_finished_runs_are_skipped_only_for_the_same_schedule(sweep, tmp_path):
     assert sweep.config_of("pc_softmax") == sweep.config_of("baseline")
 
 
-def test_summary_reports_mean_spread_and_paired_apr_gain(sweep):
+def test_summary_reports_mean_spread_and_paired_intervals(sweep):
     runs = {
-        "baseline": {0: _summary(2.0), 1: _summary(4.0)},
-        "lda": {0: _summary(5.0), 1: _summary(9.0)},
+        "baseline": {0: _summary(2.0), 1: _summary(4.0), 2: _summary(3.0)},
+        "lda": {0: _summary(5.0), 1: _summary(9.0), 2: _summary(4.0)},  # APr gains 3, 5, 1: interval (-2, 8)
+        "ldam": {0: _summary(3.0), 1: _summary(5.0), 2: _summary(4.0)},  # +1 on every seed
     }
-    markdown, table = sweep.summarise(runs, [0, 1], "1000 iterations")
-    baseline_row = next(line for line in markdown.splitlines() if line.startswith("| baseline"))
-    lda_row = next(line for line in markdown.splitlines() if line.startswith("| lda"))
-    assert "3.0 ± 1.4" in baseline_row  # bbox APr mean and sample std of (2, 4)
-    cells = [c.strip() for c in lda_row.strip("|").split("|")]
-    assert cells[-2] == "4.0 ± 1.4"  # bbox APr - baseline, paired by seed: (3, 5)
-    assert cells[-1] == "2.0 ± 0.7"  # segm
-    assert len(table.strip().splitlines()) == 1 + 2 * 2 * 2  # header + head x seed x task
+    markdown, table = sweep.summarise(runs, [0, 1, 2], "1000 iterations")
+    bbox = markdown.split("bbox:")[1].split("segm:")[0]
+    baseline_row = next(line for line in bbox.splitlines() if line.startswith("| baseline"))
+    lda = [c.strip() for c in next(ln for ln in bbox.splitlines() if ln.startswith("| lda")).strip("|").split("|")]
+    ldam = [c.strip() for c in next(ln for ln in bbox.splitlines() if ln.startswith("| ldam")).strip("|").split("|")]
+    assert "| 3.0 ± 1.0 |" in baseline_row  # bbox APr mean and sample std of (2, 4, 3)
+    apr = 2 + 1 + len(sweep.METRICS)  # head, runs, metrics, then the deltas in METRICS order
+    assert lda[apr].startswith("+3.0 [-") and not lda[apr].endswith("*")  # 3 ± 4.303 * 2 / sqrt(3)
+    assert ldam[apr] == "+1.0 [+1.0, +1.0] *"
+    findings = markdown.split("excludes zero (per comparison")[1]
+    assert "ldam bbox APr gain +1.0 [+1.0, +1.0]" in findings and "lda bbox APr" not in findings
+    assert len(table.strip().splitlines()) == 1 + 3 * 3 * 2  # header + head x seed x task
+    # LVIS reports -100 for a frequency group without classes: missing, not a value to average
+    empty = {"baseline": {0: {"max_iter": 2, "results": {"bbox": {"AP": 1.0, "APr": -100.0}}}}}
+    markdown, _ = sweep.summarise(empty, [0], "2 iterations")
+    assert "| baseline | 1 | 1.0 | n/a |" in markdown
+
+
+def test_pretrained_regime_configs_differ_from_scratch_only_in_the_start(sweep):
+    from lt_detectron.config import load_config_dict
+
+    for head in sweep.HEADS:
+        scratch = load_config_dict(sweep.config_of(head, "scratch"))
+        pretrained = load_config_dict(sweep.config_of(head, "pretrained"))
+        assert scratch["MODEL"]["WEIGHTS"] == "" and pretrained["MODEL"]["WEIGHTS"].endswith(".pth"), head
+        assert pretrained["SOLVER"] == scratch["SOLVER"], head
+        assert pretrained["MODEL"].get("LT") == scratch["MODEL"].get("LT") or head == "lda", head
+    lda = load_config_dict(sweep.config_of("lda", "pretrained"))["MODEL"]["LT"]["LDA"]
+    assert lda["BALANCED_FEATURE_GRAD"] is True  # the paper's formulation in the papers' regime
+    assert sweep.pretrained_weights("scratch") is None
+    assert sweep.pretrained_weights("pretrained").startswith(sweep.REPO)
 
 
 def test_unknown_head_fails_before_training(sweep):
     with pytest.raises(FileNotFoundError, match="lt_shapes_nope.yaml"):
         sweep.main(["--heads", "nope", "--root", "/nonexistent"])
+    with pytest.raises(FileNotFoundError, match="pretrained/lt_shapes_meta.yaml"):
+        sweep.main(["--regime", "pretrained", "--heads", "meta", "--root", "/nonexistent"])

@@ -58,6 +58,19 @@ def _write_json_atomic(path: str, obj) -> None:
     write_json_atomic(obj, path, indent=2)
 
 
+def _resolve_weights(cfg) -> None:
+    """A relative MODEL.WEIGHTS (the pre-trained demo configs) is looked up in the working folder, then the repo."""
+    weights = cfg.MODEL.WEIGHTS
+    if not weights or "://" in weights or os.path.isabs(weights) or os.path.isfile(weights):
+        return
+    if not os.path.isfile(os.path.join(REPO, weights)):
+        raise FileNotFoundError(
+            f"MODEL.WEIGHTS {weights!r} exists neither in {os.getcwd()} nor in {REPO}; the pre-trained demo configs "
+            "(configs/demo/pretrained/) need `python tools/pretrain_backbone.py` once (docs/results.md)."
+        )
+    cfg.MODEL.WEIGHTS = os.path.join(REPO, weights)
+
+
 def run_demo(args: argparse.Namespace) -> dict:
     start = time.time()
     import torch
@@ -73,6 +86,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     if args.max_iter is not None:
         opts += ["SOLVER.MAX_ITER", str(args.max_iter)]
     cfg = build_cfg(args.config, opts)
+    _resolve_weights(cfg)
 
     root = cfg.DATASETS.LT_SHAPES_DIR or default_lt_shapes_root()
     print(f"[demo] dataset: lt_shapes in {root} (generated now if absent, ~1 min) ...", flush=True)

@@ -38,6 +38,9 @@ __all__ = [
     "plan_lt_shapes",
     "generate_lt_shapes",
     "is_complete",
+    "plan_balanced",
+    "render_balanced",
+    "BALANCED_STREAM",
     "TRAIN_JSON",
     "VAL_JSON",
     "INFO_JSON",
@@ -475,6 +478,40 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
             raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------ balanced pre-training split
+
+# Random-stream tag of the balanced split's images (the train and val splits use 1 and 2), so a balanced image
+# never repeats a train or val image even with the same seed; pre-training also uses a different seed.
+BALANCED_STREAM = 3
+
+
+def plan_balanced(images_per_class: int, seed: int = 1000, classes_per_image: int = 3) -> List[List[int]]:
+    """Class layout of a class-balanced split: every class in exactly `images_per_class` images.
+
+    Same generator, same image statistics as the train split (2-6 objects, repeated instances of present classes);
+    only the class frequencies are uniform. ceil(C * images_per_class / classes_per_image) images.
+    """
+    if images_per_class < 1 or not 1 <= classes_per_image <= MAX_DISTINCT_CLASSES:
+        raise ValueError(
+            f"plan_balanced: need images_per_class >= 1 and 1 <= classes_per_image <= {MAX_DISTINCT_CLASSES}, "
+            f"got {images_per_class}, {classes_per_image}"
+        )
+    num_classes = len(category_names())
+    num_images = -(-num_classes * images_per_class // classes_per_image)
+    rng = np.random.default_rng([seed, BALANCED_STREAM, 0])
+    counts = np.full(num_classes, images_per_class, dtype=np.int64)
+    return _instances_per_image(_assign_classes(counts, num_images, rng), rng)
+
+
+def render_balanced(plan: List[List[int]], seed: int = 1000, spec: LTShapesSpec = LTShapesSpec()):
+    """Yield (image uint8 RGB HxWx3, [(class index, visible mask), ...]) for each image of `plan` (in memory).
+
+    Each image has its own random stream (seed, BALANCED_STREAM, index), like the train and val splits.
+    """
+    for k, classes in enumerate(plan):
+        yield _render(classes, np.random.default_rng([seed, BALANCED_STREAM, k + 1]), spec)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
