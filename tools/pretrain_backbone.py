@@ -227,7 +227,7 @@ def pretrain(args: argparse.Namespace) -> Dict[str, object]:
         "num_crops": int(len(labels)),
         "accuracy_percent": accs,
         "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a plain str: TorchVersion is not loadable with weights_only=True
     }
     print(f"[pretrain] trained in {(time.time() - t1) / 60:.1f} min", flush=True)
     state = {PREFIX + k: v.detach().clone() for k, v in model.backbone.state_dict().items()}
