@@ -65,13 +65,21 @@ def _module_of(key: str, depth: int = 2) -> str:
 
 
 class _ReportingCheckpointer(DetectionCheckpointer):
-    """DetectionCheckpointer that keeps the incompatible keys of its last load for the report."""
+    """DetectionCheckpointer that keeps the incompatible keys of its last load for the report.
+
+    `_load_model` is fvcore's hook for subclasses (Detectron2's own checkpointer overrides it the same way); only
+    this subclass calls it, for a state dict that is already in memory.
+    """
 
     incompatible = None
 
     def _load_model(self, checkpoint):
         self.incompatible = super()._load_model(checkpoint)
         return self.incompatible
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load an in-memory state dict with Detectron2's conversions and shape checks, as `load` does for a file."""
+        self._load_model({"model": dict(state)})
 
 
 def load_stock_checkpoint(
@@ -88,7 +96,7 @@ def load_stock_checkpoint(
     if isinstance(checkpoint, str):
         checkpointer.load(checkpoint, checkpointables=[])  # Detectron2's reader: .pth, model-zoo .pkl, URLs
     elif isinstance(checkpoint, Mapping):
-        checkpointer._load_model({"model": dict(checkpoint.get("model", checkpoint))})
+        checkpointer.load_state_dict(checkpoint.get("model", checkpoint))
     else:
         raise TypeError(
             f"load_stock_checkpoint: checkpoint must be a file path or a state dict, got {type(checkpoint).__name__}."
