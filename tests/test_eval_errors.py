@@ -118,3 +118,26 @@ def test_fast_reader_matches_json_load(data, tmp_path):
     y = evaluate_lvis(gt, path, ["bbox", "segm"], workers=1)
     for t in ("bbox", "segm"):
         assert x[t].summary == y[t].summary
+
+
+def test_fast_reader_copies_only_the_masks_asked_for(data, tmp_path):
+    gt, res = data
+    res = copy.deepcopy(res)
+    res[0]["segmentation"]["counts"] = "\\" + res[0]["segmentation"]["counts"][1:]  # a backslash, escaped in json
+    path = tmp_path / "lvis_instances_results.json"
+    path.write_text(json.dumps(res))
+    cols = read_results_columns(path, with_boxes=False)
+    assert cols is not None and cols.bbox is None
+    seg = cols.segmentation
+    assert seg.counts is None and seg.source is not None  # strings left in the file's bytes until asked for
+    rows = [len(res) - 1, 0, 3]
+    taken = seg.take(rows)
+    assert taken.counts == [res[i]["segmentation"]["counts"].encode() for i in rows]
+    assert seg.dicts(0, 2) == [{"size": r["segmentation"]["size"], "counts": r["segmentation"]["counts"].encode()}
+                               for r in res[:2]]  # fmt: skip
+    assert taken[1]["counts"].startswith(b"\\") and not taken[1]["counts"].startswith(b"\\\\")
+    # a `}` inside a mask string breaks the one-pass search for the strings' ends: the reader declines
+    res[2]["segmentation"]["counts"] = res[2]["segmentation"]["counts"][:-1] + "}"
+    path.write_text(json.dumps(res))
+    assert read_results_columns(path) is None
+    assert read_results_columns(path, with_masks=False) is not None  # the masks are not kept, so not located

@@ -28,6 +28,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .fast_json import RLEColumn
+from .gc_pause import gc_paused
 from .inputs import Detections, JsonLike, LVISGroundTruth, LVISInputError, load_detections, load_ground_truth
 
 __all__ = [
@@ -215,6 +217,7 @@ def _groups(keys: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return starts, np.r_[starts[1:], len(keys)]
 
 
+@gc_paused
 def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, Tuple[int, int]]:
     """Precision [T, R, k, A] and recall [T, k, A] of the chunk's k classes."""
     import faster_coco_eval.faster_eval_api_cpp as _C
@@ -236,7 +239,8 @@ def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, Tu
     d_key = d_img * num_cats + dets.cat_index[lo:hi]
     d_score = dets.score[lo:hi]
     if segm:
-        d_geo = [dets.segmentation[r] for r in range(lo, hi)]
+        seg_col = dets.segmentation
+        d_geo = seg_col.dicts(lo, hi) if isinstance(seg_col, RLEColumn) else list(seg_col[lo:hi])  # type: ignore
         hw = gt.img_hw[d_img]
         try:  # faster-coco-eval's area rejects malformed RLE strings (pycocotools decodes them to garbage)
             d_area = np.asarray(_mask.area(d_geo), dtype=np.float64) if d_geo else np.zeros(0)
@@ -271,8 +275,9 @@ def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, Tu
     gt_ds = _C.Dataset()
     gt_geo: Dict[int, list] = {}
     for ci in range(chunk.cat_lo, chunk.cat_hi):
-        for ann in gt.anns_by_cat[ci]:
-            ii = int(np.searchsorted(img_ids, ann["image_id"]))
+        anns = gt.anns_by_cat[ci]
+        ann_img = np.searchsorted(img_ids, np.array([a["image_id"] for a in anns], dtype=np.int64)).tolist()
+        for ann, ii in zip(anns, ann_img):
             key = ii * num_cats + ci
             rec = {"id": ann["id"], "area": float(ann["area"]), "iscrowd": 0, "ignore": 0}  # lvis-api: no crowd
             gt_ds.append_ref(ann["image_id"], ann["category_id"], rec)
@@ -352,6 +357,7 @@ def _freq_groups(gt: LVISGroundTruth) -> List[List[int]]:
     return [np.flatnonzero(gt.frequency == lbl).tolist() for lbl in FREQ_LBL]
 
 
+@gc_paused
 def evaluate_detections(
     gt: LVISGroundTruth,
     dets: Detections,

@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from .fast_json import RLEColumn, read_results_columns
+from .gc_pause import gc_paused
 
 __all__ = ["LVISInputError", "LVISGroundTruth", "Detections", "load_json", "load_ground_truth", "load_detections"]
 
@@ -76,6 +77,7 @@ def _gt_error(source: str, msg: str) -> LVISInputError:
     )
 
 
+@gc_paused
 def load_ground_truth(source: JsonLike) -> LVISGroundTruth:
     """Read and check an LVIS-format ground truth (path or dict)."""
     name = repr(os.fspath(source)) if not isinstance(source, (dict, list)) else "(dict)"
@@ -220,6 +222,7 @@ def _find_bad_record(results: Sequence[Any], source: str, need: Sequence[str]) -
     return LVISInputError(f"results {source}: records could not be read as columns (no bad record found)")
 
 
+@gc_paused
 def load_detections(
     source: JsonLike,
     gt: LVISGroundTruth,
@@ -238,7 +241,7 @@ def load_detections(
         path = os.fspath(source)
         if not os.path.isfile(path):
             raise LVISInputError(f"results file {path!r} does not exist; pass the path of an existing json file.")
-        fast = read_results_columns(path, progress=progress, with_masks=need_segm)
+        fast = read_results_columns(path, progress=progress, with_masks=need_segm, with_boxes=need_bbox)
     results: Any = None
     if fast is not None:
         img, cat, score, bbox = fast.image_id, fast.category_id, fast.score, fast.bbox
