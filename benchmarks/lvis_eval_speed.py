@@ -31,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
@@ -50,6 +50,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "lt_detectron_lvis_bench"))
     p.add_argument("--output", default=os.path.join(REPO, "benchmarks", "results", "lvis_eval_speed.md"))
     p.add_argument("--generate-only", action="store_true", help="write the data files and stop")
+    p.add_argument(
+        "--keep-other-rows",
+        action="store_true",
+        help="keep the rows of the iou types not measured now from the existing --output (marked as earlier runs)",
+    )
     p.add_argument("--run-one", choices=("lvis-api", "fast"), help=argparse.SUPPRESS)  # internal: one measurement
     p.add_argument("--iou", help=argparse.SUPPRESS)
     p.add_argument("--one-workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -273,6 +278,23 @@ def _environment() -> List[str]:
     ]
 
 
+def _earlier_rows(path: str, skip: Sequence[str]) -> List[str]:
+    """Table rows of the existing report for iou types not in `skip`, each marked with that report's date/commit."""
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        text = f.read()
+    when = next((ln[len("- date: ") :] for ln in text.splitlines() if ln.startswith("- date: ")), "date unknown")
+    when = when.split(" (rows", 1)[0]
+    rows = []
+    for ln in text.splitlines():
+        cells = [c.strip() for c in ln.strip().strip("|").split("|")]
+        if ln.startswith("| ") and cells[0] in ("bbox", "segm") and cells[0] not in skip:
+            cells[0] = f"{cells[0]} (earlier run: {when})" if "earlier run" not in cells[0] else cells[0]
+            rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.run_one:
@@ -309,8 +331,8 @@ def main(argv=None) -> int:
         f"(lvis-api skips the same ones).",
         "",
         "End to end: from the json files to the summary table, each in a fresh process. CPU: user + system seconds "
-        "of the process and its workers (os.wait4). Wall: seconds on the clock; the two lvis-api runs (bbox, segm) ran "
-        "side by side, and the fast runs one after another while they ran, on a machine shared with other jobs, so "
+        "of the process and its workers (os.wait4). Wall: seconds on the clock; the lvis-api runs (one per iou type) "
+        "ran side by side, and the fast runs one after another while they ran, on a machine shared with other jobs, so "
         "wall times include waiting for the cores. Peak memory: summed PSS of the process tree (sampled every second); "
         "in brackets the sum of each process's own peak RSS (an upper bound: forked workers count shared pages again).",
         "",
@@ -318,6 +340,8 @@ def main(argv=None) -> int:
         "| wall speed-up | lvis-api peak (GiB) | fast peak (GiB) | memory ratio | largest difference |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    kept = _earlier_rows(args.output, args.iou_types) if args.keep_other_rows else []
+    lines += kept
     for iou, w, ref, fast, diff in rows:
         lines.append(
             f"| {iou} | {w} | {ref['cpu_seconds']:.1f} | {fast['cpu_seconds']:.1f} "
@@ -327,6 +351,13 @@ def main(argv=None) -> int:
             f"| {fast['peak_pss'] / 2**30:.2f} ({fast['peak_rss_sum'] / 2**30:.2f}) "
             f"| {fast['peak_pss'] / max(ref['peak_pss'], 1):.2f} | {diff:.1e} |"
         )
+    if kept:
+        lines += [
+            "",
+            f"Rows marked 'earlier run' are copied from the previous report (this run measured "
+            f"{', '.join(args.iou_types)} only, with --keep-other-rows); their lvis-api and fast runs were made then, "
+            f"on the code of that report's commit.",
+        ]
     lines += [
         "",
         "lvis-api is measured once per iou type; each fast row is divided by that same run. With 2 workers the CPU "
