@@ -190,6 +190,13 @@ class Detections:
         )
 
 
+def _positions(ids: np.ndarray, known_sorted: np.ndarray) -> tuple[np.ndarray, int | None]:
+    """Positions of `ids` in the sorted array `known_sorted`, and the index of the first id not in it (or None)."""
+    index = np.searchsorted(known_sorted, ids)
+    bad = (index >= len(known_sorted)) | (known_sorted[np.minimum(index, len(known_sorted) - 1)] != ids)
+    return index, (int(np.argmax(bad)) if bad.any() else None)
+
+
 def _record_error(source: str, index: int, field_name: str, problem: str, fix: str) -> LVISInputError:
     return LVISInputError(f"results {source}: record [{index}] field {field_name!r} {problem}; {fix}")
 
@@ -275,18 +282,14 @@ def load_detections(
             raise _find_bad_record(results, name, need)
     n = len(score)
 
-    img_index = np.searchsorted(gt.img_ids, img)
-    bad = (img_index >= len(gt.img_ids)) | (gt.img_ids[np.minimum(img_index, len(gt.img_ids) - 1)] != img)
-    if bad.any():
-        i = int(np.argmax(bad))
+    img_index, i = _positions(img, gt.img_ids)
+    if i is not None:
         raise _record_error(
             name, i, "image_id", f"is {int(img[i])}, which is not an image of the ground truth {gt.source}",
             "evaluate against the ground truth the predictions were made on",
         )  # fmt: skip
-    cat_index = np.searchsorted(gt.cat_ids, cat)
-    bad = (cat_index >= len(gt.cat_ids)) | (gt.cat_ids[np.minimum(cat_index, len(gt.cat_ids) - 1)] != cat)
-    if bad.any():
-        i = int(np.argmax(bad))
+    cat_index, i = _positions(cat, gt.cat_ids)
+    if i is not None:
         raise _record_error(
             name, i, "category_id", f"is {int(cat[i])}, which is not a category of the ground truth {gt.source}",
             "map contiguous class indices back to dataset category ids (Detectron2: thing_dataset_id_to_contiguous_id)",
