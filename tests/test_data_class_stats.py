@@ -4,13 +4,13 @@ metadata read; the category-info file; validation once before `launch`."""
 from __future__ import annotations
 
 import collections
-import importlib.util
 import json
 import os
 import sys
 
 import numpy as np
 import pytest
+from _scripts import load_script
 
 pytest.importorskip("detectron2")
 
@@ -71,12 +71,7 @@ def counted(monkeypatch):
 
 
 def _load_train_net():
-    spec = importlib.util.spec_from_file_location(
-        "lt_tools_train_net_stats", os.path.join(REPO, "tools", "train_net.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/train_net.py", "lt_tools_train_net_stats")
 
 
 @pytest.mark.parametrize("config", ["lt_shapes_lda.yaml", "lt_shapes_meta.yaml"])

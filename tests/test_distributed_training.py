@@ -12,7 +12,6 @@ Each rank saves what it holds; the assertions run here, in the pytest process.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 import os
@@ -21,6 +20,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from _scripts import load_script
 
 pytest.importorskip("detectron2")
 from detectron2.config import get_cfg  # noqa: E402
@@ -189,10 +189,7 @@ def _state_checks() -> dict:
 
 # --- 2. training through tools/train_net.py's code path --------------------------------------------------
 def _load_train_net():
-    spec = importlib.util.spec_from_file_location("lt_tools_train_net", os.path.join(REPO, "tools", "train_net.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/train_net.py", "lt_tools_train_net")
 
 
 def _run(train_net, head: str, root: str, output_dir: str, resume: bool):

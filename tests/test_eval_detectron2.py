@@ -5,13 +5,13 @@ TEST.LT_EVALUATOR picks the backend."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 
 import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 import torch
+from _scripts import load_script
 from detectron2.evaluation import LVISEvaluator
 from detectron2.structures import Boxes, Instances
 
@@ -83,10 +83,7 @@ def _run(evaluator, inputs, outputs):
 
 
 def _demo_table():
-    spec = importlib.util.spec_from_file_location("lt_tools_demo", os.path.join(REPO, "tools", "demo.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.format_lvis_table
+    return load_script("tools/demo.py", "lt_tools_demo").format_lvis_table
 
 
 def test_fast_and_lvis_api_give_the_same_table(tiny_root, tmp_path):

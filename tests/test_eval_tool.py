@@ -4,25 +4,17 @@ with lvis-api, and names bad input."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import os
 import re
 
 import pytest
+from _scripts import load_script
 
 from lt_detectron.evaluation.synthetic import make_lvis_gt, make_lvis_results
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        "lt_tools_evaluate_lvis", os.path.join(REPO, "tools", "evaluate_lvis.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/evaluate_lvis.py", "lt_tools_evaluate_lvis")
 
 
 @pytest.fixture(scope="module")

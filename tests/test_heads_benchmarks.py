@@ -3,25 +3,18 @@ the two regimes' configs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 
 import pytest
+from _scripts import load_script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
 def sweep():
-    spec = importlib.util.spec_from_file_location(
-        "lt_shapes_heads", os.path.join(REPO, "benchmarks", "lt_shapes_heads.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/lt_shapes_heads.py", "lt_shapes_heads")
 
 
 def _summary(ap_r: float, max_iter: int = 1000) -> dict:

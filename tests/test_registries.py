@@ -3,11 +3,11 @@ package, unknown names listing the known ones, and the deprecated dicts they rep
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 
 import pytest
+from _scripts import load_script
 
 pytest.importorskip("detectron2")
 torch = pytest.importorskip("torch")
@@ -71,9 +71,7 @@ def user_box_classifier():
 def test_user_box_classifier_trains_one_step_through_train_net(user_box_classifier, tmp_path):
     root = tmp_path / "lt_shapes"
     generate_lt_shapes(str(root), seed=0, overwrite=True, num_train_images=8, num_val_images=8)
-    spec = importlib.util.spec_from_file_location("lt_tools_train_net", os.path.join(REPO, "tools", "train_net.py"))
-    train_net = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_net)
+    train_net = load_script("tools/train_net.py", "lt_tools_train_net")
     args = default_argument_parser().parse_args(
         ["--config-file", DEMO_BASELINE]
         + TINY

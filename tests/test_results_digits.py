@@ -3,22 +3,13 @@ diverged runs dropped from their pairs, and the results file with its environmen
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
-
 import pytest
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from _scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def digits():
-    spec = importlib.util.spec_from_file_location("lt_bench_digits", os.path.join(REPO, "benchmarks", "digits_lt.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/digits_lt.py", "lt_bench_digits")
 
 
 def _run(bacc: float, few: float = 50.0) -> dict:

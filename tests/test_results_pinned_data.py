@@ -16,7 +16,6 @@ Print the current values (to update the pins after an intended change, and bump 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import sys
@@ -25,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _scripts import load_script
 
 from lt_detectron.data import lt_shapes
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUBSET_TRAIN, SUBSET_VAL = 20, 10
 # The seed-0 train split holds 5118 annotations, so the val split's annotation ids start at 5119.
 FIRST_VAL_ANN_ID = 5119
@@ -94,11 +93,7 @@ def _sha(data: bytes) -> str:
 
 
 def _results_module():
-    spec = importlib.util.spec_from_file_location("lt_bench_results", os.path.join(REPO, "benchmarks", "_results.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/_results.py", "lt_bench_results")
 
 
 def subset_fingerprint() -> dict:

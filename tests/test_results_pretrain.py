@@ -4,13 +4,12 @@ demo configs loading its backbone through MODEL.WEIGHTS before a short training 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
-import sys
 from collections import Counter
 
 import pytest
+from _scripts import load_script
 
 pytest.importorskip("detectron2")
 torch = pytest.importorskip("torch")
@@ -27,11 +26,7 @@ TINY_PRETRAIN = ["--iters", "3", "--images-per-class", "2", "--batch", "8", "--h
 
 
 def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"lt_tools_{name}", os.path.join(REPO, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"tools/{name}.py", f"lt_tools_{name}")
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,12 @@ keys, atomic checkpoints, and the tools/train_net.py --eval-only path."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
 
 import pytest
+from _scripts import load_script
 
 pytest.importorskip("detectron2")
 torch = pytest.importorskip("torch")
@@ -42,10 +42,7 @@ TINY = [
 
 
 def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"lt_tools_{name}", os.path.join(REPO, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"tools/{name}.py", f"lt_tools_{name}")
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +126,7 @@ def test_train_net_eval_only_without_weights_is_a_clear_error(tiny_root, tmp_pat
 
 
 def test_box_head_probe_reports_gradient_norms_per_loss_term(tiny_root, capsys):
-    probe = importlib.util.spec_from_file_location(
-        "box_head_probe", os.path.join(REPO, "benchmarks", "box_head_probe.py")
-    )
-    module = importlib.util.module_from_spec(probe)
-    probe.loader.exec_module(module)
+    module = load_script("benchmarks/box_head_probe.py", "box_head_probe")
     lda = os.path.join(REPO, "configs", "demo", "lt_shapes_lda.yaml")
     assert (
         module.main(["--config", lda, "--iters", "2", "--every", "1"] + TINY + ["DATASETS.LT_SHAPES_DIR", tiny_root])
