@@ -39,7 +39,10 @@ from _results import (  # noqa: E402
 )
 
 REGIMES = ("scratch", "pretrained")
-HEADS = ["baseline", "pc_softmax", "fed", "cb", "focal", "ldam", "balanced_softmax", "lade", "lda"]
+# Most informative first, so a sweep cut short has the key rows.
+HEADS = ["baseline", "pc_softmax", "lda", "cb", "lade", "ldam", "balanced_softmax", "focal", "fed"]
+# Extra rows per regime: pre-trained, LDA with the from-scratch demo's stopped gradient next to the paper's "lda".
+EXTRA_HEADS = {"scratch": [], "pretrained": ["lda_stopgrad"]}
 # Post-hoc heads: no training; the baseline's weights are evaluated with another box classifier.
 POSTHOC = {"pc_softmax": "baseline"}
 TASKS = ("bbox", "segm")
@@ -214,7 +217,7 @@ def summarise(runs: Dict[str, Dict[int, dict]], seeds: List[int], label: str) ->
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--regime", choices=REGIMES, default="scratch", help="default: %(default)s")
-    parser.add_argument("--heads", nargs="+", default=HEADS, help="default: %(default)s")
+    parser.add_argument("--heads", nargs="+", default=None, help=f"default: {HEADS} and the regime's {EXTRA_HEADS}")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--root", default=os.path.join(REPO, "output", "lt_shapes_heads"), help="run folders")
     parser.add_argument("--max-iter", type=int, default=None, help="override SOLVER.MAX_ITER (smoke runs)")
@@ -232,6 +235,8 @@ def main(argv=None) -> int:
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every run")
     args = parser.parse_args(argv)
     regime = args.regime
+    if args.heads is None:
+        args.heads = HEADS[:3] + EXTRA_HEADS[regime] + HEADS[3:]
     if args.weights and regime != "pretrained":
         parser.error("--weights is for --regime pretrained")
     for head in args.heads:

@@ -64,13 +64,12 @@ def add_lt_config(cfg: CN) -> CN:
     _C.MODEL.LT.BACKGROUND_PRIOR = -1.0
 
     # Class-balanced weights (docs/methods.md#class-weights). BETA None = (N-1)/N (Jamal et al. 2020); Cui et al.
-    # use 0.9999.
+    # use 0.9999 (CB_DEFAULTS.beta, the classification default).
     _C.MODEL.LT.CB = CN()
-    # Differs from CB_DEFAULTS.beta (Cui et al.'s 0.9999, the classification default): detection keeps Jamal et al.'s
-    # (N-1)/N. Not a measured choice, and the lt_shapes demo measured against it: the default collapses the cb head
-    # there (bbox APf 7.6 vs 59.4), beta 0.9 trains (AP 30.3, one seed; benchmarks/results/lt_shapes_heads.md).
-    # Kept so the published cb runs reproduce; set CB.BETA 0.9 for detection with a background class.
-    _C.MODEL.LT.CB.BETA = None
+    # Detection default 0.9, a measured choice: with a background class of weight 1, (N-1)/N makes a frequent RoI
+    # weigh ~1 % of a background RoI and the cb head calls frequent objects background (lt_shapes: bbox APf 7.6 vs
+    # 59.4); 0.9 trains in both lt_shapes regimes (benchmarks/results/lt_shapes_heads*.md).
+    _C.MODEL.LT.CB.BETA = 0.9
 
     # Focal loss (docs/methods.md#focal-loss).
     _C.MODEL.LT.FOCAL = CN()
