@@ -152,6 +152,8 @@ def _check_prior(
             f"{fn}: `{name}` must have shape (C,) = ({num_classes},) to match the logits; got {tuple(tensor.shape)}. "
             "Fix: one probability per logit column (detection: C foreground classes + 1 background)."
         )
+    if tensor.device.type == "meta":
+        return tensor  # no values to check (shape inference, tracing)
     # .item() per element, not .tolist(): tolist fails inside torch.func transforms (the meta-weighting engine).
     total, smallest = (v.item() for v in torch.stack([tensor.sum(), tensor.min()]))
     if not math.isfinite(total) or smallest < 0:
@@ -189,10 +191,20 @@ def _check_class_weight(weight: ArrayLike, num_classes: int, fn: str, like: torc
             f"{fn}: `{name}` must have shape (C,) = ({num_classes},); got {tuple(tensor.shape)}. "
             f"Fix: one value per logit column{FIX_HINTS.get(name, '')}."
         )
+    if tensor.device.type == "meta":
+        return tensor  # no values to check (shape inference, tracing)
     if not torch.isfinite(tensor).all() or (tensor < 0).any():
         hint = FIX_HINTS.get(name, "")
         raise ValueError(f"{fn}: `{name}` must be finite and >= 0. Fix: one value >= 0 per class{hint}.")
     return tensor
+
+
+def class_histogram(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Samples per class id, int64 of length `num_classes`; ids must lie in [0, num_classes).
+
+    Not `torch.bincount`: it sizes its output from the largest id, a device-to-host read on an accelerator."""
+    counts = torch.zeros(num_classes, dtype=torch.long, device=targets.device)
+    return counts.index_add_(0, targets, torch.ones_like(targets, dtype=torch.long))
 
 
 def log_of(tensor: torch.Tensor) -> torch.Tensor:

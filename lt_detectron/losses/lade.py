@@ -15,6 +15,7 @@ from ._validation import (
     check_logits_targets,
     check_prior,
     check_reduction,
+    class_histogram,
     log_of,
     reduce_loss,
 )
@@ -97,7 +98,7 @@ def _lade(
         return logits.sum()
     logits = logits.to(prior.dtype)  # float16/bfloat16 (autocast) logits: the fused exp/log run in float32
     log_uniform = -math.log(num_classes)
-    samples_per_class = torch.bincount(targets, minlength=num_classes)
+    samples_per_class = class_histogram(targets, num_classes)
     if importance == "label":
         log_importance = (log_uniform - log_prior[targets])[:, None]  # p_u(y_i) / p_s(y_i), eq. 13
         class_weight = torch.where(samples_per_class > 0, prior, 0.0)  # alpha_c over classes in the batch
@@ -125,7 +126,8 @@ class _LadeFunction(torch.autograd.Function):
     X * (a b^T + v d^T) minus the target terms: two outer products and no second exp. Cross-entropy makes two exp
     passes, the exact path three. The fast path needs the two matrix-vector sums to stay far from float32
     underflow (>= 1e-30); when a row's or a column's mass is below that (logits spread over more than ~60) the exact
-    path runs: column-max-stabilised E and a log-softmax for Q.
+    path runs: column-max-stabilised E and a log-softmax for Q. Deciding needs the masses on the host, so only the
+    CPU takes the fast path; on an accelerator that read-back would stall every call, and the exact path runs.
     """
 
     @staticmethod
@@ -148,7 +150,7 @@ class _LadeFunction(torch.autograd.Function):
         sample_weight = (class_weight / samples_per_class.clamp_min(1))[targets]
         ctx.ce_weight, ctx.lader_weight, ctx.lam = ce_weight, lader_weight, lam
         per_row = log_importance.shape[1] == 1
-        fast = _lade_fast_statistics(logits, prior, log_importance, per_row)
+        fast = _lade_fast_statistics(logits, prior, log_importance, per_row) if logits.device.type == "cpu" else None
         if fast is not None:
             row_lse, row_exp, prior_mass, importance_weights, column_mass, second = fast
             ctx.fast = True

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._validation import ArrayLike, as_tensor_like, check_counts
+from ._validation import ArrayLike, as_tensor_like, check_counts, class_histogram
 from .class_weights import class_weights
 from .reweighted import cb_cross_entropy
 
@@ -47,6 +47,7 @@ def lda_divergence(
     targets: torch.Tensor,
     margin: float = LDA_DEFAULTS.margin,
     class_weights: ArrayLike | None = None,
+    num_classes: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`(L_intra, L_inter)` of projected features f_i (Peng et al. 2021 eq. 7-8).
 
@@ -54,6 +55,8 @@ def lda_divergence(
     L_inter: mean over ordered pairs c != c' of classes in the batch of max(0, margin - (1 - cos(mu_c, mu_c'))),
     or with `class_weights` (indexed by class id) each pair weighted by (w_c + w_c') and normalised (eq. 8).
     Terms without a class (pair) to average over are 0.
+    `num_classes` (ids lie in [0, num_classes)) lets an accelerator work on all classes with absent ones masked,
+    so that no call reads a value back to the host; the CPU gathers the classes present in the batch either way.
     """
     fn = "lda_divergence"
     if not isinstance(features, torch.Tensor) or features.dim() != 2 or not features.is_floating_point():
@@ -68,24 +71,39 @@ def lda_divergence(
     if features.shape[0] == 0:
         zero = features.sum()
         return zero, zero
-    if bool((targets < 0).any()):
+    on_cpu = _on_cpu(targets)
+    # Range checks read values back: the CPU checks; on an accelerator index_add_ asserts on a bad id itself.
+    if on_cpu and bool((targets < 0).any()):
         raise ValueError(f"{fn}: `targets` must be >= 0 class ids.")
-
-    # Classes present in the batch and each sample's slot among them; class ids are small, so no sort is needed.
-    samples_per_id = torch.bincount(targets)
-    present = samples_per_id > 0
-    classes = present.nonzero().squeeze(1)
-    inverse = (present.cumsum(0) - 1)[targets]
+    if on_cpu and num_classes is not None and int(targets.max()) >= num_classes:
+        raise ValueError(f"{fn}: `targets` must be < num_classes = {num_classes}; got {int(targets.max())}.")
+    dense = num_classes is not None and not on_cpu
+    if dense:
+        # Every class id is a slot; absent classes (0 samples) are masked out of both terms.
+        class_sizes = class_histogram(targets, num_classes)
+        inverse, present = targets, class_sizes > 0
+    else:
+        # Classes present in the batch and each sample's slot among them; class ids are small, so no sort is needed.
+        samples_per_id = torch.bincount(targets)
+        present_ids = samples_per_id > 0
+        classes = present_ids.nonzero().squeeze(1)
+        inverse = (present_ids.cumsum(0) - 1)[targets]
+        class_sizes, present = samples_per_id[classes], None
     pair_weights = None
     if class_weights is not None:
         weights = as_tensor_like(class_weights, features)
-        if weights.dim() != 1 or int(classes[-1]) >= weights.numel():
+        largest = num_classes if dense else int(classes[-1]) + 1
+        if weights.dim() != 1 or largest > weights.numel():
             raise ValueError(
-                f"{fn}: `class_weights` must be 1-D with one weight per class id (max id in batch {int(classes[-1])}); "
+                f"{fn}: `class_weights` must be 1-D with one weight per class id (ids up to {largest - 1}); "
                 f"got shape {tuple(weights.shape)}. Fix: pass class_weights(counts, kind='lda') for all C classes."
             )
-        pair_weights = weights[classes].to(features.dtype)
-    return _LdaDivergenceFunction.apply(features, inverse, samples_per_id[classes], pair_weights, float(margin))
+        pair_weights = (weights[:num_classes] * present if dense else weights[classes]).to(features.dtype)
+    return _LdaDivergenceFunction.apply(features, inverse, class_sizes, pair_weights, float(margin), present)
+
+
+def _on_cpu(tensor: torch.Tensor) -> bool:
+    return tensor.device.type == "cpu"
 
 
 class _LdaDivergenceFunction(torch.autograd.Function):
@@ -97,26 +115,27 @@ class _LdaDivergenceFunction(torch.autograd.Function):
       L_inter = sum_{c != c'} omega_cc' relu(<m_c, m_c'> + margin - 1) / Z,  omega_cc' = 1 or w_c + w_c'
       dL/dm_c = -k_c d_c + sum_c' 2 D_cc' m_c',   D_cc' = g_inter omega_cc' [hinge_cc' > 0] / Z  (D_cc = 0)
       dL/df_i = P(m_c) dL/dm_c / |s_c| - k_c P(u_i) m_c / |f_i|,   k_c = g_intra [N_c >= 2] / (N_c #{...}),
-    P(v) = I - v v^T, c = y_i. Autograd through F.normalize, index_put and the Gram product made ~20 passes over the
-    (B, d) features and three (S, S, d) products; this is two segment sums and one gather of (B, d) plus two
-    products, which keeps the loss within the time of the detection head's cross-entropy
-    (benchmarks/loss_throughput.py). Not twice differentiable.
+    P(v) = I - v v^T, c = y_i. `present` (a mask over the slots, or None when every slot is a present class) keeps
+    empty slots out: their sums and centres are 0, and their pairs are masked. Autograd through F.normalize,
+    index_put and the Gram product made ~20 passes over the (B, d) features and three (S, S, d) products; this is two
+    segment sums and one gather of (B, d) plus two products, which keeps the loss within the time of the detection
+    head's cross-entropy (benchmarks/loss_throughput.py). Not twice differentiable.
     """
 
     @staticmethod
-    def forward(ctx, features, inverse, class_sizes, pair_weights, margin):
-        num_present, dim = class_sizes.numel(), features.shape[1]
+    def forward(ctx, features, inverse, class_sizes, pair_weights, margin, present):
+        num_slots, dim = class_sizes.numel(), features.shape[1]
         tiny = 1e-12  # F.normalize's eps: a zero vector stays zero
         norms = torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min_(tiny)
         units = features / norms
         # index_add_, not index_put_(accumulate=True): the faster segment sum on CPU (timing in
         # benchmarks/results/loss_throughput.md).
-        class_sums = features.new_zeros(num_present, dim).index_add_(0, inverse, features)
-        direction_sums = features.new_zeros(num_present, dim).index_add_(0, inverse, units)
+        class_sums = features.new_zeros(num_slots, dim).index_add_(0, inverse, features)
+        direction_sums = features.new_zeros(num_slots, dim).index_add_(0, inverse, units)
         centre_norms = torch.linalg.vector_norm(class_sums, dim=1, keepdim=True).clamp_min_(tiny)
         centres = class_sums / centre_norms
 
-        sizes = class_sizes.to(features.dtype)
+        sizes = class_sizes.to(features.dtype).clamp_min(1.0)  # empty slots: 0 / 1, masked below
         has_spread = class_sizes >= 2
         num_spread = has_spread.sum().clamp_min(1).to(features.dtype)
         alignment = (centres * direction_sums).sum(dim=1) / sizes  # mean_i cos(mu_c, f_i)
@@ -124,13 +143,18 @@ class _LdaDivergenceFunction(torch.autograd.Function):
 
         hinge = torch.relu_((centres @ centres.T).add_(margin - 1.0))
         hinge.diagonal().zero_()
+        if present is None:
+            num_present = features.new_tensor(float(num_slots))
+        else:
+            hinge.mul_(present[:, None] & present[None, :])
+            num_present = present.sum().to(features.dtype)
         if pair_weights is None:
             total = hinge.sum()
-            normaliser = features.new_tensor(float(max(num_present * num_present - num_present, 1)))
+            normaliser = (num_present * (num_present - 1.0)).clamp_min(1.0)
         else:
             # sum_{c != c'} (w_c + w_c') h_cc' from row and column sums; normaliser sum_{c != c'} (w_c + w_c').
             total = pair_weights @ hinge.sum(dim=1) + pair_weights @ hinge.sum(dim=0)
-            normaliser = (2.0 * (num_present - 1) * pair_weights.sum()).clamp_min(torch.finfo(features.dtype).tiny)
+            normaliser = (2.0 * (num_present - 1.0) * pair_weights.sum()).clamp_min(torch.finfo(features.dtype).tiny)
         inter = total / normaliser  # a single class has no pair: total is 0
         ctx.save_for_backward(
             inverse,
@@ -181,7 +205,7 @@ class _LdaDivergenceFunction(torch.autograd.Function):
         grad_sum_rows, scaled_centres = per_sample.split(centres.shape[1], dim=1)
         along_unit = (units * scaled_centres).sum(dim=1, keepdim=True)
         grad_features = scaled_centres.sub_(units * along_unit).div_(norms)
-        return torch.sub(grad_sum_rows, grad_features), None, None, None, None
+        return torch.sub(grad_sum_rows, grad_features), None, None, None, None, None
 
 
 def accuracy_percent(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -338,7 +362,11 @@ def lda_loss_terms(
     # L_b sums w_y CE over the batch without normalising (the authors' public code).
     loss_b = cb_cross_entropy(logits_balanced, targets, balanced_weight, reduction="sum")
     intra, inter = lda_divergence(
-        projected, targets, margin=margin, class_weights=balanced_weight if pair_weights else None
+        projected,
+        targets,
+        margin=margin,
+        class_weights=balanced_weight if pair_weights else None,
+        num_classes=logits_unbalanced.shape[1],
     )
     return LDATerms(loss_u, loss_b, intra, inter)
 
