@@ -209,16 +209,18 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         num_fg = int(is_fg.sum())
         fgbg_targets = self._fgbg_targets(is_fg)
         loss_fgbg = cross_entropy(scores.fgbg, fgbg_targets, reduction="mean")
+        # Logged with one read-back at the end (put_scalars): a device sync per value would stall the GPU.
+        logged: Dict[str, object] = {}
         if gt_classes.numel():
             fgbg_pred = scores.fgbg.detach().argmax(dim=1)
-            put_scalars(**{"lda/fgbg_accuracy": (fgbg_pred == fgbg_targets).float().mean()})
+            logged["lda/fgbg_accuracy"] = (fgbg_pred == fgbg_targets).float().mean()
         if num_fg > 0:
             y, x = gt_classes[is_fg], scores.features[is_fg]
             logits_u, logits_b = self.unbalanced_score(x), self._balanced_logits(x)
             out = self.lda_loss(logits_u, logits_b, self.projection(x), y, update_balancer=self.training)
             loss_u, loss_b, intra, inter = out.terms
-            put_scalars(
-                **{
+            logged.update(
+                {
                     "lda/acc_unbalanced": out.acc_unbalanced,
                     "lda/acc_balanced": out.acc_balanced,
                     "lda/acc_gap": out.acc_unbalanced - out.acc_balanced,
@@ -238,6 +240,7 @@ class LDABoxPredictor(FastRCNNOutputLayers):
 
         raw = {"fgbg": loss_fgbg, "unbalanced": loss_u, "balanced": loss_b, "intra": intra, "inter": inter}
         put_scalars(
+            **logged,
             **{f"lda/raw_{k}": v.detach() for k, v in raw.items()},
             **{"lda/alpha": alpha, "lt/fg_fraction": num_fg / max(gt_classes.numel(), 1)},
         )

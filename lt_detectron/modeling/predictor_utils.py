@@ -29,10 +29,16 @@ def event_storage_active() -> bool:
     return True
 
 
-def put_scalars(**values: float) -> None:
-    """Write scalars to Detectron2's EventStorage when one is active (training); a no-op otherwise."""
-    if event_storage_active():
-        get_event_storage().put_scalars(**{k: float(v) for k, v in values.items()})
+def put_scalars(**values) -> None:
+    """Write scalars (numbers or 0-dim tensors) to Detectron2's EventStorage when one is active (training); a no-op
+    otherwise. The tensors are read back together: one device-to-host copy per call, not one per value."""
+    if not event_storage_active():
+        return
+    tensors = {k: v for k, v in values.items() if isinstance(v, torch.Tensor)}
+    if tensors:
+        stacked = torch.stack([v.detach().reshape(()).to(torch.float64) for v in tensors.values()])
+        values = {**values, **dict(zip(tensors, stacked.tolist()))}
+    get_event_storage().put_scalars(**{k: float(v) for k, v in values.items()})
 
 
 def current_iteration() -> int:
