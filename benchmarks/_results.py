@@ -24,7 +24,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from glob import glob
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -388,3 +388,53 @@ def format_markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _error_bar(d: PairedDifference) -> Optional[List[List[float]]]:
+    """matplotlib's asymmetric error bar of the 95 % interval; None (no bar) with fewer than 2 pairs."""
+    return [[d.mean - d.low], [d.high - d.mean]] if d.n >= 2 else None
+
+
+def plot_paired_differences(
+    panels: Mapping[str, Mapping[str, Tuple[PairedDifference, PairedDifference]]],
+    path: str,
+    x_label: str,
+    y_label: str,
+    title: str = "",
+) -> Optional[str]:
+    """One panel per key of `panels`: each method at (mean Δx, mean Δy) against the baseline, with its two 95 %
+    intervals as error bars, so a gain in y bought with a loss in x shows at a glance. Written atomically as PNG;
+    returns the path, or None when no method has a paired difference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lt_detectron.utils.io import atomic_write
+
+    panels = {k: {m: d for m, d in v.items() if d[0].n and d[1].n} for k, v in panels.items()}
+    panels = {k: v for k, v in panels.items() if v}
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.8), squeeze=False)
+    for ax, (name, methods) in zip(axes[0], panels.items()):
+        ax.axhline(0.0, color="0.6", lw=1)
+        ax.axvline(0.0, color="0.6", lw=1)
+        for method, (dx, dy) in methods.items():
+            shown = dx.excludes_zero or dy.excludes_zero
+            ax.errorbar(dx.mean, dy.mean, xerr=_error_bar(dx), yerr=_error_bar(dy), fmt="o", ms=5, capsize=3,
+                        color="#1f4e79" if shown else "0.55", alpha=0.9)  # fmt: skip
+            ax.annotate(method, (dx.mean, dy.mean), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or "Paired differences to the baseline (mean, 95 % interval)", fontsize=10)
+    fig.tight_layout()
+
+    def save(f) -> None:
+        fig.savefig(f, format="png", dpi=110)
+
+    atomic_write(path, save)
+    plt.close(fig)
+    return path

@@ -35,6 +35,7 @@ from _results import (  # noqa: E402
     format_mean_std,
     lt_shapes_fingerprint,
     paired_difference,
+    plot_paired_differences,
     write_results,
 )
 
@@ -214,6 +215,26 @@ def summarise(runs: Dict[str, Dict[int, dict]], seeds: List[int], label: str) ->
     return "\n\n".join(parts) + "\n", buffer.getvalue()
 
 
+def plot_gains(runs: Dict[str, Dict[int, dict]], path: str, label: str) -> Optional[str]:
+    """Each head's paired difference to the baseline, Δ AP (x) against Δ APr (y), bbox and segm panels."""
+    if "baseline" not in runs:
+        return None
+
+    def diff(head: str, task: str, metric: str):
+        return paired_difference(
+            {k: _metric(v, task, metric) for k, v in runs[head].items()},
+            {k: _metric(v, task, metric) for k, v in runs["baseline"].items()},
+        )
+
+    panels = {
+        task: {head: (diff(head, task, "AP"), diff(head, task, "APr")) for head in runs if head != "baseline"}
+        for task in TASKS
+    }
+    return plot_paired_differences(
+        panels, path, "Δ AP vs baseline", "Δ APr vs baseline", f"lt_shapes heads, {label}: mean and 95 % interval"
+    )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--regime", choices=REGIMES, default="scratch", help="default: %(default)s")
@@ -275,6 +296,9 @@ def main(argv=None) -> int:
     output = args.output
     if output is None and args.max_iter is None:
         output = os.path.join(REPO, "benchmarks", "results", f"lt_shapes_heads_{regime}.md")
+    figure = plot_gains(
+        runs, os.path.splitext(output)[0] + ".png" if output else os.path.join(root, "gains.png"), label
+    )
     if output:
         from lt_detectron.data import default_lt_shapes_root
 
@@ -295,6 +319,10 @@ def main(argv=None) -> int:
                 f"{meta['accuracy_percent']}, settings {json.dumps(meta['settings'])}"
             )
         command = "python benchmarks/lt_shapes_heads.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        if figure:
+            markdown += (
+                f"\nPaired differences to the baseline, Δ AP against Δ APr:\n\n![gains]({os.path.basename(figure)})\n"
+            )
         write_results(
             output,
             f"Long-tail heads on lt_shapes ({label.split(',')[0]})",

@@ -76,3 +76,23 @@ def test_unknown_head_fails_before_training(sweep):
         sweep.main(["--heads", "nope", "--root", "/nonexistent"])
     with pytest.raises(FileNotFoundError, match="pretrained/lt_shapes_meta.yaml"):
         sweep.main(["--regime", "pretrained", "--heads", "meta", "--root", "/nonexistent"])
+
+
+def test_gains_figure_is_written_with_one_point_per_head(sweep, tmp_path):
+    runs = {
+        "baseline": {0: _summary(2.0), 1: _summary(4.0), 2: _summary(3.0)},
+        "ldam": {0: _summary(3.0), 1: _summary(5.0), 2: _summary(4.0)},
+    }
+    path = sweep.plot_gains(runs, str(tmp_path / "gains.png"), "test")
+    assert path and (tmp_path / "gains.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sweep.plot_gains({"ldam": runs["ldam"]}, str(tmp_path / "none.png"), "test") is None  # no baseline
+
+
+def test_pretrained_regime_adds_the_stopped_gradient_lda(sweep):
+    from lt_detectron.config import load_config_dict
+
+    for head in sweep.EXTRA_HEADS["pretrained"]:
+        assert sweep.config_of(head, "pretrained")
+    lda = load_config_dict(sweep.config_of("lda_stopgrad", "pretrained"))
+    assert lda["MODEL"]["LT"]["LDA"]["BALANCED_FEATURE_GRAD"] is False
+    assert lda["MODEL"]["WEIGHTS"] == load_config_dict(sweep.config_of("lda", "pretrained"))["MODEL"]["WEIGHTS"]

@@ -58,6 +58,19 @@ def _write_json_atomic(path: str, obj) -> None:
     write_json_atomic(obj, path, indent=2)
 
 
+def _code_version() -> str:
+    """The repository's commit (with '-dirty' for local changes), so a results file names the code that made it."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "-C", REPO, "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
 def _resolve_weights(cfg) -> None:
     """A relative MODEL.WEIGHTS (the pre-trained demo configs) is looked up in the working folder, then the repo."""
     weights = cfg.MODEL.WEIGHTS
@@ -125,6 +138,7 @@ def run_demo(args: argparse.Namespace) -> dict:
         "train_and_eval_seconds": round(train_and_eval_s, 1),
         "total_seconds": round(total_s, 1),
         "torch_threads": torch.get_num_threads(),
+        "code": _code_version(),
     }
     _write_json_atomic(os.path.join(cfg.OUTPUT_DIR, "demo_results.json"), summary)
     print("\n" + table)
