@@ -155,7 +155,8 @@ rm -rf "$SITE" "$D2" && cp -a "$CARRY/detectron2" "$D2"
 step install_wheels "$(cap 60 0)" "'$PY' -m pip install -q --no-index --no-deps --no-compile --target '$SITE' '$CARRY'/wheels/*.whl && ls '$SITE'"
 export PYTHONPATH=$SITE:$D2:$ROOT${PYTHONPATH:+:$PYTHONPATH}
 # lt_shapes is CPU work: generate it while the rest installs and the tests run.
-(timeout -k 5 "$(cap 200 150)" "$PY" -m lt_detectron.data.lt_shapes --out "$LT_SHAPES_DIR" --seed 0 \
+# ensure_lt_shapes: a complete dataset from an earlier check is reused, an incomplete one regenerated.
+(timeout -k 5 "$(cap 200 150)" "$PY" -c "from lt_detectron.data import ensure_lt_shapes; print(ensure_lt_shapes('$LT_SHAPES_DIR'))" \
   >"$LOGS/generate_lt_shapes.log" 2>&1; echo $? >"$LOGS/generate_lt_shapes.rc") &
 GEN=$!
 D2_CHECK="import torch, detectron2, detectron2._C as C; print('detectron2', detectron2.__version__, 'cuda ops', C.has_cuda())"
