@@ -42,8 +42,8 @@ from _results import (  # noqa: E402
 REGIMES = ("scratch", "pretrained")
 # Most informative first, so a sweep cut short has the key rows.
 HEADS = ["baseline", "pc_softmax", "lda", "cb", "lade", "ldam", "balanced_softmax", "focal", "fed"]
-# Extra rows per regime: pre-trained, LDA with the from-scratch demo's stopped gradient next to the paper's "lda".
-EXTRA_HEADS = {"scratch": [], "pretrained": ["lda_stopgrad"]}
+# Extra rows per regime: pre-trained, LDA with the paper's shared gradient next to the default "lda".
+EXTRA_HEADS = {"scratch": [], "pretrained": ["lda_paper"]}
 # Post-hoc heads: no training; the baseline's weights are evaluated with another box classifier.
 POSTHOC = {"pc_softmax": "baseline"}
 TASKS = ("bbox", "segm")

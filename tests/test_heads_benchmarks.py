@@ -64,9 +64,7 @@ def test_pretrained_regime_configs_differ_from_scratch_only_in_the_start(sweep):
         pretrained = load_config_dict(sweep.config_of(head, "pretrained"))
         assert scratch["MODEL"]["WEIGHTS"] == "" and pretrained["MODEL"]["WEIGHTS"].endswith(".pth"), head
         assert pretrained["SOLVER"] == scratch["SOLVER"], head
-        assert pretrained["MODEL"].get("LT") == scratch["MODEL"].get("LT") or head == "lda", head
-    lda = load_config_dict(sweep.config_of("lda", "pretrained"))["MODEL"]["LT"]["LDA"]
-    assert lda["BALANCED_FEATURE_GRAD"] is True  # the paper's formulation in the papers' regime
+        assert pretrained["MODEL"].get("LT") == scratch["MODEL"].get("LT"), head
     assert sweep.pretrained_weights("scratch") is None
     assert sweep.pretrained_weights("pretrained").startswith(sweep.REPO)
 
@@ -88,11 +86,13 @@ def test_gains_figure_is_written_with_one_point_per_head(sweep, tmp_path):
     assert sweep.plot_gains({"ldam": runs["ldam"]}, str(tmp_path / "none.png"), "test") is None  # no baseline
 
 
-def test_pretrained_regime_adds_the_stopped_gradient_lda(sweep):
+def test_pretrained_regime_adds_the_papers_lda(sweep):
     from lt_detectron.config import load_config_dict
+    from lt_detectron.engine import build_cfg
 
     for head in sweep.EXTRA_HEADS["pretrained"]:
         assert sweep.config_of(head, "pretrained")
-    lda = load_config_dict(sweep.config_of("lda_stopgrad", "pretrained"))
-    assert lda["MODEL"]["LT"]["LDA"]["BALANCED_FEATURE_GRAD"] is False
+    lda = load_config_dict(sweep.config_of("lda_paper", "pretrained"))
+    assert lda["MODEL"]["LT"]["LDA"]["BALANCED_FEATURE_GRAD"] is True  # the paper's formulation
+    assert build_cfg(sweep.config_of("lda", "pretrained"), []).MODEL.LT.LDA.BALANCED_FEATURE_GRAD is False
     assert lda["MODEL"]["WEIGHTS"] == load_config_dict(sweep.config_of("lda", "pretrained"))["MODEL"]["WEIGHTS"]

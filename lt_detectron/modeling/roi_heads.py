@@ -50,8 +50,8 @@ def log_dead_box_features(box_head: nn.Module, inputs, features: torch.Tensor) -
         box_head._lt_collapse_reported = True
         logging.getLogger(__name__).warning(
             "Every box-head output unit is zero on all RoIs of this batch: the box head has collapsed and all RoIs "
-            "get the same class scores. Lower the learning rate or the loss weights (for LDA on a model trained from "
-            "scratch: MODEL.LT.LDA.BALANCED_FEATURE_GRAD False; see docs/methods.md#lda-box-head)."
+            "get the same class scores. Lower the learning rate or the loss weights (for LDA: "
+            "MODEL.LT.LDA.BALANCED_FEATURE_GRAD False, the default; see docs/methods.md#lda-box-head)."
         )
 
 
