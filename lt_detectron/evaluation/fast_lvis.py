@@ -23,6 +23,7 @@ import logging
 import multiprocessing as mp
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -398,11 +399,18 @@ def evaluate_detections(
         iou_type=iou_type,
         max_det=max_det,
     )
-    # fork: the workers see the parent's columns without a copy and build the records of their chunks only
-    pool = mp.get_context("fork").Pool(min(workers, len(chunks))) if workers > 1 else None
+    # fork: the workers see the parent's columns without a copy and build the records of their chunks only. A
+    # ProcessPoolExecutor, not multiprocessing.Pool: a chunk that raises (a bad mask) or a worker that dies surfaces
+    # as an error, and shutting down after it cannot hang (Pool.terminate() hung the test suite after a worker error).
+    executor = (
+        ProcessPoolExecutor(min(workers, len(chunks)), mp_context=mp.get_context("fork")) if workers > 1 else None
+    )
     rss_by_pid: Dict[int, int] = {}
     try:
-        results = pool.imap_unordered(_evaluate_chunk, chunks) if pool is not None else map(_evaluate_chunk, chunks)
+        if executor is None:
+            results = map(_evaluate_chunk, chunks)
+        else:
+            results = (f.result() for f in as_completed([executor.submit(_evaluate_chunk, c) for c in chunks]))
         for done, (lo, hi, p, r, (pid, rss)) in enumerate(results, 1):
             precision[:, :, lo:hi, :] = p
             recall[:, lo:hi, :] = r
@@ -410,10 +418,9 @@ def evaluate_detections(
             if progress is not None:
                 progress(done, len(chunks))
     finally:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
         _SHARED.clear()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
     worker_rss = [v for pid, v in rss_by_pid.items() if pid != os.getpid()]
     t2 = time.perf_counter()
     if stats is not None:
