@@ -138,7 +138,7 @@ def _train(model, iterations, start_iter=0):
             optimizer.zero_grad()
             total.backward()
             optimizer.step()
-            out.append({k: float(v) for k, v in losses.items()})
+            out.append({k: float(v.detach()) for k, v in losses.items()})
             storage.step()
     return out
 
