@@ -253,6 +253,11 @@ def main(argv=None) -> int:
         default=None,
         help="pre-trained regime: use this backbone checkpoint instead of running tools/pretrain_backbone.py",
     )
+    parser.add_argument(
+        "--trained-at",
+        default=None,
+        help="commit the runs under --root were trained at, when it is not this checkout's (recorded in the header)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every run")
     args = parser.parse_args(argv)
     regime = args.regime
@@ -311,6 +316,8 @@ def main(argv=None) -> int:
             f"pixels sha256 {fingerprint['pixels'][:16]} ({fingerprint['images']} images)",
             "runs": f"{root} (per run: demo_results.json, sweep.log; all runs: results.csv)",
         }
+        if args.trained_at:
+            extra["runs trained at"] = f"commit {args.trained_at} (this file assembled from their demo_results.json)"
         if weights and os.path.isfile(weights + ".json"):
             with open(weights + ".json") as f:
                 meta = json.load(f)
