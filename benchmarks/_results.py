@@ -410,7 +410,7 @@ def plot_paired_differences(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lt_detectron.utils.io import atomic_write
+    from lt_detectron.utils.io import save_figure_atomic
 
     panels = {k: {m: d for m, d in v.items() if d[0].n and d[1].n} for k, v in panels.items()}
     panels = {k: v for k, v in panels.items() if v}
@@ -431,10 +431,4 @@ def plot_paired_differences(
         ax.grid(alpha=0.3)
     fig.suptitle(title or "Paired differences to the baseline (mean, 95 % interval)", fontsize=10)
     fig.tight_layout()
-
-    def save(f) -> None:
-        fig.savefig(f, format="png", dpi=110)
-
-    atomic_write(path, save)
-    plt.close(fig)
-    return path
+    return save_figure_atomic(fig, path, dpi=110)

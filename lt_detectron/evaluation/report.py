@@ -11,6 +11,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from lt_detectron.utils import atomic_write
+from lt_detectron.utils.io import save_figure_atomic
 
 from .fast_lvis import LVISEvalResult
 from .inputs import LVISGroundTruth
@@ -155,13 +156,7 @@ def plot_ap_vs_train_images(rows: Sequence[Mapping[str, object]], path: str, tit
     ax.set_title(title or "Per-class AP vs training images")
     ax.legend(loc="best", fontsize=8, framealpha=0.8)
     fig.tight_layout()
-
-    def save(f) -> None:
-        fig.savefig(f, format="png", dpi=110)
-
-    atomic_write(path, save)
-    plt.close(fig)
-    return path
+    return save_figure_atomic(fig, path, dpi=110)
 
 
 def write_reports(

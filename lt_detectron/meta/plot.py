@@ -8,7 +8,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from lt_detectron.utils.io import atomic_write
+from lt_detectron.utils.io import save_figure_atomic
 
 __all__ = ["plot_eps_by_group", "GROUP_LABELS"]
 
@@ -81,8 +81,4 @@ def plot_eps_by_group(
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
 
-    try:
-        atomic_write(path, lambda f: fig.savefig(f, format="png"))
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure_atomic(fig, path)

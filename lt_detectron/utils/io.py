@@ -29,3 +29,13 @@ def atomic_write(path: str, write_fn: Callable[[IO], Any], binary: bool = True) 
 def write_json_atomic(data: Any, path: str, indent: int = 1, allow_nan: bool = True) -> str:
     """json.dump `data` to `path` atomically."""
     return atomic_write(path, lambda f: json.dump(data, f, indent=indent, allow_nan=allow_nan), binary=False)
+
+
+def save_figure_atomic(fig: Any, path: str, dpi: float | None = None) -> str:
+    """Write a matplotlib figure as PNG through `atomic_write`, then close it (also when writing fails)."""
+    import matplotlib.pyplot as plt
+
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
