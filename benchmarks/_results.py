@@ -20,7 +20,6 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 from dataclasses import dataclass
 from glob import glob
@@ -242,21 +241,11 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _git(*args: str, repo: str = REPO) -> str:
-    try:
-        out = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
-
-
 def git_commit(repo: str = REPO) -> str:
-    """'<short hash>' plus ' (+ uncommitted changes)' when tracked files differ from it; 'unknown' outside git."""
-    commit = _git("rev-parse", "--short=10", "HEAD", repo=repo)
-    if not commit:
-        return "unknown (not a git checkout)"
-    dirty = _git("status", "--porcelain", "--untracked-files=no", repo=repo)
-    return commit + (" (+ uncommitted changes)" if dirty else "")
+    """This checkout's commit, marked when tracked files have uncommitted changes (lt_detectron.utils.provenance)."""
+    from lt_detectron.utils.provenance import git_commit as commit_of
+
+    return commit_of(repo)
 
 
 def environment_header(threads: Optional[str] = None, extra: Optional[Mapping[str, str]] = None) -> List[str]:

@@ -257,11 +257,9 @@ def _environment() -> List[str]:
     import faster_coco_eval
     import lvis
 
-    try:
-        commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True).stdout.strip()  # fmt: skip
-    except OSError:
-        commit = "?"
+    from lt_detectron.utils.provenance import git_commit
+
+    commit = git_commit(REPO)
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:

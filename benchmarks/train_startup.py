@@ -174,13 +174,6 @@ def child(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------- parent
-def _commit(repo: str) -> str:
-    try:
-        return subprocess.check_output(["git", "-C", repo, "rev-parse", "--short", "HEAD"], text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-
-
 def _measure(repo: str, json_file: str, data_dir: str, dataset: str, config: str, cat_info: str = "") -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--repo", repo, "--json", json_file]
     cmd += ["--data-dir", data_dir, "--dataset", dataset, "--config", config, "--cat-info", cat_info]
@@ -229,12 +222,15 @@ def main(argv: list[str] | None = None) -> str:
         stdout=subprocess.DEVNULL,
     )
 
+    # Here, not at the top: a child run must import lt_detectron from its own --repo.
+    from lt_detectron.utils.provenance import git_commit
+
     rows = []
     runs = []
     if args.before_repo:
-        runs.append((f"before ({_commit(args.before_repo)})", args.before_repo, CUSTOM, ""))
-    runs.append((f"after ({_commit(REPO)})", REPO, CUSTOM, ""))
-    runs.append((f"after ({_commit(REPO)}), builtin-LVIS-like + category-info file", REPO, BUILTIN_LIKE, cat_info))
+        runs.append((f"before ({git_commit(args.before_repo)})", args.before_repo, CUSTOM, ""))
+    runs.append((f"after ({git_commit(REPO)})", REPO, CUSTOM, ""))
+    runs.append((f"after ({git_commit(REPO)}), builtin-LVIS-like + category-info file", REPO, BUILTIN_LIKE, cat_info))
     for label, repo, dataset, info in runs:
         result = _measure(repo, json_file, args.data_dir, dataset, args.config, info)
         print(label, result, flush=True)

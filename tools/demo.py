@@ -20,6 +20,7 @@ import traceback
 from lt_detectron.evaluation.report import DEMO_METRICS as METRICS
 from lt_detectron.evaluation.report import format_lvis_table  # noqa: F401  (the demo's table; also used by tests)
 from lt_detectron.utils.io import write_json_atomic
+from lt_detectron.utils.provenance import git_commit
 
 # OpenMP threads that busy-wait collapse when another process shares the cores (timings in
 # benchmarks/results/lt_shapes_demo.md); passive waiting costs little on an idle machine. Must be set before torch
@@ -56,19 +57,6 @@ def _check_results(results) -> dict:
 
 def _write_json_atomic(path: str, obj) -> None:
     write_json_atomic(obj, path, indent=2)
-
-
-def _code_version() -> str:
-    """The repository's commit (with '-dirty' for local changes), so a results file names the code that made it."""
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["git", "-C", REPO, "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
 
 
 def _resolve_weights(cfg) -> None:
@@ -138,7 +126,7 @@ def run_demo(args: argparse.Namespace) -> dict:
         "train_and_eval_seconds": round(train_and_eval_s, 1),
         "total_seconds": round(total_s, 1),
         "torch_threads": torch.get_num_threads(),
-        "code": _code_version(),
+        "code": git_commit(REPO),  # the code that made these numbers
     }
     _write_json_atomic(os.path.join(cfg.OUTPUT_DIR, "demo_results.json"), summary)
     print("\n" + table)
