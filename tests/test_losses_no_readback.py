@@ -67,7 +67,7 @@ def test_lda_divergence_dense_path_matches_the_compact_one(kwargs, monkeypatch):
     intra, inter, grad = _divergence_with_grad(features, targets, **kwargs)
     from lt_detectron.losses import lda as lda_module
 
-    monkeypatch.setattr(lda_module, "_on_cpu", lambda tensor: False)  # take the accelerator path on the CPU
+    monkeypatch.setattr(lda_module, "on_host", lambda tensor: False)  # take the accelerator path on the CPU
     dense_intra, dense_inter, dense_grad = _divergence_with_grad(features, targets, num_classes=9, **kwargs)
     torch.testing.assert_close(dense_intra, intra)
     torch.testing.assert_close(dense_inter, inter)

@@ -70,6 +70,12 @@ def as_tensor_like(values: ArrayLike, like: torch.Tensor) -> torch.Tensor:
     return values.to(device=like.device, dtype=torch.promote_types(like.dtype, torch.float32))
 
 
+def on_host(tensor: torch.Tensor) -> bool:
+    """Whether reading `tensor`'s values is free: on the CPU yes; on an accelerator a read is a device-to-host sync
+    that stalls every call, so checks that need values run on the CPU only and losses pick read-free paths."""
+    return tensor.device.type == "cpu"
+
+
 def check_logits_targets(logits: torch.Tensor, targets: torch.Tensor, fn: str) -> torch.Tensor:
     """Check `logits` (B, C) floating and `targets` (B,) integer in [0, C); return targets as int64."""
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or not logits.is_floating_point():
@@ -89,7 +95,7 @@ def check_logits_targets(logits: torch.Tensor, targets: torch.Tensor, fn: str) -
     num_classes = logits.shape[1]
     # Reading the range back is a device-to-host sync in every loss call on an accelerator; there the kernels that
     # index with the targets (nll_loss, gather, scatter) assert on an out-of-range value themselves.
-    if targets.numel() > 0 and targets.device.type == "cpu":
+    if targets.numel() > 0 and on_host(targets):
         low, high = torch.aminmax(targets)
         if low.item() < 0 or high.item() >= num_classes:
             raise ValueError(

@@ -17,6 +17,7 @@ from ._validation import (
     check_reduction,
     class_histogram,
     log_of,
+    on_host,
     reduce_loss,
 )
 from .shifted_cross_entropy import shifted_cross_entropy
@@ -150,7 +151,7 @@ class _LadeFunction(torch.autograd.Function):
         sample_weight = (class_weight / samples_per_class.clamp_min(1))[targets]
         ctx.ce_weight, ctx.lader_weight, ctx.lam = ce_weight, lader_weight, lam
         per_row = log_importance.shape[1] == 1
-        fast = _lade_fast_statistics(logits, prior, log_importance, per_row) if logits.device.type == "cpu" else None
+        fast = _lade_fast_statistics(logits, prior, log_importance, per_row) if on_host(logits) else None
         if fast is not None:
             row_lse, row_exp, prior_mass, importance_weights, column_mass, second = fast
             ctx.fast = True

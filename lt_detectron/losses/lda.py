@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._validation import ArrayLike, as_tensor_like, check_counts, class_histogram
+from ._validation import ArrayLike, as_tensor_like, check_counts, class_histogram, on_host
 from .class_weights import class_weights
 from .reweighted import cb_cross_entropy
 
@@ -71,7 +71,7 @@ def lda_divergence(
     if features.shape[0] == 0:
         zero = features.sum()
         return zero, zero
-    on_cpu = _on_cpu(targets)
+    on_cpu = on_host(targets)
     # Range checks read values back: the CPU checks; on an accelerator index_add_ asserts on a bad id itself.
     if on_cpu and bool((targets < 0).any()):
         raise ValueError(f"{fn}: `targets` must be >= 0 class ids.")
@@ -100,10 +100,6 @@ def lda_divergence(
             )
         pair_weights = (weights[:num_classes] * present if dense else weights[classes]).to(features.dtype)
     return _LdaDivergenceFunction.apply(features, inverse, class_sizes, pair_weights, float(margin), present)
-
-
-def _on_cpu(tensor: torch.Tensor) -> bool:
-    return tensor.device.type == "cpu"
 
 
 class _LdaDivergenceFunction(torch.autograd.Function):
