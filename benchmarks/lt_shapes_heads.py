@@ -41,11 +41,15 @@ from _results import (  # noqa: E402
 
 REGIMES = ("scratch", "pretrained")
 # Most informative first, so a sweep cut short has the key rows.
-HEADS = ["baseline", "pc_softmax", "lda", "cb", "lade", "ldam", "balanced_softmax", "focal", "fed"]
-# Extra rows per regime: pre-trained, LDA with the paper's shared gradient next to the default "lda".
-EXTRA_HEADS = {"scratch": [], "pretrained": ["lda_paper"]}
-# Post-hoc heads: no training; the baseline's weights are evaluated with another box classifier.
-POSTHOC = {"pc_softmax": "baseline"}
+HEADS = ["baseline", "pc_softmax", "norcal", "lda", "lda_shared", "lda_rfs", "seesaw", "eqlv2", "cosine", "cb", "lade"]
+HEADS += ["ldam", "balanced_softmax", "focal", "fed"]
+# Extra rows per regime (none at present).
+EXTRA_HEADS: Dict[str, List[str]] = {"scratch": [], "pretrained": []}
+# Post-hoc heads: no training; the baseline's weights are evaluated with these inference overrides.
+POSTHOC = {
+    "pc_softmax": ("baseline", ["MODEL.LT.BOX_CLASSIFIER", "pc_softmax"]),
+    "norcal": ("baseline", ["MODEL.LT.BOX_CLASSIFIER", "softmax", "TEST.LT_CALIBRATION", "norcal"]),
+}
 TASKS = ("bbox", "segm")
 METRICS = ("AP", "APr", "APc", "APf")
 RESULTS_FILE = "demo_results.json"
@@ -54,7 +58,7 @@ RESULTS_FILE = "demo_results.json"
 def config_of(head: str, regime: str = "scratch") -> str:
     if regime not in REGIMES:
         raise ValueError(f"regime {regime!r} is not one of {REGIMES}")
-    head = POSTHOC.get(head, head)
+    head = POSTHOC[head][0] if head in POSTHOC else head
     folder = os.path.join(REPO, "configs", "demo", *(["pretrained"] if regime == "pretrained" else []))
     path = os.path.join(folder, f"lt_shapes_{head}.yaml")
     if not os.path.isfile(path):
@@ -140,7 +144,7 @@ def evaluate_posthoc(
     from lt_detectron.engine import LTTrainer, build_cfg, register_lt_components
 
     register_lt_components()
-    overrides = ["MODEL.ROI_HEADS.NAME", "LTROIHeads", "MODEL.LT.BOX_CLASSIFIER", head, "OUTPUT_DIR", run_dir]
+    overrides = ["MODEL.ROI_HEADS.NAME", "LTROIHeads", *POSTHOC[head][1], "OUTPUT_DIR", run_dir]
     # The trained weights replace MODEL.WEIGHTS (the pre-trained backbone) below.
     cfg = build_cfg(config_of(head, regime), ["SEED", str(seed)] + opts + overrides + ["MODEL.WEIGHTS", ""])
     root = cfg.DATASETS.LT_SHAPES_DIR or default_lt_shapes_root()
@@ -282,9 +286,10 @@ def main(argv=None) -> int:
             run_dir = os.path.join(root, head, f"seed{seed}")
             summary = load_results(run_dir, iters)
             if summary is None and head in POSTHOC:
-                trained_dir = os.path.join(root, POSTHOC[head], f"seed{seed}")
+                trained = POSTHOC[head][0]
+                trained_dir = os.path.join(root, trained, f"seed{seed}")
                 if load_results(trained_dir, iters) is None:
-                    run_one(POSTHOC[head], seed, trained_dir, args.max_iter, list(args.opts), regime)
+                    run_one(trained, seed, trained_dir, args.max_iter, list(args.opts), regime)
                 summary = evaluate_posthoc(head, seed, run_dir, trained_dir, iters, list(args.opts), regime)
             elif summary is None:
                 summary = run_one(head, seed, run_dir, args.max_iter, list(args.opts), regime)

@@ -14,7 +14,14 @@ from typing import Any, Dict
 import yaml
 from detectron2.config import CfgNode as CN
 
-from lt_detectron.losses import FOCAL_DEFAULTS, LADE_DEFAULTS, LDA_LVIS_DEFAULTS, LDAM_DEFAULTS
+from lt_detectron.losses import (
+    EQLV2_DEFAULTS,
+    FOCAL_DEFAULTS,
+    LADE_DEFAULTS,
+    LDA_LVIS_DEFAULTS,
+    LDAM_DEFAULTS,
+    SEESAW_DEFAULTS,
+)
 from lt_detectron.meta.engine import META_DEFAULTS
 
 __all__ = ["add_lt_config", "merge_config_file", "load_config_dict", "MODEL_ZOO_PREFIX"]
@@ -42,10 +49,14 @@ def add_lt_config(cfg: CN) -> CN:
     #   "lade"             LADE-CE + alpha * LADER (Hong et al. 2021).
     #   "lda"              FgBg + unbalanced + balanced classifiers, projection head, risk balancer (Peng et al.,
     #                      ACM MM 2021, arXiv:2110.02686).
+    #   "seesaw"           Seesaw loss with a C+2 classifier (Wang et al., CVPR 2021, arXiv:2008.10032).
+    #   "eqlv2"            EQLv2, sigmoid with gradient-driven re-weighting (Tan et al., CVPR 2021, arXiv:2012.08548).
     _C.MODEL.LT.BOX_CLASSIFIER = "softmax"
     # Per-class training counts n_c for the box classifier: "instance_count" (the default for detection,
-    # docs/methods.md#notation)
-    # or "image_count". Read once at build time from the training datasets' metadata or annotations.
+    # docs/methods.md#notation), "image_count", or "sampled_instance_count": the instances the model sees per pass
+    # under repeat factor sampling (each image's instances times its repeat factor, Detectron2's factors with
+    # DATALOADER.REPEAT_THRESHOLD; equal to instance_count without that sampler). Read once at build time from the
+    # training datasets' metadata or annotations (the sampled counts parse the annotations once more).
     _C.MODEL.LT.CLASS_COUNT_SOURCE = "instance_count"
     # What to do with a class that never occurs in training (n_c = 0): "error" or "warn" (the class is
     # excluded from the weighting with a warning naming it; docs/methods.md#class-weights).
@@ -114,7 +125,38 @@ def add_lt_config(cfg: CN) -> CN:
     # trains the balanced classifier on a stopped-gradient feature (False). Default False, a measured choice: with the
     # paper's shared gradient every box-head unit died and AP was 0 on lt_shapes in all 3 seeds, from scratch and from
     # a pre-trained backbone (benchmarks/results/lt_shapes_heads_pretrained.md, docs/methods.md#lda-box-head).
-    _C.MODEL.LT.LDA.BALANCED_FEATURE_GRAD = False
+    _C.MODEL.LT.LDA.BALANCED_FEATURE_GRAD = lda.balanced_feature_grad
+    # Normaliser of the unbalanced loss L_u (the paper is silent): "sampled" divides its sum by all sampled RoIs,
+    # foreground and background, as Detectron2's and mmdetection's classification losses do; "foreground" is a mean
+    # over foreground RoIs, which gives each foreground RoI ~1/fg-fraction (4.7x on lt_shapes) the stock head's
+    # gradient and killed up to 59 % of the box-head units (benchmarks/results/lt_shapes_lda_probe.md).
+    _C.MODEL.LT.LDA.UNBALANCED_NORM = "sampled"
+    # a_t's accuracy window: "zero_filled" (the public code: empty slots count as 0, a_t ramps up over WINDOW
+    # batches) or "recorded" (average of the batches seen so far).
+    _C.MODEL.LT.LDA.ALPHA_RAMP = lda.alpha_ramp
+    # >= 0: a constant a_t instead of the adaptive one (the paper's grid-search control); < 0: adaptive (eq. 6).
+    _C.MODEL.LT.LDA.FIXED_ALPHA = lda.fixed_alpha
+
+    # Cosine (normalised-linear) box classifier, SCALE * cos(w_c, x), for the heads with one linear cls_score (softmax,
+    # cb, focal, cb_focal, pc_softmax, balanced_softmax, lade, seesaw, eqlv2): the classifier of most strong LVIS
+    # recipes (Seesaw, Wang et al. CVPR 2021, uses temperature 20). LDAM has its own (LDAM.COSINE_CLASSIFIER).
+    _C.MODEL.LT.COSINE = CN()
+    _C.MODEL.LT.COSINE.ENABLED = False
+    _C.MODEL.LT.COSINE.SCALE = SEESAW_DEFAULTS.cosine_scale
+
+    # Seesaw loss (Wang et al., CVPR 2021, arXiv:2008.10032; docs/methods.md#seesaw-loss): C+2 outputs (classes and
+    # a foreground/background pair); mitigation exponent P, compensation exponent Q.
+    _C.MODEL.LT.SEESAW = CN()
+    _C.MODEL.LT.SEESAW.P = SEESAW_DEFAULTS.p
+    _C.MODEL.LT.SEESAW.Q = SEESAW_DEFAULTS.q
+    _C.MODEL.LT.SEESAW.EPS = SEESAW_DEFAULTS.eps
+
+    # EQLv2 (Tan et al., CVPR 2021, arXiv:2012.08548; docs/methods.md#eqlv2): sigmoid over C+1 columns, gradient-
+    # statistics re-weighting f(r) = 1 / (1 + exp(-GAMMA (r - MU))), positive weight 1 + ALPHA (1 - f(r)).
+    _C.MODEL.LT.EQLV2 = CN()
+    _C.MODEL.LT.EQLV2.GAMMA = EQLV2_DEFAULTS.gamma
+    _C.MODEL.LT.EQLV2.MU = EQLV2_DEFAULTS.mu
+    _C.MODEL.LT.EQLV2.ALPHA = EQLV2_DEFAULTS.alpha
 
     # Meta-learned per-example conditional weights (Jamal et al., CVPR 2020,
     # arXiv:2003.10780, Algorithm 1; docs/methods.md#meta-learned-conditional-weights).
@@ -169,6 +211,14 @@ def add_lt_config(cfg: CN) -> CN:
     _C.TEST.LT_FIXED_AP_K = 10000
     # Evaluation processes of the "fast" backend; 0 = the CPUs this process may use.
     _C.TEST.LT_EVAL_WORKERS = 0
+    # Post-hoc calibration of the box scores at inference (lt_detectron/modeling/calibration.py), for any checkpoint
+    # and every box classifier whose C+1 scores sum to 1: "none" or "norcal" (Pan et al., NeurIPS 2021,
+    # arXiv:2107.02170): foreground scores divided by n_c^GAMMA, renormalised with the background score kept.
+    # GAMMA is a per-model choice: sweep it on held-out data with tools/calibration_sweep.py (0.5 is a starting
+    # point, not a paper value). COUNTS: "instance_count" or "image_count" of the training sets.
+    _C.TEST.LT_CALIBRATION = "none"
+    _C.TEST.LT_CALIBRATION_GAMMA = 0.5
+    _C.TEST.LT_CALIBRATION_COUNTS = "instance_count"
 
     if was_frozen:
         _C.freeze()

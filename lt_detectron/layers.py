@@ -23,7 +23,7 @@ def cosine_logits(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 class CosineLinear(nn.Module):
-    """Cosine classifier `z_c = cos(w_c, x)`; the loss (LDAM) applies the scale s.
+    """Cosine classifier `z_c = scale * cos(w_c, x)`; LDAM keeps scale 1 and its loss applies s.
 
     `weight` has nn.Linear's layout (out_features, in_features), so Detectron2's `cls_score.weight` fits it.
     init: "normal" (std 0.01, as Detectron2 initialises cls_score; the detection head's choice) or "uniform_renorm"
@@ -35,8 +35,9 @@ class CosineLinear(nn.Module):
 
     _version = 2
 
-    def __init__(self, in_features: int, out_features: int, init: str = "normal"):
+    def __init__(self, in_features: int, out_features: int, init: str = "normal", scale: float = 1.0):
         super().__init__()
+        self.scale = float(scale)  # temperature: logits scale * cos (1 for LDAM, whose loss applies s)
         if init not in COSINE_INITS:
             raise ValueError(f"CosineLinear: init must be one of {COSINE_INITS}; got {init!r}.")
         self.in_features = in_features
@@ -52,10 +53,13 @@ class CosineLinear(nn.Module):
         self.weight = nn.Parameter(weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return cosine_logits(x, self.weight)
+        logits = cosine_logits(x, self.weight)
+        return logits if self.scale == 1.0 else logits * self.scale
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, init={self.init!r}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, init={self.init!r}, scale={self.scale}"
+        )
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs

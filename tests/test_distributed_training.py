@@ -1,8 +1,8 @@
 """Two CPU processes (gloo), one launch (process start-up and imports dominate on a small machine):
 
 1. rank-aware state on crafted inputs: what is summed or gathered across ranks (the LDA risk balancer's accuracy
-   counts, the class counts, the meta-weighting eps history) and what stays per rank (the batch statistics of
-   LADE's regulariser and LDA's divergence);
+   counts and divergence centres, the class counts, the meta-weighting eps history) and what stays per rank (the
+   batch statistics of LADE's regulariser); LDA's loss on two processes equals one process holding both halves;
 2. through tools/train_net.py's code path, every demo head and meta-weighting trains with finite losses and
    identical parameters / risk-balancer / meta state on both ranks, and runs stopped after a checkpoint and
    resumed end with the same weights as the uninterrupted runs.
@@ -134,8 +134,8 @@ def _state_checks() -> dict:
     except OSError as err:
         held["broadcast_error"] = str(err)
 
-    # 3. The LDA head: a rank without foreground RoIs still joins the reduction (no hang), both ranks then hold
-    # rank 0's accuracies; the divergence is computed on each rank's own RoIs.
+    # 3. The LDA head: a rank without foreground RoIs still joins the reductions (no hang), both ranks then hold
+    # rank 0's accuracies; the divergence's class centres are the global batch's.
     torch.manual_seed(0)  # the same initial predictor on both ranks, as DDP would broadcast it
     lda = build_box_predictor(_cfg("lda", counts), ShapeSpec(channels=DIM)).train()
     g = torch.Generator().manual_seed(10 + rank)
@@ -149,7 +149,7 @@ def _state_checks() -> dict:
         correct_b = int((lda.balanced_score(fg).argmax(1) == y).sum())
         held["lda_rank0_accuracies"] = (100.0 * correct_u / 4, 100.0 * correct_b / 4)
     held["lda_balancer"] = lda.risk_balancer.state_dict()
-    # Both ranks with foreground RoIs: loss_lda_intra is rank-local (not the global batch's).
+    # Both ranks with foreground RoIs: loss_lda_intra is the global batch's.
     gt = [0, 0, 1, 1] if rank == 0 else [0, 1, 1, 2]
     x = torch.randn(len(gt), DIM, generator=g)
     loss = lda.losses((LDAScores(lda.fgbg_score(x), x), torch.zeros(len(gt), 4 * NUM_CLASSES)), _proposals(gt))
@@ -175,6 +175,8 @@ def _state_checks() -> dict:
         lade.alpha * lt_losses.lader(all_scores, all_y, prior, lam=lade.lam, importance=lade.importance)
     )
 
+    held["lda_equivalence"] = _lda_equivalence_check(rank)
+
     # 5. The meta-weighting eps history: each rank's eps, gathered into one update on every rank.
     tracker = _GatheredEpsTracker(NUM_CLASSES, period=1)
     if rank == 0:
@@ -185,6 +187,42 @@ def _state_checks() -> dict:
     held["flush_2"] = tracker.flush(2)  # no rank took a meta step
     held["tracker"] = tracker.state_dict()
     return held
+
+
+# LDA on two processes against one: the global batch split in halves of equal RoI counts (as Detectron2's sampler gives
+# each image BATCH_SIZE_PER_IMAGE RoIs); a fixed a_t so that L_b's gradient is tested whatever the accuracies.
+EQUIV_GT = [0, 1, 1, 2, 3, 3, 0, 0, 2, 2, 1, 3]
+EQUIV_ALPHA = 2.0
+
+
+def _equivalence_cfg():
+    cfg = _cfg("lda", [5, 3, 1])
+    cfg.MODEL.LT.LDA.FIXED_ALPHA = EQUIV_ALPHA
+    return cfg
+
+
+def _lda_terms_and_grads(lda, x: torch.Tensor, deltas: torch.Tensor, gt) -> tuple:
+    out = lda.losses((LDAScores(lda.fgbg_score(x), x), deltas), _proposals(gt))
+    params = [p for p in lda.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(sum(out.values()), params, allow_unused=True)
+    names = [n for n, p in lda.named_parameters() if p.requires_grad]
+    grads = {n: (torch.zeros_like(p) if g is None else g) for n, p, g in zip(names, params, grads)}
+    return {k: float(v) for k, v in out.items()}, grads
+
+
+def _lda_equivalence_check(rank: int) -> dict:
+    torch.manual_seed(1)  # the same initial predictor on both ranks, as DDP broadcasts it
+    lda = build_box_predictor(_equivalence_cfg(), ShapeSpec(channels=DIM)).train()
+    initial = {k: v.clone() for k, v in lda.state_dict().items()}
+    g = torch.Generator().manual_seed(42)  # the same global batch on both ranks
+    x_all = torch.randn(len(EQUIV_GT), DIM, generator=g)
+    deltas_all = torch.randn(len(EQUIV_GT), 4 * NUM_CLASSES, generator=g)
+    half = len(EQUIV_GT) // 2
+    rows = slice(rank * half, (rank + 1) * half)
+    terms, grads = _lda_terms_and_grads(lda, x_all[rows], deltas_all[rows], EQUIV_GT[rows])
+    # What DDP does to gradients: the mean over ranks.
+    grads = {n: all_reduce_sum(v) / comm.get_world_size() for n, v in grads.items()}
+    return {"initial": initial, "x": x_all, "deltas": deltas_all, "terms": terms, "grads": grads}
 
 
 # --- 2. training through tools/train_net.py's code path --------------------------------------------------
@@ -292,7 +330,8 @@ def state(two_rank_runs) -> list:
 def test_risk_balancer_sums_accuracy_counts_over_ranks(state):
     for rank in state:
         assert (rank["balancer"]["acc_unbalanced"], rank["balancer"]["acc_balanced"]) == EXPECTED_WINDOW
-        assert rank["balancer_alphas"][-1] == pytest.approx(62.5 - 50.0)
+        # gamma 1; zero-filled window of 3 (the default ramp): (sum of A_u - sum of A_b) / 3.
+        assert rank["balancer_alphas"][-1] == pytest.approx((75.0 + 50.0 - 25.0 - 75.0) / 3)
     assert state[0]["balancer_alphas"] == state[1]["balancer_alphas"]
 
 
@@ -306,12 +345,35 @@ def test_lda_head_balancer_is_global_and_a_rank_without_foreground_joins(state):
     assert len(state[0]["lda_balancer_after_2"]["acc_unbalanced"]) == 2
 
 
-def test_batch_statistics_of_lade_and_lda_stay_per_rank(state):
+def test_lda_centres_are_global_and_lade_statistics_stay_per_rank(state):
     for rank in state:
-        assert rank["lda_intra"] == pytest.approx(rank["lda_intra_local"], rel=1e-6)
+        assert rank["lda_intra"] == pytest.approx(rank["lda_intra_global"], rel=1e-6)
         assert rank["lda_intra_local"] != pytest.approx(rank["lda_intra_global"], rel=1e-3)
         assert rank["lader"] == pytest.approx(rank["lader_local"], rel=1e-6)
         assert rank["lader_local"] != pytest.approx(rank["lader_global"], rel=1e-3)
+
+
+def test_lda_on_two_processes_equals_one_process_with_both_halves(state):
+    """Terms: L_u, L_fgbg and box regression are means (DDP averages the ranks' values), L_b a sum over the global
+    batch (the ranks' values add up), the divergence and a_t global (each rank holds the global value); gradients
+    averaged over ranks equal one process's."""
+    ranks = [rank["lda_equivalence"] for rank in state]
+    lda = build_box_predictor(_equivalence_cfg(), ShapeSpec(channels=DIM)).train()
+    lda.load_state_dict(ranks[0]["initial"])
+    terms, grads = _lda_terms_and_grads(lda, ranks[0]["x"], ranks[0]["deltas"], EQUIV_GT)
+    summed = ("loss_cls_balanced",)
+    shared = ("loss_lda_intra", "loss_lda_inter")
+    for key, value in terms.items():
+        per_rank = [r["terms"][key] for r in ranks]
+        if key in shared:
+            assert per_rank == pytest.approx([value] * 2, rel=1e-5, abs=1e-7), key
+        else:
+            combined = sum(per_rank) if key in summed else sum(per_rank) / 2
+            assert combined == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    assert terms["loss_cls_balanced"] > 0 and terms["loss_lda_intra"] > 0
+    for name, grad in grads.items():
+        for r in ranks:
+            assert torch.allclose(r["grads"][name], grad, rtol=1e-4, atol=1e-6), name
 
 
 def test_class_counts_come_from_rank_0_and_errors_reach_every_rank(state):

@@ -86,13 +86,13 @@ def test_gains_figure_is_written_with_one_point_per_head(sweep, tmp_path):
     assert sweep.plot_gains({"ldam": runs["ldam"]}, str(tmp_path / "none.png"), "test") is None  # no baseline
 
 
-def test_pretrained_regime_adds_the_papers_lda(sweep):
-    from lt_detectron.config import load_config_dict
+def test_every_head_has_a_config_in_both_regimes_and_lda_shared_is_the_papers_gradient(sweep):
     from lt_detectron.engine import build_cfg
 
-    for head in sweep.EXTRA_HEADS["pretrained"]:
-        assert sweep.config_of(head, "pretrained")
-    lda = load_config_dict(sweep.config_of("lda_paper", "pretrained"))
-    assert lda["MODEL"]["LT"]["LDA"]["BALANCED_FEATURE_GRAD"] is True  # the paper's formulation
-    assert build_cfg(sweep.config_of("lda", "pretrained"), []).MODEL.LT.LDA.BALANCED_FEATURE_GRAD is False
-    assert lda["MODEL"]["WEIGHTS"] == load_config_dict(sweep.config_of("lda", "pretrained"))["MODEL"]["WEIGHTS"]
+    for regime in sweep.REGIMES:
+        for head in sweep.HEADS + sweep.EXTRA_HEADS[regime]:
+            assert sweep.config_of(head, regime)
+    shared = build_cfg(sweep.config_of("lda_shared", "pretrained"), [])
+    default = build_cfg(sweep.config_of("lda", "pretrained"), [])
+    assert shared.MODEL.LT.LDA.BALANCED_FEATURE_GRAD is True and default.MODEL.LT.LDA.BALANCED_FEATURE_GRAD is False
+    assert shared.MODEL.WEIGHTS == default.MODEL.WEIGHTS != ""

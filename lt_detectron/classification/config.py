@@ -216,6 +216,9 @@ def get_cfg() -> CfgNode:
     _C.METHOD.LDA.PROJ_HEAD = LDA_DEFAULTS.proj_head  # "linear" (d->PROJ_DIM) | "mlp" (d->512->PROJ_DIM)
     _C.METHOD.LDA.PROJ_DIM = LDA_DEFAULTS.proj_dim
     _C.METHOD.LDA.PAIR_WEIGHTS = LDA_DEFAULTS.pair_weights  # paper eq. 8 pair weights (w_c + w_c')
+    # a_t's accuracy window: "zero_filled" (public code: a_t ramps up over WINDOW batches) | "recorded".
+    _C.METHOD.LDA.ALPHA_RAMP = LDA_DEFAULTS.alpha_ramp
+    _C.METHOD.LDA.FIXED_ALPHA = LDA_DEFAULTS.fixed_alpha  # >= 0: constant a_t (the paper's grid-search control)
     _C.METHOD.META = CfgNode()  # docs/methods.md#meta-learned-conditional-weights; meta_ce / meta_focal /
     # meta_ldam use it
     # Stage 2 starts at this epoch (-1 = at the first lr decay, min(SOLVER.STEPS)).

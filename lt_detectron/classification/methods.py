@@ -238,6 +238,8 @@ class LDAMethod(ClassificationMethod):
             lambda_d=float(c.LAMBDA_D),
             margin=float(c.MARGIN),
             pair_weights=bool(c.PAIR_WEIGHTS),
+            alpha_ramp=str(c.ALPHA_RAMP),
+            fixed_alpha=float(c.FIXED_ALPHA),
         )
 
     @property

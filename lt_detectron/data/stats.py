@@ -25,6 +25,7 @@ from typing import Dict, Iterable, List, Mapping, Sequence
 import numpy as np
 
 __all__ = [
+    "sampled_instance_counts",
     "class_counts",
     "dataset_class_stats",
     "attach_class_stats",
@@ -252,3 +253,32 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def sampled_instance_counts(
+    dataset_names: str | Sequence[str], num_classes: int, repeat_threshold: float, sqrt: bool = True
+) -> np.ndarray:
+    """Expected instances of each class per pass over the data under repeat factor sampling (Gupta et al., CVPR 2019,
+    arXiv:1908.03195): sum over images of the image's repeat factor times its instances of the class.
+
+    The factors are Detectron2's own (`RepeatFactorTrainingSampler.repeat_factors_from_category_frequency`, what the
+    training sampler uses), over the concatenated training sets as the loader builds them; threshold 0 gives the raw
+    instance counts. Loads the datasets' records (one parse of the annotations).
+    """
+    from detectron2.data import DatasetCatalog
+    from detectron2.data.samplers import RepeatFactorTrainingSampler
+
+    names = [dataset_names] if isinstance(dataset_names, str) else list(dataset_names)
+    records = [r for name in names for r in DatasetCatalog.get(name)]
+    if repeat_threshold > 0:
+        factors = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
+            records, repeat_threshold, sqrt=sqrt
+        ).numpy()
+    else:
+        factors = np.ones(len(records))
+    counts = np.zeros(num_classes, dtype=np.float64)
+    for factor, record in zip(factors, records):
+        ids = np.fromiter((a["category_id"] for a in record.get("annotations", ())), dtype=np.int64)
+        if ids.size:
+            counts += factor * np.bincount(ids, minlength=num_classes)[:num_classes]
+    return counts

@@ -4,7 +4,9 @@ loss in docs/methods.md.
 Logits are (B, C), `counts` / `prior` are length-C; detection passes C+1-way logits with C+1 counts.
 """
 
+from .calibration import norcal_probs
 from .class_weights import class_weights, effective_number_beta, parse_target_prior, prior_from_counts
+from .eqlv2 import EQLV2_DEFAULTS, EQLv2Defaults, EQLv2Loss
 from .lade import LADE_DEFAULTS, LADEDefaults, adjust_logits, balanced_softmax_loss, lade_loss, lader, pc_softmax
 from .lda import (
     LDA_DEFAULTS,
@@ -24,6 +26,7 @@ from .lda import (
 from .ldam import LDAM_DEFAULTS, DeferredReweighting, LDAMDefaults, drw_weights, ldam_loss, ldam_margins
 from .registry import LOSS_REGISTRY, LTLoss, build_loss, register_loss
 from .reweighted import CB_DEFAULTS, FOCAL_DEFAULTS, CBDefaults, FocalDefaults, cb_cross_entropy, focal_loss
+from .seesaw import SEESAW_DEFAULTS, SeesawDefaults, accumulate_class_counts, seesaw_loss
 
 __all__ = [
     "CB_DEFAULTS",
@@ -62,6 +65,14 @@ __all__ = [
     "LDALoss",
     "LDAOutput",
     "LDATerms",
+    "SEESAW_DEFAULTS",
+    "SeesawDefaults",
+    "seesaw_loss",
+    "accumulate_class_counts",
+    "EQLV2_DEFAULTS",
+    "EQLv2Defaults",
+    "EQLv2Loss",
+    "norcal_probs",
     "LTLoss",
     "LOSS_REGISTRY",
     "register_loss",

@@ -22,7 +22,10 @@ class LDADefaults:
     """Paper defaults of LDA (Peng et al., "Long-tailed Distribution Adaptation", ACM MM 2021, arXiv:2110.02686).
 
     The authors' public defaults: lambda_u 1, lambda_b 2, lambda_d 1, margin 1, a Linear(d, 128) projection head,
-    a risk-balancer window of 100 mini-batches and gamma 2.0 (ImageNet-LT).
+    a risk-balancer window of 100 mini-batches and gamma 2.0 (ImageNet-LT). `alpha_ramp` "zero_filled" is the public
+    code's accuracy window, which starts filled with zeros, so a_t grows as about (t/K)^gamma over the first K
+    batches ("recorded" averages only the batches seen so far); `fixed_alpha` >= 0 replaces the adaptive a_t by a
+    constant (the paper's grid-search control).
     """
 
     gamma: float = 2.0
@@ -34,12 +37,18 @@ class LDADefaults:
     proj_head: str = "linear"
     proj_dim: int = 128
     pair_weights: bool = False
+    alpha_ramp: str = "zero_filled"
+    fixed_alpha: float = -1.0
+    # Whether L_b's gradient reaches the shared feature (the paper: all classifiers share it).
+    balanced_feature_grad: bool = True
 
 
+ALPHA_RAMPS = ("zero_filled", "recorded")
 LDA_DEFAULTS = LDADefaults()
 # The paper's own detection recipe (its Appendix B, LVIS v1): two coefficients set to 1.5 and 0.1, read as gamma and
-# lambda_d; the detection config tree takes these.
-LDA_LVIS_DEFAULTS = dataclasses.replace(LDA_DEFAULTS, gamma=1.5, lambda_d=0.1)
+# lambda_d; the detection config tree and LDABoxPredictor take these. balanced_feature_grad False is a measured
+# deviation (docs/methods.md#lda-box-head).
+LDA_LVIS_DEFAULTS = dataclasses.replace(LDA_DEFAULTS, gamma=1.5, lambda_d=0.1, balanced_feature_grad=False)
 
 
 def lda_divergence(
@@ -48,6 +57,7 @@ def lda_divergence(
     margin: float = LDA_DEFAULTS.margin,
     class_weights: ArrayLike | None = None,
     num_classes: int | None = None,
+    reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`(L_intra, L_inter)` of projected features f_i (Peng et al. 2021 eq. 7-8).
 
@@ -57,6 +67,10 @@ def lda_divergence(
     Terms without a class (pair) to average over are 0.
     `num_classes` (ids lie in [0, num_classes)) lets an accelerator work on all classes with absent ones masked,
     so that no call reads a value back to the host; the CPU gathers the classes present in the batch either way.
+    `reduce` (a sum over processes, needs `num_classes`) makes the class centres those of the global batch of all
+    processes: every rank returns the global terms and the gradient of the global terms with respect to its own
+    features (call it on every rank each step, also with no features). The public code computes the centres over
+    its whole (single-process) batch.
     """
     fn = "lda_divergence"
     if not isinstance(features, torch.Tensor) or features.dim() != 2 or not features.is_floating_point():
@@ -68,19 +82,23 @@ def lda_divergence(
             f"{fn}: `targets` must be an integer tensor of shape ({features.shape[0]},), one class id per feature row; "
             f"got {getattr(targets, 'dtype', type(targets))} {tuple(getattr(targets, 'shape', ()))}."
         )
-    if features.shape[0] == 0:
+    if reduce is not None and num_classes is None:
+        raise ValueError(f"{fn}: `reduce` needs `num_classes` (the class slots summed over processes).")
+    if features.shape[0] == 0 and reduce is None:
         zero = features.sum()
         return zero, zero
     on_cpu = on_host(targets)
     # Range checks read values back: the CPU checks; on an accelerator index_add_ asserts on a bad id itself.
     if on_cpu and bool((targets < 0).any()):
         raise ValueError(f"{fn}: `targets` must be >= 0 class ids.")
-    if on_cpu and num_classes is not None and int(targets.max()) >= num_classes:
+    if on_cpu and num_classes is not None and targets.numel() and int(targets.max()) >= num_classes:
         raise ValueError(f"{fn}: `targets` must be < num_classes = {num_classes}; got {int(targets.max())}.")
-    dense = num_classes is not None and not on_cpu
+    dense = num_classes is not None and (not on_cpu or reduce is not None)
     if dense:
         # Every class id is a slot; absent classes (0 samples) are masked out of both terms.
         class_sizes = class_histogram(targets, num_classes)
+        if reduce is not None:
+            class_sizes = reduce(class_sizes)
         inverse, present = targets, class_sizes > 0
     else:
         # Classes present in the batch and each sample's slot among them; class ids are small, so no sort is needed.
@@ -99,7 +117,7 @@ def lda_divergence(
                 f"got shape {tuple(weights.shape)}. Fix: pass class_weights(counts, kind='lda') for all C classes."
             )
         pair_weights = (weights[:num_classes] * present if dense else weights[classes]).to(features.dtype)
-    return _LdaDivergenceFunction.apply(features, inverse, class_sizes, pair_weights, float(margin), present)
+    return _LdaDivergenceFunction.apply(features, inverse, class_sizes, pair_weights, float(margin), present, reduce)
 
 
 class _LdaDivergenceFunction(torch.autograd.Function):
@@ -119,7 +137,7 @@ class _LdaDivergenceFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, features, inverse, class_sizes, pair_weights, margin, present):
+    def forward(ctx, features, inverse, class_sizes, pair_weights, margin, present, reduce):
         num_slots, dim = class_sizes.numel(), features.shape[1]
         tiny = 1e-12  # F.normalize's eps: a zero vector stays zero
         norms = torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min_(tiny)
@@ -128,6 +146,8 @@ class _LdaDivergenceFunction(torch.autograd.Function):
         # benchmarks/results/loss_throughput.md).
         class_sums = features.new_zeros(num_slots, dim).index_add_(0, inverse, features)
         direction_sums = features.new_zeros(num_slots, dim).index_add_(0, inverse, units)
+        if reduce is not None:  # the global batch's sums: one collective for both
+            class_sums, direction_sums = reduce(torch.cat([class_sums, direction_sums], dim=1)).split(dim, dim=1)
         centre_norms = torch.linalg.vector_norm(class_sums, dim=1, keepdim=True).clamp_min_(tiny)
         centres = class_sums / centre_norms
 
@@ -201,7 +221,7 @@ class _LdaDivergenceFunction(torch.autograd.Function):
         grad_sum_rows, scaled_centres = per_sample.split(centres.shape[1], dim=1)
         along_unit = (units * scaled_centres).sum(dim=1, keepdim=True)
         grad_features = scaled_centres.sub_(units * along_unit).div_(norms)
-        return torch.sub(grad_sum_rows, grad_features), None, None, None, None, None
+        return torch.sub(grad_sum_rows, grad_features), None, None, None, None, None, None
 
 
 def accuracy_percent(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -231,6 +251,10 @@ class RiskBalancer:
     the last `window` mini-batches. `alpha` is a plain float (a constant for autograd); it is 0 before the first
     update. `window=None` derives K from `counts` and `batch_size` with `default_window`.
 
+    `alpha_ramp` "zero_filled" (the authors' public code) averages over all `window` slots with the ones not yet
+    filled counted as 0 (a_t ramps up over the first K batches); "recorded" averages only the batches seen.
+    `fixed_alpha` >= 0 makes a_t that constant (accuracies are still recorded, for logging).
+
     Multi-process training: give `reduce` (a sum over processes, e.g. `lt_detectron.utils.distributed.
     all_reduce_sum`) and feed `update_counts` with each rank's correct-prediction counts; every rank then
     records the accuracies of the whole global mini-batch, so all ranks hold the same window and alpha and the
@@ -245,9 +269,13 @@ class RiskBalancer:
         counts: ArrayLike | None = None,
         batch_size: int | None = None,
         reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        alpha_ramp: str = LDA_DEFAULTS.alpha_ramp,
+        fixed_alpha: float = LDA_DEFAULTS.fixed_alpha,
     ) -> None:
         if gamma < 0:
             raise ValueError(f"RiskBalancer: gamma must be >= 0; got {gamma}.")
+        if alpha_ramp not in ALPHA_RAMPS:
+            raise ValueError(f"RiskBalancer: alpha_ramp must be one of {ALPHA_RAMPS}; got {alpha_ramp!r}.")
         if window is None:
             if counts is None or batch_size is None:
                 raise ValueError(
@@ -261,6 +289,9 @@ class RiskBalancer:
         self.gamma = float(gamma)
         self.window = int(window)
         self.reduce = reduce
+        self.alpha_ramp = alpha_ramp
+        # Negative: adaptive a_t (eq. 6).
+        self.fixed_alpha = float(fixed_alpha)
         self._acc_unbalanced: deque[float] = deque(maxlen=self.window)
         self._acc_balanced: deque[float] = deque(maxlen=self.window)
 
@@ -300,11 +331,12 @@ class RiskBalancer:
 
     @property
     def alpha(self) -> float:
+        if self.fixed_alpha >= 0:
+            return self.fixed_alpha
         if not self._acc_unbalanced:
             return 0.0
-        gap = math.fsum(self._acc_unbalanced) / len(self._acc_unbalanced) - math.fsum(self._acc_balanced) / len(
-            self._acc_balanced
-        )
+        slots = self.window if self.alpha_ramp == "zero_filled" else len(self._acc_unbalanced)
+        gap = math.fsum(self._acc_unbalanced) / slots - math.fsum(self._acc_balanced) / slots
         return max(0.0, gap) ** self.gamma
 
     def state_dict(self) -> Dict[str, Any]:
@@ -328,13 +360,16 @@ class RiskBalancer:
         self._acc_balanced = deque((float(a) for a in state["acc_balanced"]), maxlen=self.window)
 
     def __repr__(self) -> str:
-        return f"RiskBalancer(gamma={self.gamma}, window={self.window}, alpha={self.alpha:.4g})"
+        return (
+            f"RiskBalancer(gamma={self.gamma}, window={self.window}, alpha_ramp={self.alpha_ramp!r}, "
+            f"alpha={self.alpha:.4g})"
+        )
 
 
 class LDATerms(NamedTuple):
     """The four unweighted LDA loss terms (Eq. 9 of the LDA paper)."""
 
-    unbalanced: torch.Tensor  # L_u = mean_i CE(g_u(x_i), y_i)
+    unbalanced: torch.Tensor  # L_u = sum_i CE(g_u(x_i), y_i) / normaliser (the batch size unless given)
     balanced: torch.Tensor  # L_b = sum_i w_{y_i} CE(g_b(x_i), y_i), w_c = 1 / (C n_c): a sum, not a mean
     intra: torch.Tensor  # L_intra of lda_divergence
     inter: torch.Tensor  # L_inter of lda_divergence
@@ -348,13 +383,20 @@ def lda_loss_terms(
     balanced_weight: ArrayLike,
     margin: float = LDA_DEFAULTS.margin,
     pair_weights: bool = LDA_DEFAULTS.pair_weights,
+    normaliser: float | torch.Tensor | None = None,
+    reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
 ) -> LDATerms:
     """`LDATerms` of one batch: the two classifiers' logits, the projected features h(x) and the class ids.
 
     `balanced_weight` is `class_weights(counts, kind="lda")`; with `pair_weights` it also weights the inter-class
-    pairs (paper eq. 8).
+    pairs (paper eq. 8). `normaliser` divides the summed L_u (default: the number of samples, a mean); detection
+    passes the number of sampled RoIs, foreground and background, as Detectron2 normalises its classification loss.
+    `reduce` computes the divergence over the global batch of all processes (`lda_divergence`).
     """
-    loss_u = F.cross_entropy(logits_unbalanced, targets)
+    if normaliser is None:
+        loss_u = F.cross_entropy(logits_unbalanced, targets)
+    else:
+        loss_u = F.cross_entropy(logits_unbalanced, targets, reduction="sum") / normaliser
     # L_b sums w_y CE over the batch without normalising (the authors' public code).
     loss_b = cb_cross_entropy(logits_balanced, targets, balanced_weight, reduction="sum")
     intra, inter = lda_divergence(
@@ -363,6 +405,7 @@ def lda_loss_terms(
         margin=margin,
         class_weights=balanced_weight if pair_weights else None,
         num_classes=logits_unbalanced.shape[1],
+        reduce=reduce,
     )
     return LDATerms(loss_u, loss_b, intra, inter)
 
@@ -427,7 +470,8 @@ class LDALoss(nn.Module):
     `forward` records the two classifiers' accuracies in the balancer (unless `update_balancer=False`, e.g. in
     evaluation), then uses the new a_t. With `reduce` (see `RiskBalancer`) the balancer records the accuracies of
     the global batch of all processes; every rank must then update it each step (`update_balancer_empty` on a
-    rank without samples).
+    rank without samples). `gather_centres` (with `reduce`) computes the divergence's class centres over the global
+    batch too.
     The balancer state is plain Python (`self.balancer.state_dict()`); the owner saves it with its checkpoint.
     """
 
@@ -445,16 +489,31 @@ class LDALoss(nn.Module):
         pair_weights: bool = LDA_DEFAULTS.pair_weights,
         zero_policy: str = "error",
         reduce: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        gather_centres: bool = False,
+        alpha_ramp: str = LDA_DEFAULTS.alpha_ramp,
+        fixed_alpha: float = LDA_DEFAULTS.fixed_alpha,
     ) -> None:
         super().__init__()
         weight = class_weights(counts, kind="lda", zero_policy=zero_policy, dtype=torch.float32)
         self.register_buffer("balanced_weight", weight, persistent=False)
-        self.balancer = RiskBalancer(gamma=gamma, window=window, counts=counts, batch_size=batch_size, reduce=reduce)
+        self.balancer = RiskBalancer(
+            gamma=gamma,
+            window=window,
+            counts=counts,
+            batch_size=batch_size,
+            reduce=reduce,
+            alpha_ramp=alpha_ramp,
+            fixed_alpha=fixed_alpha,
+        )
+        if gather_centres and reduce is None:
+            raise ValueError("LDALoss(gather_centres=True) sums the class centres over processes and needs reduce=.")
+        # The divergence's class centres over the global batch (reduce) or this process's batch.
+        self.divergence_reduce = reduce if gather_centres else None
         self.lambda_u, self.lambda_b, self.lambda_d = float(lambda_u), float(lambda_b), float(lambda_d)
         self.margin = float(margin)
         self.pair_weights = bool(pair_weights)
 
-    def terms(self, logits_unbalanced, logits_balanced, projected, targets) -> LDATerms:
+    def terms(self, logits_unbalanced, logits_balanced, projected, targets, normaliser=None) -> LDATerms:
         return lda_loss_terms(
             logits_unbalanced,
             logits_balanced,
@@ -463,6 +522,8 @@ class LDALoss(nn.Module):
             self.balanced_weight,
             self.margin,
             self.pair_weights,
+            normaliser=normaliser,
+            reduce=self.divergence_reduce,
         )
 
     def update_balancer(self, logits_unbalanced, logits_balanced, targets) -> tuple[float, float, float]:
@@ -485,9 +546,9 @@ class LDALoss(nn.Module):
         return weighted_lda_terms(terms, alpha, self.lambda_u, self.lambda_b, self.lambda_d)
 
     def forward(
-        self, logits_unbalanced, logits_balanced, projected, targets, update_balancer: bool = True
+        self, logits_unbalanced, logits_balanced, projected, targets, update_balancer: bool = True, normaliser=None
     ) -> LDAOutput:
-        terms = self.terms(logits_unbalanced, logits_balanced, projected, targets)
+        terms = self.terms(logits_unbalanced, logits_balanced, projected, targets, normaliser)
         if update_balancer:
             alpha, acc_u, acc_b = self.update_balancer(logits_unbalanced, logits_balanced, targets)
         else:

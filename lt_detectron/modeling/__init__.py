@@ -18,7 +18,9 @@ from .box_predictors import (
     PCSoftmaxBoxPredictor,
     StockBoxPredictor,
 )
+from .calibration import NorCal
 from .checkpoint import StockLoadReport, load_stock_checkpoint
+from .comparators import EQLv2BoxPredictor, SeesawBoxPredictor
 from .lda_predictor import LDABoxPredictor, LDAScores
 from .roi_heads import LTROIHeads, build_box_predictor
 
@@ -27,6 +29,9 @@ __all__ = [
     "BalancedSoftmaxBoxPredictor",
     "CBBoxPredictor",
     "CBFocalBoxPredictor",
+    "EQLv2BoxPredictor",
+    "NorCal",
+    "SeesawBoxPredictor",
     "FocalBoxPredictor",
     "LADEBoxPredictor",
     "LDABoxPredictor",

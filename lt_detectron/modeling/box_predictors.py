@@ -26,6 +26,7 @@ from lt_detectron import losses as lt_losses
 from lt_detectron.layers import CosineLinear
 from lt_detectron.registry import Registry
 
+from .calibration import calibrated
 from .class_counts import read_class_counts
 from .predictor_utils import (
     current_iteration,
@@ -77,6 +78,16 @@ class StockBoxPredictor(FastRCNNOutputLayers):
     """
 
     per_example = True
+
+    @property
+    def scores_sum_to_one(self) -> bool:
+        return not self.use_sigmoid_ce
+
+    def predict_probs(self, predictions, proposals: List[Instances]) -> Tuple[torch.Tensor, ...]:
+        probs = super().predict_probs(predictions, proposals)
+        if getattr(self, "score_calibration", None) is None:
+            return probs
+        return calibrated(self, torch.cat(probs)).split([len(p) for p in proposals], dim=0)
 
     def per_roi_classification_loss(self, scores: torch.Tensor, gt_classes: torch.Tensor) -> torch.Tensor:
         """Per-RoI view of the stock loss: its mean over RoIs equals `losses()["loss_cls"]`."""
@@ -195,8 +206,7 @@ class LTBoxPredictor(FastRCNNOutputLayers):
         return F.softmax(scores, dim=-1)
 
     def predict_probs(self, predictions, proposals: List[Instances]) -> Tuple[torch.Tensor, ...]:
-        scores = predictions[0]
-        probs = self.class_probabilities(scores)
+        probs = calibrated(self, self.class_probabilities(predictions[0]))
         return probs.split([len(p) for p in proposals], dim=0)
 
 
@@ -254,6 +264,10 @@ class FocalBoxPredictor(LTBoxPredictor):
         return lt_losses.focal_loss(
             scores, gt_classes, gamma=self.gamma, weight=self.class_weight, form=self.form, reduction=reduction
         )
+
+    @property
+    def scores_sum_to_one(self) -> bool:
+        return self.form == "softmax"
 
     def class_probabilities(self, scores):
         # The sigmoid form trains one independent binary classifier per class (background column included).

@@ -41,9 +41,24 @@ def read_class_counts(cfg) -> np.ndarray:
             "the per-class counts n_c; set DATASETS.TRAIN, or use MODEL.LT.BOX_CLASSIFIER softmax."
         )
     source = cfg.MODEL.LT.CLASS_COUNT_SOURCE
-    # Read on rank 0 and sent to the others: one read of the annotations, and every rank gets the same n_c.
-    counts = np.asarray(broadcast_from_main(lambda: class_counts(names, source=source)), dtype=np.float64)
     num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    if source == "sampled_instance_count":
+        from lt_detectron.data.stats import sampled_instance_counts
+
+        threshold = (
+            cfg.DATALOADER.REPEAT_THRESHOLD if cfg.DATALOADER.SAMPLER_TRAIN == "RepeatFactorTrainingSampler" else 0
+        )
+        sqrt = cfg.DATALOADER.get("REPEAT_SQRT", True)  # older Detectron2 configs lack the key: sqrt, as they did
+
+        def read() -> np.ndarray:
+            return sampled_instance_counts(names, num_classes, threshold, sqrt)
+    else:
+
+        def read() -> np.ndarray:
+            return class_counts(names, source=source)
+
+    # Read on rank 0 and sent to the others: one read of the annotations, and every rank gets the same n_c.
+    counts = np.asarray(broadcast_from_main(read), dtype=np.float64)
     if counts.shape != (num_classes,):
         raise ValueError(
             f"MODEL.ROI_HEADS.NUM_CLASSES is {num_classes} but the training datasets {list(names)} have "

@@ -2,12 +2,16 @@
 
 On the box head feature x:
   fgbg        Linear(d, 2), columns (foreground, background), CE on all sampled RoIs
-  unbalanced  Linear(d, C), CE on foreground RoIs                                  (L_u)
+  unbalanced  Linear(d, C), CE on foreground RoIs, summed and divided by the number of sampled RoIs (L_u),
+              as Detectron2 normalises its classification loss (UNBALANCED_NORM)
   balanced    Linear(d, C), sum_i w_y CE with w_c = 1 / (C n_c) on foreground RoIs  (L_b)
   projection  Linear(d, 128) or MLP d->512->128, intra/inter divergence on foreground RoIs
 Total: L_fgbg + lambda_u L_u + lambda_b a_t L_b + lambda_d (L_intra + L_inter) + L_box, with a_t from the
-RiskBalancer. Inference: score_c = p_fg * softmax(balanced(x))_c, background column 1 - p_fg, then
-Detectron2's fast_rcnn_inference. Box regression (`bbox_pred`) is Detectron2's.
+RiskBalancer. With several processes, L_b (a sum) and the divergence (class centres gathered over processes) are the
+global batch's terms: their gradients are scaled by the world size, so that DDP's average of gradients gives the
+gradient of one process holding the whole batch (docs/distributed.md).
+Inference: score_c = p_fg * softmax(balanced(x))_c, background column 1 - p_fg, then Detectron2's fast_rcnn_inference.
+Box regression (`bbox_pred`) is Detectron2's.
 """
 
 from __future__ import annotations
@@ -25,9 +29,10 @@ from torch.nn import functional as F
 
 from lt_detectron import losses as lt_losses
 from lt_detectron.layers import projection_head
-from lt_detectron.utils.distributed import all_reduce_sum
+from lt_detectron.utils.distributed import all_reduce_sum, get_world_size, is_distributed
 
 from .box_predictors import BOX_PREDICTOR_REGISTRY
+from .calibration import calibrated
 from .class_counts import read_class_counts
 from .predictor_utils import gt_classes_of, put_scalars, regression_loss, reject_stock_loss_options
 from .priors import zero_count_warning_muted
@@ -36,6 +41,24 @@ __all__ = ["LDAScores", "LDABoxPredictor", "balancer_state_to_tensor", "balancer
 
 FOREGROUND, BACKGROUND = 0, 1  # columns of the FgBg classifier
 _LVIS = lt_losses.LDA_LVIS_DEFAULTS  # the paper's detection recipe
+UNBALANCED_NORMS = ("sampled", "foreground")
+
+
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; the gradient times `scale` (a term that is a sum over the global batch under DDP)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad * ctx.scale, None
+
+
+def scale_gradient(tensor: torch.Tensor, scale: float) -> torch.Tensor:
+    return tensor if scale == 1 else _ScaleGradient.apply(tensor, scale)
 
 
 class LDAScores(NamedTuple):
@@ -73,7 +96,10 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         proj_head: str = _LVIS.proj_head,
         proj_dim: int = _LVIS.proj_dim,
         pair_weights: bool = _LVIS.pair_weights,
-        balanced_feature_grad: bool = True,
+        balanced_feature_grad: bool = _LVIS.balanced_feature_grad,
+        unbalanced_norm: str = "sampled",
+        alpha_ramp: str = _LVIS.alpha_ramp,
+        fixed_alpha: float = _LVIS.fixed_alpha,
         zero_count_policy: str = "error",
         **kwargs,
     ):
@@ -91,6 +117,11 @@ class LDABoxPredictor(FastRCNNOutputLayers):
             self.projection = projection_head(proj_head, in_dim, proj_dim)
         except ValueError as err:
             raise ValueError(f"MODEL.LT.LDA.PROJ_HEAD: {err}") from None
+        if unbalanced_norm not in UNBALANCED_NORMS:
+            raise ValueError(
+                f"MODEL.LT.LDA.UNBALANCED_NORM must be one of {UNBALANCED_NORMS}; got {unbalanced_norm!r}."
+            )
+        self.unbalanced_norm = unbalanced_norm
         counts = torch.as_tensor(class_counts, dtype=torch.float64)
         if counts.shape != (num_classes,):
             raise ValueError(
@@ -110,8 +141,11 @@ class LDABoxPredictor(FastRCNNOutputLayers):
                 pair_weights=pair_weights,
                 zero_policy=zero_count_policy,
                 # Accuracy counts summed over processes: every rank holds the global window and a_t (a no-op in
-                # one process).
+                # one process); with several processes the divergence's class centres are the global batch's too.
                 reduce=all_reduce_sum,
+                gather_centres=is_distributed(),
+                alpha_ramp=alpha_ramp,
+                fixed_alpha=fixed_alpha,
             )
         self.register_buffer("class_counts", counts.float(), persistent=False)
         self.balanced_feature_grad = balanced_feature_grad
@@ -141,6 +175,9 @@ class LDABoxPredictor(FastRCNNOutputLayers):
             proj_dim=lda.PROJ_DIM,
             pair_weights=lda.PAIR_WEIGHTS,
             balanced_feature_grad=lda.BALANCED_FEATURE_GRAD,
+            unbalanced_norm=lda.UNBALANCED_NORM,
+            alpha_ramp=lda.ALPHA_RAMP,
+            fixed_alpha=lda.FIXED_ALPHA,
             zero_count_policy=cfg.MODEL.LT.ZERO_COUNT_POLICY,
         )
         return ret
@@ -177,7 +214,7 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         return torch.cat([p_fg * F.softmax(self.balanced_score(scores.features), dim=-1), 1.0 - p_fg], dim=1)
 
     def predict_probs(self, predictions, proposals: List[Instances]):
-        probs = self.fused_probabilities(predictions[0])
+        probs = calibrated(self, self.fused_probabilities(predictions[0]))
         return probs.split([len(p) for p in proposals], dim=0)
 
     # --- losses -------------------------------------------------------------------------------------
@@ -217,7 +254,10 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         if num_fg > 0:
             y, x = gt_classes[is_fg], scores.features[is_fg]
             logits_u, logits_b = self.unbalanced_score(x), self._balanced_logits(x)
-            out = self.lda_loss(logits_u, logits_b, self.projection(x), y, update_balancer=self.training)
+            normaliser = gt_classes.numel() if self.unbalanced_norm == "sampled" else None
+            out = self.lda_loss(
+                logits_u, logits_b, self.projection(x), y, update_balancer=self.training, normaliser=normaliser
+            )
             loss_u, loss_b, intra, inter = out.terms
             logged.update(
                 {
@@ -233,10 +273,31 @@ class LDABoxPredictor(FastRCNNOutputLayers):
             # no parameter without a gradient under DDP).
             zero = sum(p.sum() for p in self.parameters()) * 0.0
             loss_u = loss_b = intra = inter = zero
+            if self.lda_loss.divergence_reduce is not None:  # a collective: join the other ranks' centres
+                empty = scores.features[:0]
+                intra, inter = (
+                    t + zero
+                    for t in lt_losses.lda_divergence(
+                        self.projection(empty),
+                        gt_classes[:0],
+                        margin=self.lda_loss.margin,
+                        class_weights=self.balanced_weight if self.lda_loss.pair_weights else None,
+                        num_classes=self.num_classes,
+                        reduce=self.lda_loss.divergence_reduce,
+                    )
+                )
             if self.training:  # the counts are summed over ranks: this rank adds zeros, it must not skip
                 self.lda_loss.update_balancer_empty()
         alpha = float(self.risk_balancer.alpha)
-        weighted = self.lda_loss.weighted(lt_losses.LDATerms(loss_u, loss_b, intra, inter), alpha)
+        # L_b and the gathered divergence are terms of the global batch: DDP averages gradients over ranks, so
+        # their gradients are scaled by the world size (one process with the whole batch gets the same gradient).
+        world = get_world_size()
+        global_terms = lt_losses.LDATerms(
+            loss_u,
+            scale_gradient(loss_b, world),
+            *(scale_gradient(t, world if self.lda_loss.divergence_reduce is not None else 1) for t in (intra, inter)),
+        )
+        weighted = self.lda_loss.weighted(global_terms, alpha)
 
         raw = {"fgbg": loss_fgbg, "unbalanced": loss_u, "balanced": loss_b, "intra": intra, "inter": inter}
         put_scalars(

@@ -13,10 +13,12 @@ from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from torch import nn
 
+from lt_detectron.layers import CosineLinear
 from lt_detectron.registry import deprecated_dict
 
-from . import lda_predictor  # noqa: F401  (registers "lda")
+from . import comparators, lda_predictor  # noqa: F401  (register "seesaw", "eqlv2", "lda")
 from .box_predictors import BOX_PREDICTOR_REGISTRY, put_scalars
+from .calibration import build_score_calibration
 
 __all__ = ["LTROIHeads", "BOX_PREDICTOR_REGISTRY", "build_box_predictor"]
 
@@ -36,7 +38,32 @@ def build_box_predictor(cfg, input_shape: ShapeSpec) -> FastRCNNOutputLayers:
             f"{', '.join(sorted(BOX_PREDICTOR_REGISTRY.names()))}. A new one is added with "
             "@lt_detectron.modeling.BOX_PREDICTOR_REGISTRY.register(name)."
         )
-    return BOX_PREDICTOR_REGISTRY.get(name)(cfg, input_shape)
+    predictor = BOX_PREDICTOR_REGISTRY.get(name)(cfg, input_shape)
+    if cfg.MODEL.LT.COSINE.ENABLED:
+        use_cosine_classifier(predictor, cfg.MODEL.LT.COSINE.SCALE, name)
+    predictor.score_calibration = build_score_calibration(cfg, predictor)
+    return predictor
+
+
+# Heads with their own classifier layout or normalisation: the generic cosine option does not apply.
+_OWN_CLASSIFIER = {"lda": "three classifiers of its own", "ldam": "MODEL.LT.LDAM.COSINE_CLASSIFIER"}
+
+
+def use_cosine_classifier(predictor: FastRCNNOutputLayers, scale: float, name: str) -> None:
+    """Replace the predictor's linear `cls_score` by a cosine classifier `scale * cos(w_c, x)` (MODEL.LT.COSINE).
+
+    The weight keeps nn.Linear's layout, so a stock checkpoint's `cls_score.weight` loads (its bias is unused).
+    """
+    if name in _OWN_CLASSIFIER or not isinstance(getattr(predictor, "cls_score", None), nn.Linear):
+        raise ValueError(
+            f"MODEL.LT.COSINE.ENABLED applies to the heads with one linear cls_score (softmax, cb, focal, cb_focal, "
+            f"pc_softmax, balanced_softmax, lade, seesaw, eqlv2); {name!r} has "
+            f"{_OWN_CLASSIFIER.get(name, 'no linear cls_score')}."
+        )
+    if scale <= 0:
+        raise ValueError(f"MODEL.LT.COSINE.SCALE must be > 0 (the temperature of the cosine logits); got {scale}.")
+    linear = predictor.cls_score
+    predictor.cls_score = CosineLinear(linear.in_features, linear.out_features, scale=scale)
 
 
 def log_dead_box_features(box_head: nn.Module, inputs, features: torch.Tensor) -> None:
