@@ -170,18 +170,3 @@ def test_classification_registries_take_user_entries(tmp_path):
         MODEL_REGISTRY._obj_map.pop("test_tiny_mlp")
         DATASET_REGISTRY._obj_map.pop("test_digits_again")
         METHOD_REGISTRY._obj_map.pop("test_focal_gamma1")
-
-
-def test_deprecated_dicts_still_work():
-    from lt_detectron import modeling
-    from lt_detectron.classification import datasets, methods, models
-
-    for module, old, registry in [
-        (modeling, "BOX_PREDICTORS", modeling.BOX_PREDICTOR_REGISTRY),
-        (methods, "METHODS", methods.METHOD_REGISTRY),
-        (models, "MODELS", models.MODEL_REGISTRY),
-        (datasets, "DATASETS", datasets.DATASET_REGISTRY),
-    ]:
-        with pytest.warns(DeprecationWarning, match=f"{old} is deprecated"):
-            mapping = getattr(module, old)
-        assert list(mapping) == registry.names() and all(mapping[k] is registry.get(k) for k in mapping)

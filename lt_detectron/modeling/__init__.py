@@ -45,11 +45,3 @@ __all__ = [
     "build_box_predictor",
     "load_stock_checkpoint",
 ]
-
-
-def __getattr__(name: str):
-    if name == "BOX_PREDICTORS":  # the dict that BOX_PREDICTOR_REGISTRY replaced (deprecated)
-        from .roi_heads import __getattr__ as roi_heads_getattr
-
-        return roi_heads_getattr(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

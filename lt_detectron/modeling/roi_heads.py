@@ -14,19 +14,12 @@ from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
 from torch import nn
 
 from lt_detectron.layers import CosineLinear
-from lt_detectron.registry import deprecated_dict
 
 from . import comparators, lda_predictor  # noqa: F401  (register "seesaw", "eqlv2", "lda")
 from .box_predictors import BOX_PREDICTOR_REGISTRY, put_scalars
 from .calibration import build_score_calibration
 
 __all__ = ["LTROIHeads", "BOX_PREDICTOR_REGISTRY", "build_box_predictor"]
-
-
-def __getattr__(name: str):
-    if name == "BOX_PREDICTORS":  # the dict that BOX_PREDICTOR_REGISTRY replaced
-        return deprecated_dict(BOX_PREDICTOR_REGISTRY, "BOX_PREDICTORS", "BOX_PREDICTOR_REGISTRY")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_box_predictor(cfg, input_shape: ShapeSpec) -> FastRCNNOutputLayers:

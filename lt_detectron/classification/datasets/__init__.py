@@ -9,6 +9,7 @@ On-disk layout under `root` (default: $LT_DATASETS, else ./datasets); nothing is
 
 digits_lt needs no files (scikit-learn ships the data).
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,13 @@ from .digits import build_digits_lt
 from .image_list import ImageListDataset, build_inat, build_list_dataset
 
 __all__ = [
-    "build_dataset", "DATASET_REGISTRY", "LTDatasetSplits", "TensorImageDataset", "ImageListDataset",
-    "long_tail_counts", "IMBALANCE_FACTORS",
+    "build_dataset",
+    "DATASET_REGISTRY",
+    "LTDatasetSplits",
+    "TensorImageDataset",
+    "ImageListDataset",
+    "long_tail_counts",
+    "IMBALANCE_FACTORS",
 ]
 
 # DATASET.NAME -> builder(root, **kw); root is the datasets folder, each builder picks its own sub-folder.

@@ -1,5 +1,6 @@
 """What every classification dataset builder returns, and the long-tailed count profile
 (docs/methods.md#data-and-metrics)."""
+
 from __future__ import annotations
 
 import math

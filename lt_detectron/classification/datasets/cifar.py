@@ -4,6 +4,7 @@ Layout: `<root>/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}`
 `<root>/cifar-100-python/{train, test, meta}` (the extracted archives from https://www.cs.toronto.edu/~kriz/cifar.html).
 The training set keeps n_c = floor(n_max * (1/IF)^(c/(C-1))) images of class c (a seeded choice); test is unchanged.
 """
+
 from __future__ import annotations
 
 import os
@@ -61,14 +62,20 @@ def build_cifar_lt(
 ) -> LTDatasetSplits:
     """Build CIFAR-{10,100}-LT under `root`; `imbalance_factor` = n_max / n_min (1 = the full balanced set)."""
     if num_classes == 10:
-        cls, folder, files = _CIFAR10, "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+        cls, folder, files = (
+            _CIFAR10,
+            "cifar-10-batches-py",
+            [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"],
+        )
     elif num_classes == 100:
         cls, folder, files = _CIFAR100, "cifar-100-python", ["train", "test", "meta"]
     else:
         raise ValueError(f"CIFAR-LT has 10 or 100 classes, got num_classes={num_classes}")
     name = f"cifar{num_classes}_lt"
     require_files(
-        os.path.join(root, folder), files, name,
+        os.path.join(root, folder),
+        files,
+        name,
         f"Extract the CIFAR-{num_classes} python archive (https://www.cs.toronto.edu/~kriz/cifar.html) into {root}.",
     )
     train = cls(root, train=True, transform=cifar_transforms(num_classes, True, augment), verify_md5=verify_md5)
@@ -80,17 +87,23 @@ def build_cifar_lt(
     train_counts = long_tail_counts(n_max, num_classes, imbalance_factor)
     short = np.flatnonzero(available < train_counts)
     if short.size:
-        raise ValueError(f"{name}: classes {short.tolist()} have fewer training images than the LT profile needs "
-                         f"({available[short].tolist()} < {train_counts[short].tolist()}); is {root}/{folder} complete?")
+        raise ValueError(
+            f"{name}: classes {short.tolist()} have fewer training images than the LT profile needs "
+            f"({available[short].tolist()} < {train_counts[short].tolist()}); is {root}/{folder} complete?"
+        )
     rng = np.random.default_rng(seed)
-    keep = np.sort(np.concatenate(
-        [rng.permutation(np.flatnonzero(targets == c))[: train_counts[c]] for c in range(num_classes)]
-    ))
+    keep = np.sort(
+        np.concatenate([rng.permutation(np.flatnonzero(targets == c))[: train_counts[c]] for c in range(num_classes)])
+    )
     # Subset torchvision's in-memory arrays, so the dataset stays a plain CIFAR dataset with its transform.
     train.data = train.data[keep]
     train.targets = targets[keep].tolist()
 
     return LTDatasetSplits(
-        train=train, test=test, num_classes=num_classes, train_counts=train_counts, class_names=list(train.classes),
+        train=train,
+        test=test,
+        num_classes=num_classes,
+        train_counts=train_counts,
+        class_names=list(train.classes),
         info=dict(name=name, root=os.path.abspath(root), imbalance_factor=imbalance_factor, n_max=n_max, seed=seed),
     )

@@ -5,6 +5,7 @@ split (`val_per_class`, e.g. the meta-weighting dev set), then the long-tailed t
 `n_c = floor(n_max * (1/IF)^(c/9))` (class 0 is the head). The smallest digit class has 174 images, so
 `n_max + test_per_class + val_per_class <= 174` is required.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,6 +61,13 @@ def build_digits_lt(
         num_classes=num_classes,
         train_counts=train_counts,
         class_names=[str(c) for c in range(num_classes)],
-        info=dict(name="digits_lt", imbalance_factor=imbalance_factor, n_max=n_max, test_per_class=test_per_class,
-                  val_per_class=val_per_class, seed=seed, source="sklearn.datasets.load_digits"),
+        info=dict(
+            name="digits_lt",
+            imbalance_factor=imbalance_factor,
+            n_max=n_max,
+            test_per_class=test_per_class,
+            val_per_class=val_per_class,
+            seed=seed,
+            source="sklearn.datasets.load_digits",
+        ),
     )

@@ -5,6 +5,7 @@ Split lists hold `<relative path> <label>` per line (`ImageNet_LT_train.txt`, ..
 `annotations[{image_id, category_id}]` and `categories[{id, name}]`; their `val` json is the test split.
 Images are decoded lazily with PIL (torchvision's default loader) and transformed with 224 crops.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,14 @@ from torchvision.datasets.folder import default_loader
 
 from .base import LTDatasetSplits, require_files
 
-__all__ = ["ImageListDataset", "read_split_list", "read_inat_json", "build_list_dataset", "build_inat", "imagenet_transforms"]
+__all__ = [
+    "ImageListDataset",
+    "read_split_list",
+    "read_inat_json",
+    "build_list_dataset",
+    "build_inat",
+    "imagenet_transforms",
+]
 
 _IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -35,8 +43,14 @@ def imagenet_transforms(train: bool, image_size: int = 224) -> T.Compose:
 class ImageListDataset(Dataset):
     """Images listed as (path, label); `origins[i]` says where sample i was declared (for error messages)."""
 
-    def __init__(self, image_root: str, samples: Sequence[tuple[str, int]], origins: Sequence[str],
-                 transform: Optional[Callable] = None, loader: Callable = default_loader):
+    def __init__(
+        self,
+        image_root: str,
+        samples: Sequence[tuple[str, int]],
+        origins: Sequence[str],
+        transform: Optional[Callable] = None,
+        loader: Callable = default_loader,
+    ):
         self.image_root = image_root
         self.paths = [os.path.join(image_root, p.lstrip("/")) for p, _ in samples]
         self.targets = [int(y) for _, y in samples]
@@ -50,8 +64,9 @@ class ImageListDataset(Dataset):
     def __getitem__(self, index: int):
         path = self.paths[index]
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"image {path} (declared at {self.origins[index]}) does not exist; "
-                                    f"check image_root={self.image_root!r}")
+            raise FileNotFoundError(
+                f"image {path} (declared at {self.origins[index]}) does not exist; check image_root={self.image_root!r}"
+            )
         image = self.loader(path)
         if self.transform is not None:
             image = self.transform(image)
@@ -61,8 +76,10 @@ class ImageListDataset(Dataset):
 def _check_image_root(name: str, dataset: ImageListDataset) -> None:
     """One cheap check that image_root is right; a missing image later names its list file and line."""
     if not os.path.isfile(dataset.paths[0]):
-        raise FileNotFoundError(f"{name}: {dataset.paths[0]} (from {dataset.origins[0]}) does not exist; "
-                                f"pass image_root= the folder the listed paths are relative to")
+        raise FileNotFoundError(
+            f"{name}: {dataset.paths[0]} (from {dataset.origins[0]}) does not exist; "
+            f"pass image_root= the folder the listed paths are relative to"
+        )
 
 
 def read_split_list(path: str) -> tuple[list[tuple[str, int]], list[str]]:
@@ -74,8 +91,10 @@ def read_split_list(path: str) -> tuple[list[tuple[str, int]], list[str]]:
                 continue
             parts = line.rsplit(maxsplit=1)  # the label is the last field; paths may contain spaces
             if len(parts) != 2 or not parts[1].lstrip("-").isdigit() or int(parts[1]) < 0:
-                raise ValueError(f"{path}:{line_no}: expected '<relative image path> <non-negative int label>', "
-                                 f"got {line.rstrip()!r}; fix or remove this line")
+                raise ValueError(
+                    f"{path}:{line_no}: expected '<relative image path> <non-negative int label>', "
+                    f"got {line.rstrip()!r}; fix or remove this line"
+                )
             samples.append((parts[0].strip(), int(parts[1])))
             origins.append(f"{path}:{line_no}")
     if not samples:
@@ -86,16 +105,20 @@ def read_split_list(path: str) -> tuple[list[tuple[str, int]], list[str]]:
 def _check_labels(samples: Sequence[tuple[str, int]], origins: Sequence[str], num_classes: int) -> None:
     for (_, label), origin in zip(samples, origins):
         if label >= num_classes:
-            raise ValueError(f"{origin}: label {label} is out of range for {num_classes} classes "
-                             f"(labels must be 0..{num_classes - 1}; pass num_classes= if the training list lacks classes)")
+            raise ValueError(
+                f"{origin}: label {label} is out of range for {num_classes} classes "
+                f"(labels must be 0..{num_classes - 1}; pass num_classes= if the training list lacks classes)"
+            )
 
 
 def _counts(targets: Sequence[int], num_classes: int, name: str) -> np.ndarray:
     counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=num_classes)
     if (counts == 0).any():
         empty = np.flatnonzero(counts == 0)[:10].tolist()
-        raise ValueError(f"{name}: classes {empty}... have no training image; every class needs n_c >= 1 "
-                         f"(check the training list and num_classes)")
+        raise ValueError(
+            f"{name}: classes {empty}... have no training image; every class needs n_c >= 1 "
+            f"(check the training list and num_classes)"
+        )
     return counts
 
 
@@ -118,11 +141,16 @@ def build_list_dataset(
         num_classes = max(label for _, label in parsed["train"][0]) + 1
     for samples, origins in parsed.values():
         _check_labels(samples, origins, num_classes)
-    datasets = {s: ImageListDataset(image_root, *parsed[s], transform=imagenet_transforms(s == "train", image_size))
-                for s in splits}
+    datasets = {
+        s: ImageListDataset(image_root, *parsed[s], transform=imagenet_transforms(s == "train", image_size))
+        for s in splits
+    }
     _check_image_root(name, datasets["train"])
     return LTDatasetSplits(
-        train=datasets["train"], test=datasets["test"], val=datasets["val"], num_classes=num_classes,
+        train=datasets["train"],
+        test=datasets["test"],
+        val=datasets["val"],
+        num_classes=num_classes,
         train_counts=_counts(datasets["train"].targets, num_classes, name),
         class_names=[str(c) for c in range(num_classes)],
         info=dict(name=name, root=os.path.abspath(root), image_root=os.path.abspath(image_root)),
@@ -135,17 +163,23 @@ def read_inat_json(path: str) -> tuple[list[tuple[str, int]], list[str], list[di
         try:
             data = json.load(f)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid json ({e}); expected the official iNaturalist annotation file") from None
+            raise ValueError(
+                f"{path}: not valid json ({e}); expected the official iNaturalist annotation file"
+            ) from None
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
-            raise ValueError(f"{path}: field '{key}' is missing or not a list; expected the official iNaturalist "
-                             f"format with images[{{id, file_name}}], annotations[{{image_id, category_id}}], categories[{{id, name}}]")
+            raise ValueError(
+                f"{path}: field '{key}' is missing or not a list; expected the official iNaturalist format with "
+                "images[{id, file_name}], annotations[{image_id, category_id}], categories[{id, name}]"
+            )
     label_of: dict = {}
     for i, ann in enumerate(data["annotations"]):
         if "image_id" not in ann or "category_id" not in ann:
             raise ValueError(f"{path}: annotations[{i}] lacks 'image_id' or 'category_id'")
         if ann["image_id"] in label_of:
-            raise ValueError(f"{path}: image_id {ann['image_id']} has more than one annotation; iNaturalist has one label per image")
+            raise ValueError(
+                f"{path}: image_id {ann['image_id']} has more than one annotation; iNaturalist has one label per image"
+            )
         label_of[ann["image_id"]] = ann["category_id"]
     samples, origins = [], []
     for i, img in enumerate(data["images"]):
@@ -158,8 +192,9 @@ def read_inat_json(path: str) -> tuple[list[tuple[str, int]], list[str], list[di
     return samples, origins, data["categories"]
 
 
-def build_inat(name: str, root: str, *, year: int, image_root: Optional[str] = None,
-               image_size: int = 224) -> LTDatasetSplits:
+def build_inat(
+    name: str, root: str, *, year: int, image_root: Optional[str] = None, image_size: int = 224
+) -> LTDatasetSplits:
     """iNaturalist `<root>/train{year}.json` and `<root>/val{year}.json` (val is the test split); images under root."""
     files = [f"train{year}.json", f"val{year}.json"]
     require_files(root, files, name, f"The iNaturalist {year} annotation jsons come from the competition release.")
@@ -179,13 +214,20 @@ def build_inat(name: str, root: str, *, year: int, image_root: Optional[str] = N
             out.append((path, contiguous[cid]))
         return out
 
-    train = ImageListDataset(image_root, relabel(train_samples, train_origins), train_origins,
-                             transform=imagenet_transforms(True, image_size))
-    test = ImageListDataset(image_root, relabel(test_samples, test_origins), test_origins,
-                            transform=imagenet_transforms(False, image_size))
+    train = ImageListDataset(
+        image_root,
+        relabel(train_samples, train_origins),
+        train_origins,
+        transform=imagenet_transforms(True, image_size),
+    )
+    test = ImageListDataset(
+        image_root, relabel(test_samples, test_origins), test_origins, transform=imagenet_transforms(False, image_size)
+    )
     _check_image_root(name, train)
     return LTDatasetSplits(
-        train=train, test=test, num_classes=len(cat_ids),
+        train=train,
+        test=test,
+        num_classes=len(cat_ids),
         train_counts=_counts(train.targets, len(cat_ids), name),
         class_names=[names[cid] for cid in cat_ids],
         info=dict(name=name, root=os.path.abspath(root), image_root=os.path.abspath(image_root), year=year),
