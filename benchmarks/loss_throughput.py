@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from lt_detectron.losses import (
+    EQLv2Loss,
+    accumulate_class_counts,
     balanced_softmax_loss,
     cb_cross_entropy,
     class_weights,
@@ -44,6 +46,7 @@ from lt_detectron.losses import (
     ldam_loss,
     ldam_margins,
     prior_from_counts,
+    seesaw_loss,
 )
 from lt_detectron.utils import atomic_write
 
@@ -57,6 +60,8 @@ TARGETS = {
     "ldam (margins precomputed)": 2.0,
     "balanced_softmax": 2.0,
     "lade": 3.0,
+    "seesaw": 2.0,
+    "eqlv2": 2.0,
     "lda_divergence": 1.0,
 }
 # ... and on a GPU, where the work per element is cheap and extra kernel launches or host syncs dominate.
@@ -107,6 +112,10 @@ def contenders(batch: int, num_classes: int, device: torch.device) -> Contenders
     margins = ldam_margins(counts).float().to(device)
     logits = torch.randn(batch, num_classes, generator=generator).to(device).requires_grad_()
     targets = torch.multinomial(prior.cpu(), batch, replacement=True, generator=generator).to(device)
+    # Seesaw's cumulative counts, updated by the caller on every batch (the update is timed with the loss). EQLv2 reads
+    # the last column as the background; its step includes the statistics update.
+    seesaw_counts = counts.clone().to(device)
+    eqlv2 = EQLv2Loss(num_classes - 1).to(device)
     steps = {
         "cross_entropy": lambda: F.cross_entropy(logits, targets),
         "cb": lambda: cb_cross_entropy(logits, targets, weight),
@@ -118,6 +127,8 @@ def contenders(batch: int, num_classes: int, device: torch.device) -> Contenders
         "balanced_softmax": lambda: balanced_softmax_loss(logits, targets, prior),
         "lade": lambda: lade_loss(logits, targets, prior),
         "lade (column)": lambda: lade_loss(logits, targets, prior, importance="column"),
+        "seesaw": lambda: seesaw_loss(logits, targets, accumulate_class_counts(seesaw_counts, targets)),
+        "eqlv2": lambda: eqlv2(logits, targets),
     }
     timed_steps = {name: (step, logits) for name, step in steps.items()}
     # LDAM's s = 30 on N(0, 1) logits sends most exp() results into float32 denormals, which are slow on CPUs.

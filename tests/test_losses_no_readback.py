@@ -23,6 +23,8 @@ def loss_calls(device: str):
     weight = L.class_weights(COUNTS).float().to(device)
     margins = L.ldam_margins(COUNTS).float().to(device)
     lda_weight = L.class_weights(COUNTS, kind="lda").float().to(device)
+    seesaw_counts = COUNTS.float().to(device)  # cumulative counts: a buffer the caller updates on every batch
+    eqlv2 = L.EQLv2Loss(NUM_CLASSES - 1).to(device)  # the last column is the background
     return {
         "cb": lambda z, y: L.cb_cross_entropy(z, y, weight),
         "focal": lambda z, y: L.focal_loss(z, y, gamma=2.0),
@@ -38,6 +40,9 @@ def loss_calls(device: str):
             L.lda_divergence(z, y, margin=1.5, class_weights=lda_weight, num_classes=NUM_CLASSES)
         ),
         "lda_loss": lambda z, y: L.lda_loss(z, z * 2.0, z, y, lda_weight, alpha=3.0),
+        "seesaw": lambda z, y: L.seesaw_loss(z, y, L.accumulate_class_counts(seesaw_counts, y)),
+        "seesaw_no_compensation": lambda z, y: L.seesaw_loss(z, y, seesaw_counts, q=0.0),
+        "eqlv2": lambda z, y: eqlv2(z, y),  # statistics update included
     }
 
 

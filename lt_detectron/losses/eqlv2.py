@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -107,7 +107,7 @@ class EQLv2Loss(nn.Module):
         self.register_buffer("pos_grad", torch.zeros(num_classes, dtype=torch.float64))
         self.register_buffer("neg_grad", torch.zeros(num_classes, dtype=torch.float64))
         self.register_buffer("num_batches", torch.zeros((), dtype=torch.long))
-        self._weights_cache: Optional[tuple] = None
+        self._constants_cache: Dict[tuple, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, gamma={self.gamma}, mu={self.mu}, alpha={self.alpha}"
@@ -119,12 +119,33 @@ class EQLv2Loss(nn.Module):
             (positive, negative) weights, float64 of length C + 1 (background last, weight 1): all 1 before the first
             batch with samples.
         """
-        ratio = self.pos_grad / (self.neg_grad + RATIO_EPS)
-        negative = torch.sigmoid(self.gamma * (ratio - self.mu))  # f(r) = 1 / (1 + exp(-gamma (r - mu)))
-        negative = torch.where(self.num_batches > 0, negative, 1.0)
-        positive = 1.0 + self.alpha * (1.0 - negative)
-        background = negative.new_ones(1)
-        return torch.cat([positive, background]), torch.cat([negative, background])
+        positive, negative = self._weight_table()
+        return positive, negative
+
+    def _weight_table(self) -> torch.Tensor:
+        """[positive; negative] weights as one (2, C + 1) float64 tensor, in seven ops (each small op is a visible share
+        of a small batch's loss)."""
+        offset, base, slope = self._constants(self.pos_grad.device)
+        # gamma (r - mu) = gamma pos / (neg + 1e-10) - gamma mu; f(r) = sigmoid of it, 1 before the first batch
+        argument = torch.addcdiv(offset, self.pos_grad, self.neg_grad + RATIO_EPS, value=self.gamma)
+        negative = torch.where(self.num_batches > 0, argument.sigmoid_(), 1.0)
+        table = torch.addcmul(base, slope, negative)  # rows 1 + alpha (1 - f) = (1 + alpha) - alpha f, and f
+        return F.pad(table, (0, 1), value=1.0)  # the background column
+
+    def _constants(self, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-gamma mu, [[1 + alpha], [0]] and [[-alpha], [1]] as float64 tensors on `device`, made once per device and
+        hyperparameters, by fills (no copy from the host)."""
+        key = (device, self.gamma, self.mu, self.alpha)
+        constants = self._constants_cache.get(key)
+        if constants is None:
+            offset = torch.full((), -self.gamma * self.mu, dtype=torch.float64, device=device)
+            base = torch.zeros(2, 1, dtype=torch.float64, device=device)
+            base[0].fill_(1.0 + self.alpha)
+            slope = torch.ones(2, 1, dtype=torch.float64, device=device)
+            slope[0].fill_(-self.alpha)
+            constants = (offset, base, slope)
+            self._constants_cache[key] = constants
+        return constants
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The loss of one batch; in training mode the statistics are updated afterwards.
@@ -159,7 +180,7 @@ class EQLv2Loss(nn.Module):
             weight = positive * one_hot + negative * (1.0 - one_hot)
             loss = F.binary_cross_entropy_with_logits(logits, one_hot, weight=weight, reduction="sum")
             return loss / max(batch_size, 1)
-        positive, negative = self._weights_as(logits.dtype)
+        positive, negative = self._weight_table().to(logits.dtype)
         if batch_size == 0:
             loss = logits.sum()
             positive_sum = negative_sum = logits.new_zeros(self.num_classes + 1)
@@ -168,20 +189,6 @@ class EQLv2Loss(nn.Module):
         if self.training:
             self._update(positive_sum, negative_sum, batch_size)
         return loss
-
-    def _weights_as(self, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
-        """`weights()` in `dtype`, recomputed only when a statistic changed (a buffer replaced, or its version
-        counter moved): a dozen small ops per call are a visible share of a small batch's loss
-        (benchmarks/loss_throughput.py)."""
-        state = (self.pos_grad, self.neg_grad, self.num_batches)
-        if torch.is_inference_mode_enabled():
-            return tuple(w.to(dtype) for w in self.weights())
-        versions = (dtype, *(t._version for t in state))
-        cached = self._weights_cache
-        if cached is None or cached[1] != versions or any(a is not b for a, b in zip(cached[0], state)):
-            cached = (state, versions, *(w.to(dtype) for w in self.weights()))
-            self._weights_cache = cached
-        return cached[2], cached[3]
 
     @torch.no_grad()
     def _update(self, positive_sum: torch.Tensor, negative_sum: torch.Tensor, batch_size: int) -> None:
@@ -218,11 +225,13 @@ class _EQLv2Function(torch.autograd.Function):
     With s = sigmoid(z) and BCE(z, 0) = softplus(z), BCE(z, 1) = softplus(-z):
       L = (sum_j neg_j sum_{n: y_n != j} softplus(z_nj) + sum_n pos_{y_n} softplus(-z_ny)) / N,
       dL/dz_nj = (g / N) w_nj (s_nj - t_nj),
-    so no (N, C + 1) one-hot or weight tensor is built. softplus(+-z) = relu(+-z) - log max(s, 1 - s): one sigmoid
-    and one log pass instead of torch's softplus, whose CPU kernel alone costs about 1.5 cross-entropies (the
-    absolute error, under 1e-7 in float32, is below that of summing the terms). The magnitudes |s - t| w summed per
-    column are pos_j sum_{n: y_n = j} (1 - s_nj) and neg_j sum_{n: y_n != j} s_nj; the target entries are zeroed in
-    the buffers before the column sums (not subtracted from full sums, which would cancel catastrophically).
+    so no (N, C + 1) one-hot or weight tensor is built. Over the (N, C + 1) entries softplus(z) = relu(z) - log x with
+    x = max(s, 1 - s) in [1/2, 1]: one sigmoid pass and no elementwise log, because the column sums of log x are taken
+    as logs of products of 64 rows (>= 2^-64, far from float32 underflow; the rounding is that of summing 64 logs).
+    torch's softplus costs about 1.5 cross-entropies on CPU, a log pass about half of one; the N target terms use
+    softplus itself. The magnitudes |s - t| w summed per column are pos_j sum_{n: y_n = j} (1 - s_nj) and
+    neg_j sum_{n: y_n != j} s_nj. The target entries are set to neutral values (0, or 1 inside the products) before
+    the column reductions, not subtracted from full sums, which would cancel catastrophically.
     """
 
     @staticmethod
@@ -230,27 +239,46 @@ class _EQLv2Function(torch.autograd.Function):
         batch_size, num_columns = logits.shape
         index = targets[:, None]
         probs = torch.sigmoid(logits)
-        log_max = torch.rsub(probs, 1.0)
-        torch.maximum(log_max, probs, out=log_max).log_()  # log max(s, 1 - s) = -softplus(-|z|)
-        target_bce = logits.gather(1, index).squeeze(1).neg_().clamp_min_(0.0) - log_max.gather(1, index).squeeze(1)
-        log_max.scatter_(1, index, 0.0)
-        positive_part = logits.clamp_min(0.0).scatter_(1, index, 0.0)
-        negative_bce = positive_part.sum(dim=0).sub_(log_max.sum(dim=0))  # sum_{n: y_n != j} softplus(z_nj)
-        target_positive = positive.index_select(0, targets)
-        loss = torch.dot(negative_bce, negative).add_(torch.dot(target_positive, target_bce)).div_(batch_size)
         target_probs = probs.gather(1, index).squeeze(1)
-        probs.scatter_(1, index, 0.0)
+        probs.scatter_(1, index, 0.0)  # s_nj where t = 0: the negatives' magnitudes and gradients (before weights)
+        larger = torch.rsub(probs, 1.0)
+        torch.maximum(larger, probs, out=larger).scatter_(1, index, 1.0)  # x = max(s, 1 - s); 1 (log 0) at targets
+        log_sums = _column_log_sums(larger)  # -sum_{n: y_n != j} softplus(-|z_nj|)
+        torch.clamp_min(logits, 0.0, out=larger).scatter_(1, index, 0.0)  # the buffer again, for relu(z)
+        negative_bce = larger.sum(dim=0).sub_(log_sums)  # sum_{n: y_n != j} softplus(z_nj)
+        target_positive = positive.index_select(0, targets)
+        target_bce = F.softplus(logits.gather(1, index).squeeze(1).neg_())  # BCE(z_ny, 1), N values
+        loss = torch.dot(negative_bce, negative).add_(torch.dot(target_positive, target_bce)).div_(batch_size)
         negative_sum = probs.sum(dim=0).mul_(negative)
-        positive_sum = logits.new_zeros(num_columns).index_add_(0, targets, 1.0 - target_probs).mul_(positive)
-        ctx.save_for_backward(probs, targets, target_probs, target_positive, negative)
+        one_minus = torch.rsub(target_probs, 1.0)  # |s - 1| of the targets
+        positive_sum = logits.new_zeros(num_columns).index_add_(0, targets, one_minus).mul_(positive)
+        ctx.save_for_backward(probs, targets, one_minus.mul_(target_positive), negative)
         ctx.mark_non_differentiable(positive_sum, negative_sum)
         return loss, positive_sum, negative_sum
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss, _grad_positive, _grad_negative):
-        probs, targets, target_probs, target_positive, negative = ctx.saved_tensors
+        probs, targets, target_magnitude, negative = ctx.saved_tensors
         scale = grad_loss / probs.shape[0]
-        grad = probs * (negative * scale)  # target entries are 0 in probs
-        grad.scatter_(1, targets[:, None], (target_positive * (target_probs - 1.0) * scale)[:, None])
+        grad = probs * (negative * scale)  # the target entries are 0 in probs
+        grad.scatter_(1, targets[:, None], (target_magnitude * -scale)[:, None])  # pos_y (s_y - 1) g / N
         return grad, None, None, None
+
+
+# Rows multiplied before one log: x >= 1/2 keeps a product of 64 above 5e-20 (float32's smallest normal is 1e-38).
+_ROWS_PER_PRODUCT = 64
+
+
+def _column_log_sums(values: torch.Tensor) -> torch.Tensor:
+    """sum_n log values_nj for a contiguous (N, C) tensor of values in [1/2, 1], as logs of products of 64 rows."""
+    rows, columns = values.shape
+    whole = rows // _ROWS_PER_PRODUCT * _ROWS_PER_PRODUCT
+    total = None
+    if whole:
+        grouped = values[:whole].view(whole // _ROWS_PER_PRODUCT, _ROWS_PER_PRODUCT, columns)
+        total = grouped.prod(dim=1).log_().sum(dim=0)
+    if whole < rows:
+        rest = values[whole:].prod(dim=0).log_()
+        total = rest if total is None else total.add_(rest)
+    return total
