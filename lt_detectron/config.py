@@ -187,7 +187,7 @@ def add_lt_config(cfg: CN) -> CN:
     # L2RW ablation: clip eps at 0 and normalise the weights per batch.
     _C.MODEL.LT.META.L2RW = META_DEFAULTS.l2rw
     # Registered datasets used as the dev set D as they are. Empty (default): hold DEV_PER_CLASS images per
-    # class out of DATASETS.TRAIN (lt_detectron.engine.meta_hook.prepare_meta_datasets registers the two parts
+    # class out of DATASETS.TRAIN (lt_detectron.engine.prepare_meta_datasets registers the two parts
     # and fills this key).
     _C.MODEL.LT.META.DEV_DATASETS = ()
     # Seed of the held-out split and of the dev batch order (fixed, not cfg.SEED, so a resumed run holds out

@@ -35,16 +35,18 @@ from lt_detectron import losses as lt_losses  # noqa: E402
 from lt_detectron.config import add_lt_config  # noqa: E402
 from lt_detectron.data import generate_lt_shapes  # noqa: E402
 from lt_detectron.engine.distributed import launch  # noqa: E402
-from lt_detectron.engine.meta_hook import MetaWeightingHook, _GatheredEpsTracker  # noqa: E402
+from lt_detectron.engine.meta_hook import MetaWeightingHook  # noqa: E402
+from lt_detectron.engine.meta_step import _GatheredEpsTracker  # noqa: E402
 from lt_detectron.modeling import build_box_predictor  # noqa: E402
 from lt_detectron.modeling.class_counts import read_class_counts  # noqa: E402
 from lt_detectron.modeling.lda_predictor import LDAScores  # noqa: E402
 from lt_detectron.utils.distributed import all_reduce_sum, broadcast_from_main  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HEADS = ("baseline", "balanced_softmax", "cb", "fed", "focal", "lade", "lda", "ldam", "meta")
-# Stopped and resumed: the heads with state (risk balancer, meta hook) and one drawing random classes each step.
-RESUMED_HEADS = ("fed", "lda", "meta")
+HEADS = ("baseline", "balanced_softmax", "cb", "eqlv2", "fed", "focal", "lade", "lda", "ldam", "meta", "seesaw")
+# Stopped and resumed: the heads with state (risk balancer, Seesaw's counts, EQLv2's statistics, meta hook) and one
+# drawing random classes each step.
+RESUMED_HEADS = ("eqlv2", "fed", "lda", "meta", "seesaw")
 MAX_ITER, CHECKPOINT_ITER = 3, 1  # CHECKPOINT_PERIOD 2 saves model_0000001.pth after iteration 1
 # The demo configs with less work: 64 px images, one image per rank, few RoIs, no evaluation. The LR drops at
 # iteration 2 (after the checkpoint) and the meta stage starts at iteration 1, so both span the resume point.
@@ -178,7 +180,7 @@ def _state_checks() -> dict:
     held["lda_equivalence"] = _lda_equivalence_check(rank)
 
     # 5. The meta-weighting eps history: each rank's eps, gathered into one update on every rank.
-    tracker = _GatheredEpsTracker(NUM_CLASSES, period=1)
+    tracker = _GatheredEpsTracker(NUM_CLASSES, period=1, reduce=all_reduce_sum)
     if rank == 0:
         tracker.update(torch.tensor([0.5, -1.0]), torch.tensor([0, 1]), 1)
     else:
@@ -406,6 +408,13 @@ def test_two_processes_train_identically_and_resume_exactly(two_rank_runs, head)
         assert len(straight["balancer"]["acc_unbalanced"]) >= 1
         for run in runs:
             _assert_same(rank0[run]["balancer"], rank1[run]["balancer"], f"lda {run}: balancer rank 0 vs 1")
+    # Seesaw's cumulative counts and EQLv2's gradient statistics are summed over ranks: the same on both, and moved.
+    statistics = {"seesaw": ("cumulative_counts",), "eqlv2": ("eqlv2.pos_grad", "eqlv2.neg_grad", "eqlv2.num_batches")}
+    for name in statistics.get(head, ()):
+        key = f"roi_heads.box_predictor.{name}"
+        assert bool(straight["buffers"][key].abs().sum() > 0), key
+        for run in runs:
+            _assert_same(rank0[run]["buffers"][key], rank1[run]["buffers"][key], f"{head} {run}: {name} rank 0 vs 1")
     if head == "meta":  # eps history gathered from both ranks, dev sampler shared: the same state everywhere
         assert straight["meta"]["reweighter"]["meta_steps"] == MAX_ITER - 1  # iterations 1, 2
         assert straight["meta"]["reweighter"]["tracker"]["iterations"] == [1, 2]

@@ -167,17 +167,43 @@ def test_per_roi_loss_is_the_unreduced_training_loss(classifier):
     boxes = Boxes(torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(len(gt), 1))
     proposals = [Instances((IMAGE_SIZE, IMAGE_SIZE), proposal_boxes=boxes, gt_boxes=boxes, gt_classes=gt)]
     predictions = predictor(torch.randn(len(gt), 16))
+    weights = torch.linspace(0.5, 2.0, len(gt))
     assert isinstance(predictor.per_example, bool)
     if not predictor.per_example:  # batch-level losses (divergence, a_t; EQLv2's running statistics)
         assert classifier in ("lda", "eqlv2")
+        with pytest.raises(ValueError, match="takes no roi_weights"):
+            predictor.losses(predictions, proposals, roi_weights=weights)
         return
     with EventStorage(0):  # Detectron2's stock losses() logs its accuracy there
         losses = predictor.losses(predictions, proposals)
+        # Not training: Seesaw's cumulative counts stay those per_roi_classification_loss reads below.
+        weighted = predictor.train(False).losses(predictions, proposals, roi_weights=weights)
     # After losses(): Seesaw's cumulative counts include the batch, as they did inside it.
     per_roi = predictor.per_roi_classification_loss(predictions[0], gt)
     assert per_roi.shape == (len(gt),) and torch.isfinite(per_roi).all()
     loss_cls = sum(v for k, v in losses.items() if k.startswith("loss_cls"))
     torch.testing.assert_close(per_roi.mean(), loss_cls)
+    torch.testing.assert_close(
+        sum(v for k, v in weighted.items() if k.startswith("loss_cls")), (weights * per_roi).mean()
+    )
+    assert weighted["loss_box_reg"] == losses["loss_box_reg"]
+
+
+def test_roi_reweighter_weights_reach_the_box_classification_loss():
+    """LTROIHeads asks its roi_reweighter in training; the box predictor weights loss_cls with the answer."""
+    plain, _ = train_steps(build_heads(tiny_cfg("softmax")), steps=1)
+    heads = build_heads(tiny_cfg("softmax"))
+    asked = []
+
+    def double(predictor, box_features, predictions, proposals):
+        asked.append((predictor is heads.box_predictor, box_features.shape[0], sum(len(p) for p in proposals)))
+        return torch.full((box_features.shape[0],), 2.0)
+
+    heads.roi_reweighter = double
+    weighted, _ = train_steps(heads, steps=1)
+    assert len(asked) == 1 and asked[0][0] and asked[0][1] == asked[0][2]
+    assert weighted[0]["loss_cls"] == pytest.approx(2 * plain[0]["loss_cls"], rel=1e-6)
+    assert weighted[0]["loss_box_reg"] == plain[0]["loss_box_reg"]
 
 
 def test_stock_softmax_is_detectron2_predictor_with_the_same_state_dict():

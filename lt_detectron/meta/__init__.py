@@ -3,7 +3,7 @@ Plain PyTorch + torch.func.
 
 `MetaReweighter` runs one meta step; `build_dev_split` holds out the class-balanced dev set and
 `DevBatchSampler` draws its batches; `plot_eps_by_group` draws the paper's Figure 3. Detectron2 integration
-lives in `lt_detectron.engine.meta_hook`.
+lives in `lt_detectron.engine` (meta_step.py, meta_hook.py, meta_datasets.py).
 """
 
 from .devset import DevBatchSampler, DevSplit, DevSplitReport, build_dev_split

@@ -34,6 +34,18 @@ class EpsTracker:
 
     def update(self, eps: Tensor, labels: Tensor, iteration: int) -> None:
         """Add one batch of conditional weights `eps[i]` for examples of class `labels[i]`."""
+        self.add_sums(*self.class_sums(eps, labels), iteration)
+
+    def class_sums(self, eps: Tensor, labels: Tensor) -> Tuple[np.ndarray, np.ndarray]:
+        """Per-class sum of `eps` and number of examples: what `update` adds for one batch.
+
+        Args:
+            eps: Tensor[B] of conditional weights.
+            labels: Tensor[B] of their classes, in [0, num_classes).
+
+        Returns:
+            (sums [num_classes] float64, counts [num_classes] int64).
+        """
         eps_np = eps.detach().double().cpu().numpy().reshape(-1)
         labels_np = labels.detach().cpu().numpy().reshape(-1).astype(np.int64)
         if eps_np.shape != labels_np.shape:
@@ -44,7 +56,16 @@ class EpsTracker:
                 f"got {labels_np.min()}..{labels_np.max()}"
             )
         sums = np.bincount(labels_np, weights=eps_np, minlength=self.num_classes)
-        counts = np.bincount(labels_np, minlength=self.num_classes)
+        return sums, np.bincount(labels_np, minlength=self.num_classes)
+
+    def add_sums(self, sums: np.ndarray, counts: np.ndarray, iteration: int) -> None:
+        """Add one update given as per-class sums and counts of eps (`class_sums`); closes a point every `period`.
+
+        Args:
+            sums: [num_classes] sums of eps per class.
+            counts: [num_classes] number of examples per class.
+            iteration: the training iteration, recorded when this update closes a point.
+        """
         self._window_sum += sums
         self._window_count += counts
         self._total_sum += sums

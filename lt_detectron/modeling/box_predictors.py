@@ -5,9 +5,11 @@ Each predictor keeps Detectron2's box regression (`box_reg_loss`, `predict_boxes
 arXiv:2012.00321 define them, the inference scores. The loss math lives in `lt_detectron.losses`; this module only
 wires counts, priors and the background class (see `priors.py` and docs/methods.md#the-background-class).
 
-Every predictor exposes, for the meta-weighting hook:
-  per_example: bool                                      the loss is the mean of a per-RoI loss
-  per_roi_classification_loss(scores, gt_classes) -> [R]  unreduced classification loss per RoI
+Per-RoI weights (LTROIHeads' `roi_reweighter`, e.g. meta-weighting) are an input of the loss. A predictor whose
+classification loss is a mean of per-RoI losses declares `per_example = True` and has
+  losses(predictions, proposals, roi_weights=None)       roi_weights Tensor[R]: loss_cls = mean_i w_i L_i
+  per_roi_classification_loss(scores, gt_classes) -> [R]  the L_i (the meta step differentiates them)
+The others (`per_example = False`: EQLv2, LDA) raise on roi_weights.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from .predictor_utils import (
     put_scalars,
     regression_loss,
     reject_stock_loss_options,
+    weighted_mean,
 )
 from .priors import (
     detection_source_prior,
@@ -64,14 +67,14 @@ BOX_PREDICTOR_REGISTRY = Registry("LT_BOX_PREDICTOR")
 BOX_PREDICTOR_REGISTRY.__doc__ = """
 Box predictors of LTROIHeads, by MODEL.LT.BOX_CLASSIFIER. A registered object is called as `obj(cfg, input_shape)`
 (a Detectron2 `@configurable` class) and returns a FastRCNNOutputLayers. Add one with
-`@BOX_PREDICTOR_REGISTRY.register("name")`; for the meta-weighting hook it also exposes `per_example` and
-`per_roi_classification_loss` (see this module's docstring).
+`@BOX_PREDICTOR_REGISTRY.register("name")`; to be meta-weighted it also takes `roi_weights` and exposes
+`per_example` and `per_roi_classification_loss` (see this module's docstring).
 """
 
 
 @BOX_PREDICTOR_REGISTRY.register("softmax")
 class StockBoxPredictor(FastRCNNOutputLayers):
-    """BOX_CLASSIFIER "softmax": Detectron2's FastRCNNOutputLayers unchanged, plus the per-RoI loss view.
+    """BOX_CLASSIFIER "softmax": Detectron2's FastRCNNOutputLayers unchanged, plus per-RoI weights and losses.
 
     Same parameters and state_dict keys as the stock class, so stock checkpoints load as they are;
     USE_SIGMOID_CE and USE_FED_LOSS keep working.
@@ -89,8 +92,35 @@ class StockBoxPredictor(FastRCNNOutputLayers):
             return probs
         return calibrated(self, torch.cat(probs)).split([len(p) for p in proposals], dim=0)
 
+    def losses(
+        self, predictions, proposals: List[Instances], roi_weights: Optional[torch.Tensor] = None
+    ) -> Dict[str, torch.Tensor]:
+        """Detectron2's losses; with `roi_weights`, `loss_cls` is the weighted mean of `per_roi_classification_loss`.
+
+        Args:
+            predictions: the outputs of `forward`.
+            proposals: the sampled RoIs with `gt_classes`, `proposal_boxes` and `gt_boxes`.
+            roi_weights: Tensor[R] of per-RoI weights of the classification loss; None: Detectron2's loss unchanged.
+
+        Returns:
+            {"loss_cls", "loss_box_reg"}, each times its `loss_weight`.
+        """
+        losses = super().losses(predictions, proposals)
+        if roi_weights is not None:  # replaces the unweighted mean; regression and logged stats stay Detectron2's
+            per_roi = self.per_roi_classification_loss(predictions[0], gt_classes_of(proposals, predictions[0].device))
+            losses["loss_cls"] = weighted_mean(per_roi, roi_weights) * self.loss_weight.get("loss_cls", 1.0)
+        return losses
+
     def per_roi_classification_loss(self, scores: torch.Tensor, gt_classes: torch.Tensor) -> torch.Tensor:
-        """Per-RoI view of the stock loss: its mean over RoIs equals `losses()["loss_cls"]`."""
+        """Per-RoI view of the stock loss: its mean over RoIs equals `losses()["loss_cls"]`.
+
+        Args:
+            scores: Tensor[R, C+1] of class logits.
+            gt_classes: Tensor[R] of classes (C: background).
+
+        Returns:
+            Tensor[R] of unreduced losses (sigmoid CE / federated loss: summed over the classes).
+        """
         if not self.use_sigmoid_ce:
             return F.cross_entropy(scores, gt_classes, reduction="none")
         num_classes = scores.shape[1] - 1
@@ -177,9 +207,22 @@ class LTBoxPredictor(FastRCNNOutputLayers):
         raise NotImplementedError
 
     def per_roi_classification_loss(self, scores: torch.Tensor, gt_classes: torch.Tensor) -> torch.Tensor:
+        """Tensor[R]: the unreduced classification loss of each RoI (scores [R, C+1], gt_classes [R])."""
         return self._classification_loss(scores, gt_classes, "none")
 
-    def losses(self, predictions, proposals: List[Instances]) -> Dict[str, torch.Tensor]:
+    def losses(
+        self, predictions, proposals: List[Instances], roi_weights: Optional[torch.Tensor] = None
+    ) -> Dict[str, torch.Tensor]:
+        """The per-RoI classification loss (mean, or `roi_weights`-weighted mean), extra terms and box regression.
+
+        Args:
+            predictions: (scores [R, C+1], proposal_deltas), the outputs of `forward`.
+            proposals: the sampled RoIs with `gt_classes`, `proposal_boxes` and `gt_boxes`.
+            roi_weights: Tensor[R] of per-RoI weights of `loss_cls` (not of the batch-level `_extra_losses`).
+
+        Returns:
+            {"loss_cls", *extra terms, "loss_box_reg"}.
+        """
         scores, proposal_deltas = predictions
         gt_classes = gt_classes_of(proposals, scores.device)
         if event_storage_active():  # Detectron2's accuracy / false-negative stats, as the stock head logs them
@@ -189,6 +232,8 @@ class LTBoxPredictor(FastRCNNOutputLayers):
             put_scalars(**{"lt/fg_fraction": fg_fraction})
         if scores.shape[0] == 0:  # no RoIs at all: keep the graph connected, no NaN from an empty mean
             loss_cls = scores.sum() * 0.0
+        elif roi_weights is not None:
+            loss_cls = weighted_mean(self._classification_loss(scores, gt_classes, "none"), roi_weights)
         else:
             loss_cls = self._classification_loss(scores, gt_classes, "mean")
         return {
@@ -391,7 +436,7 @@ class LADEBoxPredictor(BalancedSoftmaxBoxPredictor):
     """ "lade": L_LADE = LADE-CE + alpha * LADER (Hong et al. 2021 eq. 11-20); target prior at test.
 
     The two terms are separate losses, as Detectron2 keeps its loss terms: `loss_cls` is the per-RoI LADE-CE
-    (so `per_example` holds and the meta hook can re-weight it) and `loss_lader` = alpha * LADER, a batch-level
+    (so `per_example` holds and `roi_weights` weight it) and `loss_lader` = alpha * LADER, a batch-level
     regulariser. Their sum is `lt_detectron.losses.lade_loss`.
     """
 

@@ -7,7 +7,7 @@ buffers, summed over processes every step, so every rank holds the same values a
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -27,6 +27,7 @@ from .predictor_utils import (
     gt_classes_of,
     put_scalars,
     regression_loss,
+    reject_roi_weights,
     reject_stock_loss_options,
 )
 
@@ -47,8 +48,9 @@ class SeesawBoxPredictor(FastRCNNOutputLayers):
 
     `cls_score` has C+2 outputs: C class logits, then a (foreground, background) pair. Training: a plain CE of the pair
     on every sampled RoI plus the Seesaw CE of the class logits on foreground RoIs, both divided by the number of
-    sampled RoIs (the public implementation's normaliser). The cumulative per-class foreground counts N include the
-    current batch. Inference: p_fg * softmax(classes), background p_bg.
+    sampled RoIs (the public implementation's normaliser); per-RoI weights (`roi_weights`) weight both. The cumulative
+    per-class foreground counts N include the current batch (a meta step, which LTROIHeads runs before `losses`, sees
+    them without it). Inference: p_fg * softmax(classes), background p_bg.
     """
 
     per_example = True
@@ -112,10 +114,24 @@ class SeesawBoxPredictor(FastRCNNOutputLayers):
         )
         return per_roi.index_put((is_fg.nonzero()[:, 0],), seesaw, accumulate=True)
 
-    def losses(self, predictions, proposals: List[Instances]) -> Dict[str, torch.Tensor]:
+    def losses(
+        self, predictions, proposals: List[Instances], roi_weights: Optional[torch.Tensor] = None
+    ) -> Dict[str, torch.Tensor]:
+        """The two classification terms (sums over RoIs / number of sampled RoIs) and box regression.
+
+        Args:
+            predictions: (scores [R, C+2], proposal_deltas), the outputs of `forward`.
+            proposals: the sampled RoIs with `gt_classes`, `proposal_boxes` and `gt_boxes`.
+            roi_weights: Tensor[R] of per-RoI weights of both classification terms; None: unweighted.
+
+        Returns:
+            {"loss_cls_objectness", "loss_cls_classes", "loss_box_reg"}.
+        """
         scores, proposal_deltas = predictions
         gt_classes = gt_classes_of(proposals, scores.device)
         num_classes = self.num_classes
+        if roi_weights is not None and roi_weights.shape != gt_classes.shape:
+            raise ValueError(f"roi_weights has shape {tuple(roi_weights.shape)}, the RoIs {tuple(gt_classes.shape)}")
         if self.training:
             self.accumulate_counts(gt_classes)
         _log_foreground_fraction(gt_classes, num_classes)
@@ -125,19 +141,22 @@ class SeesawBoxPredictor(FastRCNNOutputLayers):
         classes, objectness = self._split(scores)
         is_fg = gt_classes < num_classes
         normaliser = max(gt_classes.numel(), 1)
-        loss_objectness = F.cross_entropy(objectness, (~is_fg).long(), reduction="sum") / normaliser
-        loss_classes = (
-            lt_losses.seesaw_loss(
-                classes[is_fg],
-                gt_classes[is_fg],
-                self.cumulative_counts.to(scores.dtype),
-                p=self.p,
-                q=self.q,
-                eps=self.eps,
-                reduction="sum",
-            )
-            / normaliser
+        # Unweighted: the losses' own sums, as before per-RoI weights existed (the same numbers).
+        reduction = "sum" if roi_weights is None else "none"
+        loss_objectness = F.cross_entropy(objectness, (~is_fg).long(), reduction=reduction)
+        loss_classes = lt_losses.seesaw_loss(
+            classes[is_fg],
+            gt_classes[is_fg],
+            self.cumulative_counts.to(scores.dtype),
+            p=self.p,
+            q=self.q,
+            eps=self.eps,
+            reduction=reduction,
         )
+        if roi_weights is not None:
+            weights = roi_weights.detach().to(scores.dtype)
+            loss_objectness, loss_classes = (weights * loss_objectness).sum(), (weights[is_fg] * loss_classes).sum()
+        loss_objectness, loss_classes = loss_objectness / normaliser, loss_classes / normaliser
         weight = self.loss_weight.get("loss_cls", 1.0)
         return {
             "loss_cls_objectness": loss_objectness * weight,
@@ -152,7 +171,7 @@ class EQLv2BoxPredictor(FastRCNNOutputLayers):
     gradient-driven positive/negative weights. Inference: sigmoid(z_c) * (1 - sigmoid(z_background)).
 
     The loss has state (the accumulated gradient statistics) updated on every training call, so it is not a mean of
-    independent per-RoI losses (`per_example` False: the meta-weighting hook does not re-weight it).
+    independent per-RoI losses (`per_example` False: `losses` rejects `roi_weights`, meta-weighting refuses it).
     """
 
     per_example = False
@@ -185,7 +204,20 @@ class EQLv2BoxPredictor(FastRCNNOutputLayers):
         probs = torch.cat([sig[:, :-1] * (1.0 - sig[:, -1:]), sig[:, -1:]], dim=1)
         return probs.split([len(p) for p in proposals], dim=0)
 
-    def losses(self, predictions, proposals: List[Instances]) -> Dict[str, torch.Tensor]:
+    def losses(
+        self, predictions, proposals: List[Instances], roi_weights: Optional[torch.Tensor] = None
+    ) -> Dict[str, torch.Tensor]:
+        """EQLv2's loss and box regression (`roi_weights` must be None: the class docstring).
+
+        Args:
+            predictions: (scores [R, C+1], proposal_deltas), the outputs of `forward`.
+            proposals: the sampled RoIs with `gt_classes`, `proposal_boxes` and `gt_boxes`.
+            roi_weights: None.
+
+        Returns:
+            {"loss_cls", "loss_box_reg"}.
+        """
+        reject_roi_weights(self, roi_weights, "its weights come from gradient statistics of all RoIs so far")
         scores, proposal_deltas = predictions
         gt_classes = gt_classes_of(proposals, scores.device)
         _log_foreground_fraction(gt_classes, self.num_classes)

@@ -34,7 +34,13 @@ from lt_detectron.utils.distributed import all_reduce_sum, get_world_size, is_di
 from .box_predictors import BOX_PREDICTOR_REGISTRY
 from .calibration import calibrated
 from .class_counts import read_class_counts
-from .predictor_utils import gt_classes_of, put_scalars, regression_loss, reject_stock_loss_options
+from .predictor_utils import (
+    gt_classes_of,
+    put_scalars,
+    regression_loss,
+    reject_roi_weights,
+    reject_stock_loss_options,
+)
 from .priors import zero_count_warning_muted
 
 __all__ = ["LDAScores", "LDABoxPredictor", "balancer_state_to_tensor", "balancer_state_from_tensor"]
@@ -77,7 +83,8 @@ class LDAScores(NamedTuple):
 class LDABoxPredictor(FastRCNNOutputLayers):
     """BOX_CLASSIFIER "lda". The stock `cls_score` is replaced by the three classifiers above."""
 
-    # The divergence terms and a_t are batch-level: the loss is not a mean of per-RoI losses.
+    # The divergence terms and a_t are batch-level: the loss is not a mean of per-RoI losses (`losses` rejects
+    # roi_weights; meta-weighting refuses this head).
     per_example = False
 
     @configurable
@@ -225,21 +232,21 @@ class LDABoxPredictor(FastRCNNOutputLayers):
     def _fgbg_targets(is_fg: torch.Tensor) -> torch.Tensor:
         return torch.where(is_fg, FOREGROUND, BACKGROUND)
 
-    def per_roi_classification_loss(self, scores: LDAScores, gt_classes: torch.Tensor) -> torch.Tensor:
-        """Per-RoI part of the LDA loss: FgBg CE on every RoI plus, on foreground RoIs,
-        lambda_u CE_u + lambda_b a_t w_y CE_b. The divergence terms are batch-level and not included."""
-        is_fg = gt_classes < self.num_classes
-        per_roi = F.cross_entropy(scores.fgbg, self._fgbg_targets(is_fg), reduction="none")
-        if is_fg.any():
-            y, x = gt_classes[is_fg], scores.features[is_fg]
-            fg_loss = self.lambda_u * F.cross_entropy(self.unbalanced_score(x), y, reduction="none")
-            fg_loss = fg_loss + self.lambda_b * self.risk_balancer.alpha * lt_losses.cb_cross_entropy(
-                self._balanced_logits(x), y, self.balanced_weight, reduction="none"
-            )
-            per_roi = per_roi.index_put((is_fg.nonzero()[:, 0],), fg_loss, accumulate=True)
-        return per_roi
+    def losses(
+        self, predictions, proposals: List[Instances], roi_weights: Optional[torch.Tensor] = None
+    ) -> Dict[str, torch.Tensor]:
+        """The LDA loss terms (module docstring) and box regression.
 
-    def losses(self, predictions, proposals: List[Instances]) -> Dict[str, torch.Tensor]:
+        Args:
+            predictions: (LDAScores, proposal_deltas), the outputs of `forward`.
+            proposals: the sampled RoIs with `gt_classes`, `proposal_boxes` and `gt_boxes`.
+            roi_weights: None (`per_example` is False).
+
+        Returns:
+            {"loss_fgbg", "loss_cls_unbalanced", "loss_cls_balanced", "loss_lda_intra", "loss_lda_inter",
+            "loss_box_reg"}.
+        """
+        reject_roi_weights(self, roi_weights, "the divergence terms and a_t are batch-level")
         scores, proposal_deltas = predictions
         gt_classes = gt_classes_of(proposals, proposal_deltas.device)
         is_fg = gt_classes < self.num_classes

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import torch
 from detectron2.layers import cat
@@ -17,6 +17,8 @@ __all__ = [
     "gt_classes_of",
     "regression_loss",
     "reject_stock_loss_options",
+    "weighted_mean",
+    "reject_roi_weights",
 ]
 
 
@@ -70,4 +72,40 @@ def reject_stock_loss_options(cfg, name: str) -> None:
             f"MODEL.LT.BOX_CLASSIFIER = {name!r} defines its own classification loss, so "
             "MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE / USE_FED_LOSS must be False; use BOX_CLASSIFIER 'softmax' "
             "for Detectron2's sigmoid / federated loss."
+        )
+
+
+def weighted_mean(per_roi: torch.Tensor, roi_weights: torch.Tensor) -> torch.Tensor:
+    """The classification loss under per-RoI weights: `mean_i w_i L_i` over the sampled RoIs.
+
+    Args:
+        per_roi: Tensor[R] of unreduced per-RoI losses L_i.
+        roi_weights: Tensor[R] of weights w_i (LTROIHeads' `roi_weights`; no gradient flows into them).
+
+    Returns:
+        The scalar weighted mean; 0 (in the graph) without RoIs.
+    """
+    if roi_weights.shape != per_roi.shape:
+        raise ValueError(
+            f"roi_weights has shape {tuple(roi_weights.shape)} but the box predictor scored {tuple(per_roi.shape)} "
+            "RoIs; pass one weight per sampled RoI"
+        )
+    if per_roi.numel() == 0:
+        return per_roi.sum() * 0.0
+    return (roi_weights.detach().to(per_roi.dtype) * per_roi).mean()
+
+
+def reject_roi_weights(predictor: FastRCNNOutputLayers, roi_weights: Optional[torch.Tensor], why: str) -> None:
+    """For predictors whose classification loss is not a mean of per-RoI losses (`per_example` False): per-RoI
+    weights have no defined meaning there, so they are an error rather than silently ignored.
+
+    Args:
+        predictor: the box predictor.
+        roi_weights: what LTROIHeads passed; None is accepted.
+        why: what makes the loss batch-level, for the message.
+    """
+    if roi_weights is not None:
+        raise ValueError(
+            f"{type(predictor).__name__} takes no roi_weights: its classification loss is not a mean of per-RoI "
+            f"losses ({why}), so per-RoI weights (e.g. MODEL.LT.META) do not apply to it."
         )

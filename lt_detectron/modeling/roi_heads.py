@@ -1,16 +1,20 @@
 """`LTROIHeads`: Detectron2's StandardROIHeads whose box predictor is chosen by MODEL.LT.BOX_CLASSIFIER.
 
-Only the box predictor changes; the pooler, box head, mask head and proposal sampling are Detectron2's.
+Only the box predictor changes; the pooler, box head, mask head and proposal sampling are Detectron2's. In training
+an optional `roi_reweighter` (e.g. meta-weighting's `lt_detectron.engine.meta_step.RoIMetaStep`) gives per-RoI
+weights, which the box predictor applies in its classification loss (`losses(..., roi_weights=)`).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+from detectron2.structures import Boxes, Instances
 from torch import nn
 
 from lt_detectron.layers import CosineLinear
@@ -19,7 +23,11 @@ from . import comparators, lda_predictor  # noqa: F401  (register "seesaw", "eql
 from .box_predictors import BOX_PREDICTOR_REGISTRY, put_scalars
 from .calibration import build_score_calibration
 
-__all__ = ["LTROIHeads", "BOX_PREDICTOR_REGISTRY", "build_box_predictor"]
+__all__ = ["LTROIHeads", "RoIReweighter", "BOX_PREDICTOR_REGISTRY", "build_box_predictor"]
+
+# (box predictor, box-head features [R, d], the predictor's outputs, sampled RoIs) -> weights [R] (detached), or
+# None for the unweighted loss.
+RoIReweighter = Callable[[FastRCNNOutputLayers, torch.Tensor, Any, List[Instances]], Optional[torch.Tensor]]
 
 
 def build_box_predictor(cfg, input_shape: ShapeSpec) -> FastRCNNOutputLayers:
@@ -77,11 +85,35 @@ def log_dead_box_features(box_head: nn.Module, inputs, features: torch.Tensor) -
 
 @ROI_HEADS_REGISTRY.register()
 class LTROIHeads(StandardROIHeads):
-    """StandardROIHeads with a long-tail box classifier (MODEL.ROI_HEADS.NAME: "LTROIHeads")."""
+    """StandardROIHeads with a long-tail box classifier (MODEL.ROI_HEADS.NAME: "LTROIHeads").
+
+    `roi_reweighter` (default None: unweighted) is asked in each training forward for the weights of the sampled RoIs.
+    """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.box_head.register_forward_hook(log_dead_box_features)
+        self.roi_reweighter: Optional[RoIReweighter] = None
+
+    def _forward_box(self, features: Dict[str, torch.Tensor], proposals: List[Instances]):
+        if not self.training:
+            return super()._forward_box(features, proposals)
+        # Detectron2's training branch, with the re-weighter's per-RoI weights passed to the predictor's loss.
+        pooled = self.box_pooler([features[f] for f in self.box_in_features], [x.proposal_boxes for x in proposals])
+        box_features = self.box_head(pooled)
+        predictions = self.box_predictor(box_features)
+        weights = None
+        if self.roi_reweighter is not None:
+            weights = self.roi_reweighter(self.box_predictor, box_features, predictions, proposals)
+        # Only when given: a user's predictor without the argument keeps working unweighted.
+        kwargs = {} if weights is None else {"roi_weights": weights}
+        losses = self.box_predictor.losses(predictions, proposals, **kwargs)
+        if self.train_on_pred_boxes:  # proposals change in place: after the losses
+            with torch.no_grad():
+                pred_boxes = self.box_predictor.predict_boxes_for_gt_classes(predictions, proposals)
+            for proposals_per_image, boxes in zip(proposals, pred_boxes):
+                proposals_per_image.proposal_boxes = Boxes(boxes)
+        return losses
 
     @classmethod
     def _init_box_head(cls, cfg, input_shape):
