@@ -19,6 +19,7 @@ from detectron2.evaluation import LVISEvaluator  # noqa: E402
 
 from lt_detectron.data import generate_lt_shapes, register_lt_shapes  # noqa: E402
 from lt_detectron.engine import LTTrainer, build_cfg, build_lt_evaluator  # noqa: E402
+from lt_detectron.utils.io import TEMP_SUFFIX  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_BASELINE = os.path.join(REPO, "configs", "demo", "lt_shapes_baseline.yaml")
@@ -92,7 +93,7 @@ def test_lvis_datasets_get_an_lvis_evaluator_at_300_detections(trained):
 def test_checkpoints_are_written_atomically(trained):
     cfg, trainer, _ = trained
     files = os.listdir(cfg.OUTPUT_DIR)
-    assert "model_final.pth" in files and not [f for f in files if f.endswith(".tmp")]
+    assert "model_final.pth" in files and not [f for f in files if f.endswith(TEMP_SUFFIX)]
     with open(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")) as f:
         assert f.read() == "model_final.pth"
     saved = torch.load(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"), map_location="cpu", weights_only=True)

@@ -11,8 +11,10 @@ from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer
 from detectron2.engine.hooks import EvalHook
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, LVISEvaluator
+from detectron2.utils import comm
 
 from lt_detectron.utils.checkpoint import AtomicCheckpointerMixin
+from lt_detectron.utils.io import remove_stale_temporaries
 
 from .distributed import broadcast_buffers_from_main, cpu_aware_ddp
 from .meta_hook import MetaWeightingTrainerMixin
@@ -83,6 +85,8 @@ class LTTrainer(MetaWeightingTrainerMixin, DefaultTrainer):
     last_eval_results: Optional[dict] = None  # the latest DATASETS.TEST evaluation (set by the EvalHook)
 
     def __init__(self, cfg):
+        if comm.is_main_process():  # checkpoints or reports of a run killed mid-write
+            remove_stale_temporaries(cfg.OUTPUT_DIR)
         with cpu_aware_ddp():
             super().__init__(cfg)
 
