@@ -14,12 +14,11 @@ fvcore; `names()` lists the names in registration order. Only fvcore is imported
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, List, Optional, Union
 
 from fvcore.common.registry import Registry as _FvcoreRegistry
 
-__all__ = ["Registry", "deprecated_dict"]
+__all__ = ["Registry"]
 
 
 class Registry(_FvcoreRegistry):
@@ -52,12 +51,3 @@ class Registry(_FvcoreRegistry):
         if name not in self._obj_map:
             raise KeyError(f"{self._name} registry has no {name!r}; known: {', '.join(self.names())}.")
         return self._obj_map[name]
-
-
-def deprecated_dict(registry: Registry, old: str, new: str) -> dict:
-    """The name -> object dict a module exposed before `registry` replaced it, with a DeprecationWarning.
-
-    For a module `__getattr__`, so `from module import OLD_DICT` keeps working.
-    """
-    warnings.warn(f"{old} is deprecated; use {new} (a Registry).", DeprecationWarning, stacklevel=3)
-    return dict(registry)

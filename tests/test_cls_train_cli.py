@@ -1,4 +1,4 @@
-"""CLI smoke: `python -m lt_detectron.classification.train --config FILE [KEY=VALUE ...]` and `--eval-only`."""
+"""CLI smoke: `python -m lt_detectron.classification.train --config FILE [KEY VALUE ...]` and `--eval-only`."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, "configs", "classification")
 
 
-def _overrides(out, old_syntax: bool = False):
-    """KEY VALUE pairs (Detectron2's syntax), or with `old_syntax` the deprecated KEY=VALUE items."""
+def _overrides(out):
+    """KEY VALUE pairs (Detectron2's syntax)."""
     drop = ("TEST.PLOTS", "LOG.TENSORBOARD", "CHECKPOINT_PERIOD")
     pairs = [(k, v) for k, v in zip(TINY[0::2], TINY[1::2]) if k not in drop]
     pairs += [("SOLVER.EPOCHS", "1"), ("OUTPUT_DIR", str(out)), ("TEST.PLOTS", "True"), ("LOG.TENSORBOARD", "True")]
-    return [f"{k}={v}" for k, v in pairs] if old_syntax else [t for pair in pairs for t in pair]
+    return [t for pair in pairs for t in pair]
 
 
 def test_train_then_eval_only(tmp_path, capsys):
@@ -42,8 +42,7 @@ def test_train_then_eval_only(tmp_path, capsys):
     final = json.load(open(tmp_path / "eval/final/eval.json"))
     assert "forward_injected" in final["shifted_prior"]  # with and without target-prior injection
 
-    with pytest.warns(FutureWarning, match="KEY=VALUE overrides are deprecated"):  # the old syntax still works
-        cli.main(["--config", config, "--eval-only", *_overrides(tmp_path, old_syntax=True)])
+    cli.main(["--config", config, "--eval-only", *_overrides(tmp_path)])
     again = json.load(open(tmp_path / "eval/eval_only/eval.json"))
     assert again["top1"] == final["top1"] and again["per_class_recall"] == final["per_class_recall"]
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lt_detectron.classification.m2m import M2mConfig, m2m_batch, rejection_probability, seed_class_weights, translate
+from lt_detectron.classification.m2m import M2mDefaults, m2m_batch, rejection_probability, seed_class_weights, translate
 
 
 def _nets(seed: int = 0, dim: int = 16, classes: int = 3):
@@ -24,7 +24,7 @@ def test_translation_lowers_g_loss_on_the_target_class():
     seed_classes = g(x0).argmax(1)
     targets = (seed_classes + 1) % 3  # translate every seed towards another class
     before = F.cross_entropy(g(x0), targets, reduction="none")
-    x_star = translate(g, f, x0, targets, seed_classes, M2mConfig(steps=10, step_size=0.1, lam=0.1, noise_std=0.0))
+    x_star = translate(g, f, x0, targets, seed_classes, M2mDefaults(steps=10, step_size=0.1, lam=0.1, noise_std=0.0))
     after = F.cross_entropy(g(x_star), targets, reduction="none")
     assert (after < before).float().mean() > 0.95 and after.mean() < before.mean() - 0.1
     # Each step moves by exactly eta in L2, so T steps stay within T * eta of the seed.
@@ -36,7 +36,12 @@ def test_translation_leaves_network_modes_untouched():
     g, f = _nets()
     f.train()
     translate(
-        g, f, torch.randn(4, 16), torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long), M2mConfig(steps=2)
+        g,
+        f,
+        torch.randn(4, 16),
+        torch.zeros(4, dtype=torch.long),
+        torch.ones(4, dtype=torch.long),
+        M2mDefaults(steps=2),
     )
     assert f.training
 
@@ -66,7 +71,7 @@ def test_loss_threshold_gamma(gamma, expect_all):
     images, targets = _batch()
     counts = torch.tensor([1000, 1])  # class 1 is tried with probability 1 - 1/1000
     # beta = 0: the frequency-based rejection never fires, so only gamma decides.
-    out, stats = m2m_batch(g, f, images, targets, counts, M2mConfig(beta=0.0, gamma=gamma, steps=2))
+    out, stats = m2m_batch(g, f, images, targets, counts, M2mDefaults(beta=0.0, gamma=gamma, steps=2))
     assert stats["m2m_attempted"] > 150
     changed = (out != images).any(dim=1)
     assert not changed[targets == 0].any()  # the head class is never translated into
@@ -79,7 +84,7 @@ def test_loss_threshold_gamma(gamma, expect_all):
 def test_beta_near_one_rejects_almost_everything_when_seed_class_dominates():
     g, f = _nets(classes=2)
     images, targets = _batch()
-    _, stats = m2m_batch(g, f, images, targets, torch.tensor([1000, 1]), M2mConfig(beta=1 - 1e-9, gamma=1e9, steps=1))
+    _, stats = m2m_batch(g, f, images, targets, torch.tensor([1000, 1]), M2mDefaults(beta=1 - 1e-9, gamma=1e9, steps=1))
     assert stats["m2m_attempted"] > 150 and stats["m2m_accepted"] == 0
 
 
@@ -88,7 +93,7 @@ def test_rejection_rate_matches_beta_power():
     g, f = _nets(classes=2)
     images, targets = _batch(400)
     beta = 0.5 ** (1 / 999)  # rejection probability beta^(1000 - 1) = 0.5
-    _, stats = m2m_batch(g, f, images, targets, torch.tensor([1000, 1]), M2mConfig(beta=beta, gamma=1e9, steps=1))
+    _, stats = m2m_batch(g, f, images, targets, torch.tensor([1000, 1]), M2mDefaults(beta=beta, gamma=1e9, steps=1))
     rate = stats["m2m_accepted"] / stats["m2m_attempted"]
     assert 0.4 < rate < 0.6, rate  # 400 Bernoulli(0.5) draws: 5 standard deviations either side
 
@@ -97,23 +102,29 @@ def test_no_attempt_without_a_more_frequent_class_in_the_batch():
     g, f = _nets(classes=2)
     images = torch.randn(50, 16)
     targets = torch.ones(50, dtype=torch.long)  # only the minority class present
-    out, stats = m2m_batch(g, f, images, targets, torch.tensor([1000, 1]), M2mConfig(beta=0.0, gamma=1e9))
+    out, stats = m2m_batch(g, f, images, targets, torch.tensor([1000, 1]), M2mDefaults(beta=0.0, gamma=1e9))
     assert stats["m2m_attempted"] == 0 and torch.equal(out, images)
 
 
-def test_trainer_pretrains_g_with_ce_when_no_checkpoint_is_given(tmp_path):
+def test_command_line_pretrains_g_with_ce_when_no_checkpoint_is_given(tmp_path):
+    """The trainer only loads g (METHOD.M2M.G_CHECKPOINT); training it is the command line's job."""
     import os
 
     from _cls_train_helpers import tiny_cfg
 
-    from lt_detectron.classification.config import load_config
+    from lt_detectron.classification.config import ConfigError, load_config
+    from lt_detectron.classification.train import with_frozen_classifier
     from lt_detectron.classification.trainer import FINAL_WEIGHTS, ClassificationTrainer
 
-    cfg = tiny_cfg(tmp_path, "m2m", "SOLVER.EPOCHS=1", "METHOD.M2M.START_EPOCH=0")
-    trainer = ClassificationTrainer(cfg)
+    cfg = tiny_cfg(tmp_path, "m2m", "SOLVER.EPOCHS", "1", "METHOD.M2M.START_EPOCH", "0")
+    with pytest.raises(ConfigError, match="METHOD.M2M.G_CHECKPOINT"):
+        ClassificationTrainer(cfg)
     g_weights = os.path.join(tmp_path, "m2m_g", FINAL_WEIGHTS)
-    assert os.path.isfile(g_weights)
+    with_g = with_frozen_classifier(cfg)
+    assert with_g.METHOD.M2M.G_CHECKPOINT == g_weights and os.path.isfile(g_weights)
     assert load_config(os.path.join(tmp_path, "m2m_g", "config.yaml")).METHOD.NAME == "ce"  # ERM, same recipe
+    assert with_frozen_classifier(tiny_cfg(tmp_path / "ce", "ce")).METHOD.M2M.G_CHECKPOINT == ""  # only for M2m
+    trainer = ClassificationTrainer(with_g)
     g = trainer.method._g[0]
     assert not g.training and not any(p.requires_grad for p in g.parameters())
     saved = torch.load(g_weights, weights_only=True)["model"]

@@ -15,7 +15,7 @@ from lt_detectron.layers import CosineLinear
 
 ALL_METHODS = sorted(METHOD_REGISTRY.names())
 # Deferred stages (meta, M2m, DRW) start at epoch 0 so that a few steps exercise them.
-START_NOW = ["METHOD.META.START_EPOCH=0", "METHOD.M2M.START_EPOCH=0"]
+START_NOW = ["METHOD.META.START_EPOCH", "0", "METHOD.M2M.START_EPOCH", "0"]
 
 
 def _trainer(tmp_path, method, *overrides):
@@ -58,7 +58,7 @@ def test_method_specific_parts(tmp_path):
 def test_pc_softmax_and_lade_inject_the_configured_target_prior(tmp_path):
     prior = " ".join(["1"] * 9 + ["1000"])  # almost all mass on class 9
     for method in ("pc_softmax", "lade"):
-        trainer = _trainer(tmp_path, method, f"METHOD.TEST_TARGET_PRIOR={prior}")
+        trainer = _trainer(tmp_path, method, "METHOD.TEST_TARGET_PRIOR", prior)
         logits, _ = trainer.predict()
         plain, _ = trainer.predict(target_prior=torch.full((10,), 0.1))
         shift = (logits - plain).mean(0)
@@ -73,7 +73,7 @@ def test_unknown_method_lists_known_ones(tmp_path):
 
 def test_unknown_dataset_lists_known_ones(tmp_path):
     with pytest.raises(ValueError, match="known: .*digits_lt.*cifar10_lt"):
-        ClassificationTrainer(tiny_cfg(tmp_path, "ce", "DATASET.NAME=mnist_lt"))
+        ClassificationTrainer(tiny_cfg(tmp_path, "ce", "DATASET.NAME", "mnist_lt"))
 
 
 def test_config_errors_name_source_key_and_fix(tmp_path):
@@ -82,9 +82,9 @@ def test_config_errors_name_source_key_and_fix(tmp_path):
     with pytest.raises(ConfigError, match=r"bad.yaml.*'SOLVER.EPOCH'.*SOLVER.EPOCHS"):
         load_config(str(path))
     with pytest.raises(ConfigError, match="command-line override.*METHOD.LDA.GAMA"):
-        load_config(None, ["METHOD.LDA.GAMA=1.0"])
+        load_config(None, ["METHOD.LDA.GAMA", "1.0"])
     with pytest.raises(ConfigError, match="DATASET.ARGS"):
-        ClassificationTrainer(tiny_cfg(tmp_path, "ce", "DATASET.ARGS.IMBALANCE=3"))
+        ClassificationTrainer(tiny_cfg(tmp_path, "ce", "DATASET.ARGS.IMBALANCE", "3"))
     with pytest.raises(ConfigError, match="already class-weighted"):
         ClassificationTrainer(tiny_cfg(tmp_path, "cb_ce", "METHOD.DRW.ENABLED", "True"))
 
@@ -93,11 +93,16 @@ def test_lr_schedule_warmup_step_and_cosine():
     cfg = load_config(
         None,
         [
-            "SOLVER.EPOCHS=10",
-            "SOLVER.WARMUP_EPOCHS=2",
-            "SOLVER.WARMUP_FACTOR=0.1",
-            "SOLVER.STEPS=(5,8)",
-            "SOLVER.GAMMA=0.1",
+            "SOLVER.EPOCHS",
+            "10",
+            "SOLVER.WARMUP_EPOCHS",
+            "2",
+            "SOLVER.WARMUP_FACTOR",
+            "0.1",
+            "SOLVER.STEPS",
+            "(5,8)",
+            "SOLVER.GAMMA",
+            "0.1",
         ],
     )
     sched = build_lr_multiplier(cfg, iters_per_epoch=10)  # an fvcore ParamScheduler of iteration / 100
@@ -108,11 +113,12 @@ def test_lr_schedule_warmup_step_and_cosine():
     assert f(0) == pytest.approx(0.1) and f(10) == pytest.approx(0.55) and f(20) == 1.0
     assert f(49) == 1.0 and f(50) == pytest.approx(0.1) and f(80) == pytest.approx(0.01)
     cos = build_lr_multiplier(
-        load_config(None, ["SOLVER.EPOCHS=10", "SOLVER.WARMUP_EPOCHS=0", "SOLVER.SCHEDULE=cosine"]), iters_per_epoch=10
+        load_config(None, ["SOLVER.EPOCHS", "10", "SOLVER.WARMUP_EPOCHS", "0", "SOLVER.SCHEDULE", "cosine"]),
+        iters_per_epoch=10,
     )
     assert cos(0) == 1.0 and cos(0.5) == pytest.approx(0.5) and cos(1.0) == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ConfigError, match="SOLVER.STEPS"):
-        build_lr_multiplier(load_config(None, ["SOLVER.EPOCHS=10", "SOLVER.STEPS=(5,3)"]), iters_per_epoch=10)
+        build_lr_multiplier(load_config(None, ["SOLVER.EPOCHS", "10", "SOLVER.STEPS", "(5,3)"]), iters_per_epoch=10)
 
 
 def test_epoch_sampler_is_resumable_and_balances_classes():
@@ -130,22 +136,23 @@ def test_epoch_sampler_is_resumable_and_balances_classes():
 
 
 def test_drs_and_m2m_switch_to_balanced_batches(tmp_path):
-    drs = ClassificationTrainer(tiny_cfg(tmp_path / "drs", "ce", "DATALOADER.DRS_START_EPOCH=1"))
+    drs = ClassificationTrainer(tiny_cfg(tmp_path / "drs", "ce", "DATALOADER.DRS_START_EPOCH", "1"))
     assert not drs.balanced_sampling(0) and drs.balanced_sampling(1)
     m2m = ClassificationTrainer(
-        tiny_cfg(tmp_path / "m2m", "m2m", "METHOD.M2M.START_EPOCH=1"), frozen_classifier=build_model("digits_mlp", 10)
+        tiny_cfg(tmp_path / "m2m", "m2m", "METHOD.M2M.START_EPOCH", "1"),
+        frozen_classifier=build_model("digits_mlp", 10),
     )
     assert not m2m.balanced_sampling(0) and m2m.balanced_sampling(1)
 
 
 def test_meta_variants_classifier_mode_l2rw_and_dev_from_train(tmp_path):
-    clf = _trainer(tmp_path / "clf", "meta_ce", "METHOD.META.MODE=classifier")
+    clf = _trainer(tmp_path / "clf", "meta_ce", "METHOD.META.MODE", "classifier")
     backbone_before = [p.detach().clone() for p in clf.model.backbone.parameters()]
     clf.run_step(*next(iter(clf._train_loader(0, 0))))
     # Meta-gradient through the classifier only, but the real step still trains the backbone.
     assert any(not torch.equal(a, b) for a, b in zip(backbone_before, clf.model.backbone.parameters()))
 
-    l2rw = _trainer(tmp_path / "l2rw", "meta_ce", "METHOD.META.L2RW=True")
+    l2rw = _trainer(tmp_path / "l2rw", "meta_ce", "METHOD.META.L2RW", "True")
     batch = next(iter(l2rw._train_loader(0, 0)))
     dev = l2rw.method._dev_batch(torch.device("cpu"))
     per_example = lambda z, y: torch.nn.functional.cross_entropy(z, y, reduction="none")  # noqa: E731
@@ -153,7 +160,7 @@ def test_meta_variants_classifier_mode_l2rw_and_dev_from_train(tmp_path):
     assert (result.weights >= 0).all() and result.weights.mean().item() == pytest.approx(1.0, rel=1e-5)
 
     held_out = _trainer(
-        tmp_path / "train_dev", "meta_ce", "METHOD.META.DEV_SOURCE=train", "METHOD.META.DEV_PER_CLASS=2"
+        tmp_path / "train_dev", "meta_ce", "METHOD.META.DEV_SOURCE", "train", "METHOD.META.DEV_PER_CLASS", "2"
     )
     full = np.asarray(held_out.data.train_counts)
     # Two images per class leave the training set (every class has at least 3), and the counts follow.
@@ -173,7 +180,23 @@ def test_methods_prepare_their_own_inputs(tmp_path):
     assert prepare_method(tiny_cfg(tmp_path, "m2m"), data, training=False).extras == {}  # no g for evaluation
     g = build_model("digits_mlp", 10)
     assert prepare_method(tiny_cfg(tmp_path, "m2m"), data, frozen_classifier=g).extras["frozen_classifier"] is g
-    held = prepare_method(tiny_cfg(tmp_path, "meta_ce", "METHOD.META.DEV_SOURCE=train"), data)
+    held = prepare_method(tiny_cfg(tmp_path, "meta_ce", "METHOD.META.DEV_SOURCE", "train"), data)
     dev = set(held.extras["dev_data"].indices)
     assert dev and not dev & set(held.train_indices.tolist())
     assert len(dev) + len(held.train_indices) == len(data.train)
+
+
+def test_meta_methods_write_their_eps_history_with_the_evaluation(tmp_path):
+    """`write_outputs`: the meta methods add eps_history.json and eps.png (Jamal et al. 2020 Fig. 3); CE adds none."""
+    import json
+
+    meta = _trainer(tmp_path, "meta_ce", "TEST.PLOTS", "True", "SOLVER.EPOCHS", "10")
+    batch = next(iter(meta._train_loader(0, 0)))
+    for _ in range(20):  # the eps tracker closes a point every 20 meta steps (META_DEFAULTS.log_period)
+        meta.run_step(*batch)
+    meta.evaluate(tag="t")
+    out = tmp_path / "meta_ce" / "eval" / "t"
+    history = json.load(open(out / "eps_history.json"))
+    assert (out / "eps.png").is_file() and history["iterations"] == [19] and len(history["eps_mean"][0]) == 10
+    _trainer(tmp_path, "ce").method.write_outputs(str(tmp_path / "ce_outputs"))
+    assert not (tmp_path / "ce_outputs").exists()

@@ -14,7 +14,7 @@ from lt_detectron.classification.trainer import CHECKPOINT, ClassificationTraine
 
 # 4 batches per epoch: stopping at step 2 and 6 lands mid-epoch, the runs cross the epoch boundary (lr decay,
 # DRS switch to class-balanced batches) in between.
-EXTRA = ["DATALOADER.DRS_START_EPOCH=1", "METHOD.META.START_EPOCH=0", "METHOD.M2M.START_EPOCH=0"]
+EXTRA = ["DATALOADER.DRS_START_EPOCH", "1", "METHOD.META.START_EPOCH", "0", "METHOD.M2M.START_EPOCH", "0"]
 
 
 def _make(out, method):
@@ -49,7 +49,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, method):
     mom_b = [s["momentum_buffer"] for s in resumed.optimizer.state.values()]
     assert all(torch.equal(a, b) for a, b in zip(mom_a, mom_b))
     if method == "lda":
-        assert straight.method.balancer.state_dict() == resumed.method.balancer.state_dict()
+        assert straight.method.lda_loss.balancer.state_dict() == resumed.method.lda_loss.balancer.state_dict()
     if method == "meta_ce":
         assert straight.method.dev_sampler.state_dict() == resumed.method.dev_sampler.state_dict()
         assert straight.method.reweighter.meta_steps == resumed.method.reweighter.meta_steps == 6

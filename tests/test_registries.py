@@ -1,5 +1,5 @@
 """Registries for box classifiers, losses, classification methods, models and datasets: decorators from outside the
-package, unknown names listing the known ones, and the deprecated dicts they replaced."""
+package and unknown names listing the known ones."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def test_classification_registries_take_user_entries(tmp_path):
     from _cls_train_helpers import tiny_cfg
 
     from lt_detectron.classification.datasets import DATASET_REGISTRY, build_dataset
-    from lt_detectron.classification.methods import METHOD_REGISTRY, LossMethod
+    from lt_detectron.classification.methods import METHOD_REGISTRY, FocalMethod
     from lt_detectron.classification.models import MODEL_REGISTRY, build_model
     from lt_detectron.classification.trainer import ClassificationTrainer
 
@@ -155,8 +155,10 @@ def test_classification_registries_take_user_entries(tmp_path):
         return build_dataset("digits_lt", root, **kw)
 
     @METHOD_REGISTRY.register("test_focal_gamma1")
-    def focal_gamma1(cfg, model, counts, **extras):
-        return LossMethod(cfg, model, counts, "focal", gamma=1.0)
+    class FocalGamma1(FocalMethod):  # a user's method: a subclass that reads its options its own way
+        @classmethod
+        def loss_options(cls, cfg):
+            return {"gamma": 1.0}
 
     try:
         assert build_model("test_tiny_mlp", 10).feat_dim == 8

@@ -1,7 +1,6 @@
 """One implementation per concept: the layers and loss helpers that detection and classification share."""
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -152,18 +151,6 @@ def test_meta_stage_starts_at_the_first_lr_decay():
     assert stage_two_start(-1, ()) == 0
 
 
-def test_old_classification_prior_key_still_works(tmp_path):
-    with pytest.warns(FutureWarning, match="METHOD.TEST_PRIOR is deprecated; use METHOD.TEST_TARGET_PRIOR"):
-        cfg = load_config(None, ["METHOD.TEST_PRIOR", "source"])
-    assert cfg.METHOD.TEST_TARGET_PRIOR == "source"
-    path = tmp_path / "old.yaml"
-    path.write_text("METHOD:\n  NAME: lade\n  TEST_PRIOR: '1 2 3'\n")
-    with pytest.warns(FutureWarning, match=f"config file {path}: METHOD.TEST_PRIOR is deprecated"):
-        cfg = load_config(str(path))
-    assert cfg.METHOD.TEST_TARGET_PRIOR == "1 2 3" and cfg.METHOD.NAME == "lade"
-    assert math.isclose(L.parse_target_prior(cfg.METHOD.TEST_TARGET_PRIOR, [1, 1, 1]).sum().item(), 1.0)
-
-
 def test_uniform_renorm_classifier_rounds_like_the_authors_layer():
     """Bitwise the same logits and gradients as `normalize(x) @ normalize(W, dim=0)` on the (in, out) weight."""
     torch.manual_seed(0)
@@ -227,7 +214,7 @@ def test_both_config_trees_take_defaults_from_the_records():
     assert L.RiskBalancer().gamma == L.LDA_DEFAULTS.gamma and L.build_loss("focal").gamma == L.FOCAL_DEFAULTS.gamma
 
 
-def test_drw_keys_have_one_meaning_each(tmp_path):
+def test_drw_keys_have_one_meaning_each():
     from lt_detectron.classification.methods import drw_start_epoch
 
     def cfg(*overrides):
@@ -238,35 +225,13 @@ def test_drw_keys_have_one_meaning_each(tmp_path):
     assert drw_start_epoch(cfg("METHOD.DRW.ENABLED", "True")) == 32
     assert drw_start_epoch(cfg("METHOD.DRW.ENABLED", "True", "METHOD.DRW.START_EPOCH", "5")) == 5
     assert drw_start_epoch(cfg("METHOD.DRW.START_EPOCH", "5")) == -1  # a start alone does not switch DRW on
-    with pytest.warns(FutureWarning) as caught:
-        old_on = cfg("METHOD.DRW_START_EPOCH", "5", "METHOD.DRW_BETA", "0.99")
-    messages = " ".join(str(w.message) for w in caught)
-    assert "METHOD.DRW_START_EPOCH is deprecated" in messages and "METHOD.DRW_BETA is deprecated" in messages
-    assert old_on.METHOD.DRW.ENABLED and old_on.METHOD.DRW.START_EPOCH == 5 and old_on.METHOD.DRW.BETA == 0.99
-    with pytest.warns(FutureWarning):
-        old_off = cfg("METHOD.DRW_START_EPOCH", "-1")
-    assert drw_start_epoch(old_off) == -1 and drw_start_epoch(old_off, forced=True) == 32
-    path = tmp_path / "old.yaml"
-    path.write_text("METHOD:\n  NAME: ldam\n  DRW_START_EPOCH: 3\n")
-    with pytest.warns(FutureWarning, match="config file"):
-        assert drw_start_epoch(load_config(str(path))) == 3
 
 
 def test_override_syntax():
-    from lt_detectron.classification.config import parse_overrides
-
-    assert parse_overrides(["SOLVER.EPOCHS", "3", "METHOD.TEST_TARGET_PRIOR", "a=b.json"]) == [
-        "SOLVER.EPOCHS",
-        "3",
-        "METHOD.TEST_TARGET_PRIOR",
-        "a=b.json",
-    ]
-    with pytest.warns(FutureWarning, match=r"KEY=VALUE overrides are deprecated \(SOLVER.EPOCHS=3\)"):
-        assert parse_overrides(["SOLVER.EPOCHS=3", "TEST.PLOTS", "False"]) == [
-            "SOLVER.EPOCHS",
-            "3",
-            "TEST.PLOTS",
-            "False",
-        ]
+    """Detectron2's KEY VALUE pairs; a string value keeps its text (an `=` included)."""
+    cfg = load_config(None, ["SOLVER.EPOCHS", "3", "METHOD.TEST_TARGET_PRIOR", "a=b.json", "TEST.PLOTS", "False"])
+    assert cfg.SOLVER.EPOCHS == 3 and cfg.METHOD.TEST_TARGET_PRIOR == "a=b.json" and cfg.TEST.PLOTS is False
     with pytest.raises(ConfigError, match="'TEST.PLOTS' has no value"):
-        parse_overrides(["SOLVER.EPOCHS", "3", "TEST.PLOTS"])
+        load_config(None, ["SOLVER.EPOCHS", "3", "TEST.PLOTS"])
+    with pytest.raises(ConfigError, match="unknown key 'METHOD.TEST_PRIOR'"):  # old names are gone, not translated
+        load_config(None, ["METHOD.TEST_PRIOR", "source"])

@@ -3,83 +3,24 @@
 Every key the classification trainer reads is defined, with its default and meaning, in `get_cfg()` below; a YAML
 file or override that names any other key fails with an error naming the file, the key and the keys that exist.
 Method defaults come from the records next to each implementation (`lt_detectron.losses.*_DEFAULTS`,
-`lt_detectron.meta.engine.META_DEFAULTS`), shared with the detection config (`lt_detectron/config.py`).
-Deprecated keys (`DEPRECATED_KEYS`) and `KEY=VALUE` overrides still work, with a warning naming the replacement.
+`lt_detectron.meta.engine.META_DEFAULTS`, `lt_detectron.classification.m2m.M2M_DEFAULTS`), shared with the detection
+config (`lt_detectron/config.py`) where detection has the method.
 """
 
 from __future__ import annotations
 
-import ast
 import difflib
 import os
-import re
-import warnings
-from typing import Any, Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
 from lt_detectron.losses import CB_DEFAULTS, FOCAL_DEFAULTS, LADE_DEFAULTS, LDA_DEFAULTS, LDAM_DEFAULTS
 from lt_detectron.meta.engine import META_DEFAULTS
 
-__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config", "parse_overrides", "DEPRECATED_KEYS"]
+from .m2m import M2M_DEFAULTS
 
-
-def _as_int(value: Any) -> int:
-    return int(ast.literal_eval(value) if isinstance(value, str) else value)
-
-
-def _old_drw_start(value: Any) -> list:
-    # Two meanings split in two keys: -1 was "off" (except for ldam_drw: "at 80% of the epochs"), >= 0 "on from then".
-    start = _as_int(value)
-    return [("METHOD.DRW.ENABLED", True), ("METHOD.DRW.START_EPOCH", start)] if start >= 0 else []
-
-
-# Old key -> (what to use now, [(new key, new value), ...] for its value). Still accepted, with a FutureWarning.
-DEPRECATED_KEYS: dict[str, tuple[str, Callable[[Any], list]]] = {
-    # One name with detection's MODEL.LT.TEST_TARGET_PRIOR.
-    "METHOD.TEST_PRIOR": ("METHOD.TEST_TARGET_PRIOR", lambda v: [("METHOD.TEST_TARGET_PRIOR", v)]),
-    "METHOD.DRW_START_EPOCH": (
-        "METHOD.DRW.ENABLED True and METHOD.DRW.START_EPOCH (-1 = the default start)",
-        _old_drw_start,
-    ),
-    "METHOD.DRW_BETA": ("METHOD.DRW.BETA", lambda v: [("METHOD.DRW.BETA", v)]),
-}
-
-
-def _translated(key: str, value: Any, source: str) -> list:
-    """[(key, value), ...] that a key and its value stand for today; a deprecated key warns and names the new one."""
-    if key not in DEPRECATED_KEYS:
-        return [(key, value)]
-    replacement, translate = DEPRECATED_KEYS[key]
-    warnings.warn(f"{source}: {key} is deprecated; use {replacement}.", FutureWarning, stacklevel=4)
-    try:
-        return translate(value)
-    except (ValueError, SyntaxError, TypeError):
-        raise ConfigError(f"{source}: {key} = {value!r} is not a valid value; use {replacement}.") from None
-
-
-def _translate_nested(loaded: dict, source: str) -> dict:
-    """The nested dict of a YAML file with deprecated keys translated (see DEPRECATED_KEYS)."""
-    flat: dict = {}
-
-    def walk(node: dict, prefix: str) -> None:
-        for key, value in node.items():
-            full = f"{prefix}{key}"
-            if isinstance(value, dict) and value:
-                walk(value, full + ".")
-            else:
-                flat[full] = value
-
-    walk(loaded, "")
-    out: dict = {}
-    for full, value in flat.items():
-        for key, new_value in _translated(full, value, source):
-            *parents, leaf = key.split(".")
-            node = out
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = new_value
-    return out
+__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config"]
 
 
 class ConfigError(ValueError):
@@ -94,24 +35,25 @@ class CfgNode(_FvcoreCfgNode):
             raise ConfigError(f"config file {cfg_filename!r} does not exist; pass an existing YAML file to --config")
         source = f"config file {cfg_filename}"
         try:
-            loaded = _translate_nested(self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe), source)
-            self.merge_from_other_cfg(type(self)(loaded))
+            self.merge_from_other_cfg(type(self)(self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)))
         except (KeyError, ValueError) as err:
             raise ConfigError(_explain(self, err, source=source)) from None
 
     def merge_from_list(self, cfg_list: list) -> None:  # noqa: D102
         """Merge [KEY, VALUE, ...]; keys under a `new_allowed` node (e.g. MODEL.ARGS.WIDTH) may be new."""
         if len(cfg_list) % 2:
-            raise ConfigError(f"overrides must come as KEY VALUE pairs, got an odd list: {cfg_list}")
+            raise ConfigError(
+                f"command-line override: {cfg_list[-1]!r} has no value; give KEY VALUE pairs, e.g. SOLVER.EPOCHS 10 "
+                "(Detectron2's syntax)"
+            )
         nested: dict = {}
-        for old_key, old_value in zip(cfg_list[0::2], cfg_list[1::2]):
-            for key, value in _translated(old_key, old_value, "command-line override"):
-                *parents, leaf = key.split(".")
-                node = nested
-                for part in parents:
-                    node = node.setdefault(part, {})
-                # A string key keeps the text as given (a prior "0.1,0.9" must not become a tuple).
-                node[leaf] = repr(value) if isinstance(self._lookup(key), str) else value
+        for key, value in zip(cfg_list[0::2], cfg_list[1::2]):
+            *parents, leaf = key.split(".")
+            node = nested
+            for part in parents:
+                node = node.setdefault(part, {})
+            # A string key keeps the text as given (a prior "0.1,0.9" must not become a tuple).
+            node[leaf] = repr(value) if isinstance(self._lookup(key), str) else value
         try:
             self.merge_from_other_cfg(CfgNode(nested))
         except (KeyError, ValueError, AssertionError) as err:
@@ -177,12 +119,11 @@ def get_cfg() -> CfgNode:
     _C.MODEL.ARGS = CfgNode(new_allowed=True)
 
     _C.METHOD = CfgNode()
-    # One of lt_detectron.classification.methods.METHODS (ce, cb_ce, focal, ..., m2m).
+    # A name in lt_detectron.classification.methods.METHOD_REGISTRY (ce, cb_ce, focal, ..., m2m).
     _C.METHOD.NAME = "ce"
     # Target prior p_t at inference for the prior-aware methods (pc_softmax, balanced_softmax, lade;
     # docs/methods.md#pc-softmax):
     # "uniform", "source" (training prior), a path to a json list of C numbers, or "n1 n2 ... nC" (normalised).
-    # Old name: METHOD.TEST_PRIOR (accepted with a deprecation warning).
     _C.METHOD.TEST_TARGET_PRIOR = "uniform"
     # Class-balanced weights (docs/methods.md#class-weights): effective number with this beta; None = (N-1)/N.
     _C.METHOD.CB = CfgNode()
@@ -196,7 +137,6 @@ def get_cfg() -> CfgNode:
     # Deferred re-weighting (docs/methods.md#ldam-and-deferred-re-weighting): effective-number class weights on a
     # per-example loss from START_EPOCH on.
     # On for ldam_drw always, for ce / focal / ldam / the meta methods' base loss when ENABLED.
-    # (Replaces METHOD.DRW_START_EPOCH, where -1 meant "off" except for ldam_drw; the old key still works.)
     _C.METHOD.DRW = CfgNode()
     _C.METHOD.DRW.ENABLED = False
     # -1 = round(0.8 * SOLVER.EPOCHS), Cao et al.'s 160 of 200 (LDAM_DEFAULTS.drw_start_fraction).
@@ -240,13 +180,13 @@ def get_cfg() -> CfgNode:
     _C.METHOD.M2M = CfgNode()  # docs/methods.md#m2m
     # Frozen ERM classifier g: a checkpoint path; "" = train it first with this config and METHOD.NAME ce.
     _C.METHOD.M2M.G_CHECKPOINT = ""
-    _C.METHOD.M2M.START_EPOCH = 160  # deferred start: plain ERM before it
-    _C.METHOD.M2M.STEPS = 10  # T
-    _C.METHOD.M2M.STEP_SIZE = 0.1  # eta
-    _C.METHOD.M2M.BETA = 0.999  # searched in {0.9, 0.99, 0.999}
-    _C.METHOD.M2M.LAMBDA = 0.1  # searched in {0.01, 0.1, 0.5}
-    _C.METHOD.M2M.GAMMA = 0.99  # searched in {0.9, 0.99}
-    _C.METHOD.M2M.NOISE_STD = 0.01  # x = x0 + N(0, std^2) noise before the T steps
+    _C.METHOD.M2M.START_EPOCH = M2M_DEFAULTS.start_epoch  # deferred start: plain ERM before it
+    _C.METHOD.M2M.STEPS = M2M_DEFAULTS.steps  # T
+    _C.METHOD.M2M.STEP_SIZE = M2M_DEFAULTS.step_size  # eta
+    _C.METHOD.M2M.BETA = M2M_DEFAULTS.beta
+    _C.METHOD.M2M.LAMBDA = M2M_DEFAULTS.lam
+    _C.METHOD.M2M.GAMMA = M2M_DEFAULTS.gamma
+    _C.METHOD.M2M.NOISE_STD = M2M_DEFAULTS.noise_std  # x = x0 + N(0, std^2) noise before the T steps
 
     _C.SOLVER = CfgNode()
     _C.SOLVER.EPOCHS = 200
@@ -283,54 +223,16 @@ def get_cfg() -> CfgNode:
     return _C
 
 
-_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Za-z0-9_]+)*")
-
-
-def parse_overrides(
-    tokens: Iterable[str], source: str = "command-line override", category: type[Warning] = FutureWarning
-) -> list[str]:
-    """`KEY VALUE ...` (Detectron2's syntax) as a flat [KEY, VALUE, ...] list.
-
-    A token `KEY=VALUE` (the old syntax) is still accepted as one pair, with a warning of `category` (the CLI: a
-    FutureWarning, shown to users; `load_config`: a DeprecationWarning, for code); both forms may be mixed.
-    """
-    tokens = list(tokens)
-    pairs: list[str] = []
-    old: list[str] = []
-    i = 0
-    while i < len(tokens):
-        token = str(tokens[i])
-        key, sep, value = token.partition("=")
-        if sep and _KEY.fullmatch(key.strip()):
-            pairs += [key.strip(), value]
-            old.append(token)
-            i += 1
-            continue
-        if i + 1 >= len(tokens):
-            raise ConfigError(
-                f"{source}: {token!r} has no value; give KEY VALUE pairs, e.g. SOLVER.EPOCHS 10 (Detectron2's syntax)"
-            )
-        pairs += [token, str(tokens[i + 1])]
-        i += 2
-    if old:
-        warnings.warn(
-            f"{source}: KEY=VALUE overrides are deprecated ({', '.join(old[:3])}{', ...' if len(old) > 3 else ''}); "
-            "give KEY VALUE pairs, as Detectron2's tools/train_net.py does (e.g. SOLVER.EPOCHS 10).",
-            category,
-            stacklevel=3,
-        )
-    return pairs
-
-
 def load_config(config_file: str | None = None, overrides: Sequence[str] | Iterable[str] = ()) -> CfgNode:
-    """Defaults <- YAML file (with `_BASE_`) <- overrides `KEY VALUE ...`; returns a frozen config.
+    """Defaults <- YAML file (with `_BASE_`) <- overrides `KEY VALUE ...` (Detectron2's syntax).
 
-    The old `KEY=VALUE` items are still accepted (see `parse_overrides`).
+    Returns:
+        the frozen config.
     """
     cfg = get_cfg()
     if config_file:
         cfg.merge_from_file(config_file)
-    pairs = parse_overrides(overrides, category=DeprecationWarning)
+    pairs = [str(token) for token in overrides]
     if pairs:
         cfg.merge_from_list(pairs)
     cfg.freeze()

@@ -17,7 +17,7 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from lt_detectron.registry import Registry, deprecated_dict
+from lt_detectron.registry import Registry
 
 __all__ = ["LTClassifierNet", "build_model", "MODEL_REGISTRY", "resnet32_backbone", "load_backbone_checkpoint"]
 
@@ -116,12 +116,6 @@ def _digits_cnn() -> tuple[nn.Module, int]:
     return nn.Sequential(
         *conv(1, 16), *conv(16, 32), nn.MaxPool2d(2), *conv(32, 64), nn.AdaptiveAvgPool2d(1), nn.Flatten()
     ), 64
-
-
-def __getattr__(name: str):
-    if name == "MODELS":  # the dict that MODEL_REGISTRY replaced
-        return deprecated_dict(MODEL_REGISTRY, "lt_detectron.classification.models.MODELS", "MODEL_REGISTRY")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_backbone_checkpoint(backbone: nn.Module, path: str) -> None:

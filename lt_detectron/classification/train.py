@@ -5,8 +5,9 @@
 
 Training resumes from OUTPUT_DIR/last.pth when it exists (``--no-resume`` starts over). ``--eval-only`` loads
 ``--checkpoint`` (default: OUTPUT_DIR/model_final.pth, else OUTPUT_DIR/last.pth) and writes OUTPUT_DIR/eval/<tag>/.
-Overrides are `KEY VALUE` pairs, as in Detectron2's tools/train_net.py (the old `KEY=VALUE` still works, with a
-warning). Every key and its default: lt_detectron/classification/config.py.
+Overrides are `KEY VALUE` pairs, as in Detectron2's tools/train_net.py. Every key and its default:
+lt_detectron/classification/config.py. M2m without METHOD.M2M.G_CHECKPOINT first trains its frozen classifier g (the
+same config with METHOD.NAME ce) into OUTPUT_DIR/m2m_g, or reuses the weights already there.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ import os
 import sys
 from typing import Sequence
 
-from .config import load_config, parse_overrides
+if __name__ == "__main__":  # the CLI pins CPU kernels before torch loads; a library import leaves the process alone
+    from lt_detectron.utils.numerics import pin_cpu_numerics
+
+    pin_cpu_numerics()
+
+from .config import CfgNode, load_config
+from .methods import METHOD_REGISTRY, M2mMethod
 from .trainer import CHECKPOINT, FINAL_WEIGHTS, ClassificationTrainer
 
 SUMMARY_KEYS = ("top1", "bacc", "gm", "many", "medium", "few", "ece")
@@ -41,7 +48,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "overrides",
         nargs=argparse.REMAINDER,
         metavar="KEY VALUE",
-        help="config overrides as KEY VALUE pairs, e.g. SOLVER.EPOCHS 10 (KEY=VALUE is deprecated)",
+        help="config overrides as KEY VALUE pairs, e.g. SOLVER.EPOCHS 10",
     )
     return parser.parse_args(argv)
 
@@ -59,10 +66,37 @@ def _eval_checkpoint(cfg, explicit: str) -> str:
     )
 
 
+def with_frozen_classifier(cfg: CfgNode) -> CfgNode:
+    """M2m's g for a training run: `cfg` with METHOD.M2M.G_CHECKPOINT set, after training g when it is empty.
+
+    g is ERM of the same recipe: this config with METHOD.NAME ce, trained into OUTPUT_DIR/m2m_g unless its
+    weights are already there. Other methods, and a G_CHECKPOINT already given, return `cfg` unchanged.
+    """
+    name = cfg.METHOD.NAME
+    is_m2m = name in METHOD_REGISTRY and issubclass(METHOD_REGISTRY.get(name), M2mMethod)
+    if not is_m2m or cfg.METHOD.M2M.G_CHECKPOINT:
+        return cfg
+    g_cfg = cfg.clone()
+    g_cfg.defrost()
+    g_cfg.METHOD.NAME = "ce"
+    g_cfg.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, "m2m_g")
+    g_cfg.TEST.EVAL_PERIOD = 0
+    g_cfg.freeze()
+    path = os.path.join(g_cfg.OUTPUT_DIR, FINAL_WEIGHTS)
+    if not os.path.isfile(path):
+        logging.getLogger(__name__).info("M2m: training the ERM classifier g into %s", g_cfg.OUTPUT_DIR)
+        ClassificationTrainer(g_cfg).train()
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.METHOD.M2M.G_CHECKPOINT = path
+    cfg.freeze()
+    return cfg
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cfg = load_config(args.config, parse_overrides(args.overrides))
+    cfg = load_config(args.config, args.overrides)
     if args.eval_only:
         checkpoint = _eval_checkpoint(cfg, args.checkpoint)
         trainer = ClassificationTrainer(cfg, training=False)
@@ -70,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         result = trainer.evaluate(tag=args.tag or "eval_only")
         trainer.close()
     else:
-        result = ClassificationTrainer(cfg).train(resume=not args.no_resume)
+        result = ClassificationTrainer(with_frozen_classifier(cfg)).train(resume=not args.no_resume)
     summary = {k: result.get(k) for k in SUMMARY_KEYS}
     print(json.dumps({"method": cfg.METHOD.NAME, "output_dir": cfg.OUTPUT_DIR, **summary}))
     return result

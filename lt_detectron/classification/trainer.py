@@ -18,7 +18,7 @@ import csv
 import logging
 import os
 from collections import defaultdict
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from lt_detectron.utils.checkpoint import (
     set_rng_states,
     weights_only_safe,
 )
-from lt_detectron.utils.io import atomic_write
+from lt_detectron.utils.io import atomic_write, remove_stale_temporaries
 
 from .config import CfgNode, ConfigError
 from .methods import ClassificationMethod, StepContext, build_method, prepare_method
@@ -129,22 +129,22 @@ def _dataset_kwargs(cfg: CfgNode) -> dict:
 class ClassificationTrainer:
     """Train and evaluate one classification run described by a config (see config.get_cfg for every key)."""
 
-    def __init__(self, cfg: CfgNode, frozen_classifier: nn.Module | None = None, training: bool = True):
-        """`frozen_classifier`: M2m's g (default: METHOD.M2M.G_CHECKPOINT, trained first when empty).
-        `training=False` (evaluation only) skips what only training needs, such as M2m's g."""
+    def __init__(self, cfg: CfgNode, training: bool = True, **given: Any):
+        """`training=False` (evaluation only) skips what only training needs, such as M2m's g; `given` are inputs
+        of the method's `prepare` the caller already has (M2m's `frozen_classifier`)."""
         from .datasets import build_dataset
         from .models import build_model
 
         self.cfg = cfg
         self.output_dir = cfg.OUTPUT_DIR
         os.makedirs(self.output_dir, exist_ok=True)
+        remove_stale_temporaries(self.output_dir)  # checkpoints or reports of a run killed mid-write
         self.device = torch.device(cfg.DEVICE)
         try:
             self.data = build_dataset(cfg.DATASET.NAME, root=cfg.DATASET.ROOT or None, **_dataset_kwargs(cfg))
         except TypeError as err:  # an unknown DATASET.ARGS key
             raise ConfigError(f"DATASET.ARGS for {cfg.DATASET.NAME!r}: {err}; fix DATASET.ARGS") from None
-        # Before seeding: what the method prepares (e.g. training M2m's g) must not shift this run's RNG.
-        given = {} if frozen_classifier is None else {"frozen_classifier": frozen_classifier}
+        # Before seeding: what the method prepares (e.g. loading M2m's g) must not shift this run's RNG.
         inputs = prepare_method(cfg, self.data, training=training, **given)
         self.train_set = self.data.train
         self.train_labels = np.asarray(self.data.train.targets, dtype=np.int64)
@@ -420,7 +420,7 @@ class ClassificationTrainer:
         out_dir = os.path.join(self.output_dir, "eval", tag)
         if self.cfg.TEST.PLOTS:
             plots.save_evaluation(result, logits, labels, out_dir)
-            self._save_eps_history(out_dir)
+            self.method.write_outputs(out_dir)
         else:
             plots.write_json_atomic(result, os.path.join(out_dir, "eval.json"))
         scalars = {
@@ -430,25 +430,6 @@ class ClassificationTrainer:
         }
         self.log_scalars(scalars, self.global_step, self.epoch)
         return result
-
-    def _save_eps_history(self, out_dir: str) -> None:
-        """Meta methods: per-class mean eps over training, json + PNG by shot group (Jamal et al. 2020 Figure 3)."""
-        history = getattr(self.method, "eps_history", None)
-        if history is None:
-            return
-        from lt_detectron.meta import plot_eps_by_group
-
-        from . import metrics, plots
-
-        iterations, means = history()
-        plots.write_json_atomic(
-            {
-                "iterations": iterations.tolist(),
-                "eps_mean": [[None if np.isnan(v) else float(v) for v in row] for row in means],
-            },
-            os.path.join(out_dir, "eps_history.json"),
-        )
-        plot_eps_by_group(iterations, means, metrics.shot_groups(self.train_counts), os.path.join(out_dir, "eps.png"))
 
     def close(self) -> None:
         if self._writer is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from lt_detectron.registry import Registry, deprecated_dict
+from lt_detectron.registry import Registry
 
 from .base import IMBALANCE_FACTORS, LTDatasetSplits, TensorImageDataset, default_root, long_tail_counts
 from .cifar import build_cifar_lt
@@ -69,12 +69,6 @@ def _inat2017(root: str, **kw) -> LTDatasetSplits:
 @DATASET_REGISTRY.register("inat2018")
 def _inat2018(root: str, **kw) -> LTDatasetSplits:
     return build_inat("inat2018", os.path.join(root, "iNat2018"), year=2018, **kw)
-
-
-def __getattr__(name: str):
-    if name == "DATASETS":  # the dict that DATASET_REGISTRY replaced
-        return deprecated_dict(DATASET_REGISTRY, "lt_detectron.classification.datasets.DATASETS", "DATASET_REGISTRY")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_dataset(name: str, root: str | None = None, **kwargs) -> LTDatasetSplits:
