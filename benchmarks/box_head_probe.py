@@ -8,6 +8,7 @@ are zero on every RoI of the batch ("dead", 1.0 = collapsed head), the LDA risk 
     OMP_NUM_THREADS=1 python benchmarks/box_head_probe.py --config configs/demo/lt_shapes_lda.yaml --iters 200 \
         MODEL.LT.LDA.BALANCED_FEATURE_GRAD True          # the paper's shared gradient: collapses on lt_shapes
     python benchmarks/box_head_probe.py --iters 2 --every 1   # smoke run
+    python benchmarks/box_head_probe.py --summarise default=a.jsonl shared=b.jsonl   # one table of saved probes
 """
 
 from __future__ import annotations
@@ -24,14 +25,42 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+SUMMARY_ITERATIONS = (20, 50, 70, 90, 100, 120, 140)
+
+
+def summarise(runs: List[str]) -> str:
+    """A markdown table from saved probe outputs (`label=path.jsonl`): dead units and a_t at SUMMARY_ITERATIONS, the
+    largest dead fraction, and the gradient norms of lambda_b a_t L_b and lambda_u L_u at iteration 100."""
+    header = ["run"] + [f"it {i}: dead / a_t" for i in SUMMARY_ITERATIONS] + ["max dead", "grad L_b / L_u at 100"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run in runs:
+        label, _, path = run.partition("=")
+        with open(path) as f:
+            records = {r["iter"]: r for r in (json.loads(line) for line in f if line.startswith("{"))}
+        cells = []
+        for i in SUMMARY_ITERATIONS:
+            r = records.get(i)
+            cells.append("–" if r is None else f"{100 * r['dead']:.1f} % / {r['alpha']:.0f}")
+        at_100 = records.get(100, {}).get("grad_norm", {})
+        grad_b, grad_u = (at_100.get(k, float("nan")) for k in ("loss_cls_balanced", "loss_cls_unbalanced"))
+        grads = f"{grad_b:.1f} / {grad_u:.1f}"
+        max_dead = max(r["dead"] for r in records.values())
+        lines.append("| " + " | ".join([label] + cells + [f"{100 * max_dead:.1f} %", grads]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=os.path.join(REPO, "configs", "demo", "lt_shapes_lda.yaml"))
     parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--every", type=int, default=10, help="probe every N iterations")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--summarise", nargs="+", metavar="LABEL=JSONL", help="print a table of saved probe outputs")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = parser.parse_args(argv)
+    if args.summarise:
+        print(summarise(args.summarise), end="")
+        return 0
 
     from detectron2.engine import DefaultTrainer
     from detectron2.utils.events import EventStorage
