@@ -140,3 +140,29 @@ def test_box_head_probe_reports_gradient_norms_per_loss_term(tiny_root, capsys):
     # The lt_shapes LDA config stops L_b's gradient at the box-head feature.
     assert norms["loss_cls_balanced"] == 0.0
     assert 0.0 <= records[-1]["dead"] <= 1.0
+
+
+def test_box_head_probe_summarises_saved_probes(tiny_root, capsys, tmp_path):
+    module = load_script("benchmarks/box_head_probe.py", "box_head_probe")
+    records = [{"iter": i, "dead": 0.1 * (i == 100), "alpha": 2.0 * i, "grad_norm": {}} for i in (0, 20, 100)]
+    path = tmp_path / "probe.jsonl"
+    path.write_text("noise line\n" + "\n".join(json.dumps(r) for r in records) + "\n")
+    assert module.main(["--summarise", f"my run={path}"]) == 0
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert row.startswith("| my run | 0.0 % / 40 | – |") and "| 10.0 % |" in row
+
+
+def test_calibration_sweep_evaluates_gammas_from_one_pass(trained, tiny_root, tmp_path, capsys):
+    """gamma 0 is the model as trained: its box AP equals the trainer's own evaluation of the same weights."""
+    cfg, trainer, results = trained
+    tool = _load_tool("calibration_sweep")
+    weights = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
+    val = os.path.join(tiny_root, "lt_shapes_val.json")
+    argv = ["--config-file", DEMO_BASELINE, "--weights", weights, "--gammas", "0", "0.5", "--output", str(tmp_path)]
+    argv += ["--gt", val, "--image-root", os.path.join(tiny_root, "images")]
+    assert tool.main(argv + TINY + ["DATASETS.LT_SHAPES_DIR", tiny_root]) == 0
+    report = json.loads((tmp_path / "norcal_sweep.json").read_text())
+    assert [r["gamma"] for r in report["rows"]] == [0.0, 0.5] and report["images"] == 8
+    assert report["rows"][0]["AP"] == pytest.approx(results["bbox"]["AP"], abs=1e-6)
+    assert (tmp_path / "norcal_sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert "best gamma by AP" in capsys.readouterr().out
