@@ -141,9 +141,34 @@ def test_refuses_to_overwrite_unless_asked(small_set, tmp_path):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="not an lt_shapes dataset"):
+    with pytest.raises(FileExistsError, match="not an lt_shapes dataset this project wrote"):
         generate_lt_shapes(foreign, seed=0, **SMALL)
     assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_a_users_copy_without_the_marker_is_never_regenerated(small_set, tmp_path):
+    """A folder holding an edited lt_shapes_train.json, the val json and images, but no lt_shapes_info.json (the
+    marker the generator writes last): ensure_lt_shapes refuses instead of regenerating over it."""
+    import hashlib
+    import shutil
+
+    from lt_detectron.data import ensure_lt_shapes
+
+    out, _ = small_set
+    copy = tmp_path / "edited"
+    shutil.copytree(out, copy, symlinks=True)
+    (copy / lt_shapes.INFO_JSON).unlink()
+    train = copy / lt_shapes.TRAIN_JSON
+    train.write_text(train.read_text().replace('"iscrowd":0', '"iscrowd":0 '))  # the user's edit
+
+    def digest() -> dict:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in copy.iterdir() if p.is_file()}
+
+    before = digest()
+    with pytest.raises(FileExistsError, match=r"holds files \(images, lt_shapes_train.json, lt_shapes_val.json\)"):
+        ensure_lt_shapes(copy)
+    assert digest() == before and (copy / "images").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["edited"]  # no temporary folder left
 
 
 def test_cli_writes_the_documented_layout(tmp_path, capsys):

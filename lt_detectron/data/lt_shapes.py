@@ -418,13 +418,21 @@ def generate_lt_shapes(out_dir: str | os.PathLike, seed: int = 0, overwrite: boo
     spec_overrides: fields of `LTShapesSpec` (num_train_images, num_val_images, image_size, ...).
     Everything is written into a temporary sibling folder that is renamed onto out_dir at the end, so an
     interrupted run never leaves a dataset that looks complete. An existing complete dataset is kept
-    unless overwrite=True; a non-empty out_dir that is not an lt_shapes dataset is never touched.
+    unless overwrite=True; a non-empty out_dir without this generator's marker (lt_shapes_info.json, written last) is
+    never touched, even if it holds lt_shapes-like files: they may be a user's edited copy.
     """
     spec = LTShapesSpec(seed=seed, **spec_overrides)
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and any(out.iterdir()):
-        if not (out / INFO_JSON).exists() and not (out / TRAIN_JSON).exists():
-            raise FileExistsError(f"{out} exists and is not an lt_shapes dataset; choose an empty or new folder.")
+        if not (out / INFO_JSON).exists():
+            present = sorted(p.name for p in out.iterdir())
+            shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+            raise FileExistsError(
+                f"{out} holds files ({shown}) but no {INFO_JSON}, the marker lt-detectron's generator writes last: "
+                "it is not an lt_shapes dataset this project wrote, and it is not replaced. Fix: point "
+                "DATASETS.LT_SHAPES_DIR (or $LT_SHAPES_DIR, or --out) at an empty or new folder; if the files are a "
+                "leftover, delete the folder yourself."
+            )
         if is_complete(out) and not overwrite:
             raise FileExistsError(f"{out} already holds an lt_shapes dataset; pass overwrite=True (CLI: --overwrite).")
     was_complete = is_complete(out)

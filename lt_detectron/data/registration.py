@@ -46,9 +46,7 @@ def ensure_lt_shapes(root: str | os.PathLike) -> str:
             try:
                 generate_lt_shapes(root, seed=0, overwrite=True)
             except FileExistsError as e:
-                raise FileExistsError(
-                    f"{e} (set LT_SHAPES_DIR or cfg.DATASETS.LT_SHAPES_DIR to another folder)"
-                ) from None
+                raise FileExistsError(str(e)) from None
     return root
 
 
