@@ -26,6 +26,7 @@ import numpy as np
 
 __all__ = [
     "sampled_instance_counts",
+    "repeat_factor_summary",
     "class_counts",
     "dataset_class_stats",
     "attach_class_stats",
@@ -282,3 +283,55 @@ def sampled_instance_counts(
         if ids.size:
             counts += factor * np.bincount(ids, minlength=num_classes)[:num_classes]
     return counts
+
+
+def repeat_factor_summary(records: Sequence[dict], factors: Sequence[float], num_classes: int) -> Dict[str, object]:
+    """What repeat factor sampling does to one pass over the data, from the per-image `factors` the sampler uses.
+
+    Images are grouped by the LVIS frequency group ('r', 'c', 'f', from the training image counts) of their rarest
+    class; images without annotations form group 'none' (factor 1). Returns the effective epoch length (sum of the
+    factors) against the number of images, per group the number of images, their mean and largest factor, and the
+    share of sampled images that hold a rare class against that share without repeats.
+    """
+    factors = np.asarray(factors, dtype=np.float64)
+    if len(factors) != len(records):
+        raise ValueError(f"repeat_factor_summary: {len(factors)} factors for {len(records)} images")
+    ids_per_image = [{a["category_id"] for a in r.get("annotations", ())} for r in records]
+    image_counts = np.zeros(num_classes, dtype=np.int64)
+    for ids in ids_per_image:
+        for c in ids:
+            image_counts[c] += 1
+    groups = frequency_groups(image_counts)
+    rank = {"r": 0, "c": 1, "f": 2}
+    image_group = np.array([min((groups[c] for c in ids), key=rank.get) if ids else "none" for ids in ids_per_image])
+    summary: Dict[str, object] = {
+        "images": len(records),
+        "effective_epoch_images": float(factors.sum()),
+        "groups": {},
+    }
+    for group in ("r", "c", "f", "none"):
+        mask = image_group == group
+        if mask.any():
+            summary["groups"][group] = {
+                "images": int(mask.sum()),
+                "mean_factor": float(factors[mask].mean()),
+                "max_factor": float(factors[mask].max()),
+            }
+    has_rare = np.array([any(groups[c] == "r" for c in ids) for ids in ids_per_image], dtype=bool)
+    summary["rare_image_share"] = float(has_rare.mean()) if len(records) else 0.0
+    summary["rare_image_share_sampled"] = float(factors[has_rare].sum() / factors.sum()) if len(records) else 0.0
+    return summary
+
+
+def format_repeat_factor_summary(summary: Mapping[str, object], threshold: float, sqrt: bool) -> str:
+    groups = "; ".join(
+        f"{g}: {v['images']} images, factor mean {v['mean_factor']:.2f} max {v['max_factor']:.2f}"
+        for g, v in summary["groups"].items()  # type: ignore[union-attr]
+    )
+    return (
+        f"repeat factor sampling (threshold {threshold:g}, sqrt {sqrt}): an epoch draws "
+        f"{summary['effective_epoch_images']:.0f} images for {summary['images']} "
+        f"({summary['effective_epoch_images'] / max(summary['images'], 1):.2f}x); by the rarest class of an image: "
+        f"{groups}; images with a rare class: {100 * summary['rare_image_share']:.1f} % of the data, "
+        f"{100 * summary['rare_image_share_sampled']:.1f} % of the sampled images"
+    )

@@ -18,12 +18,15 @@ workers the image order is still the same, the random flips are not.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Dict, Iterator
+import logging
+from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
+import torch
 from detectron2.config import CfgNode
 from detectron2.data import build_detection_train_loader
 from detectron2.data.build import _train_loader_from_config
+from detectron2.data.samplers import RepeatFactorTrainingSampler
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
@@ -56,11 +59,31 @@ def build_resumable_train_loader(cfg: CfgNode):
     total = int(kwargs["total_batch_size"])
     if total % world_size:
         raise ValueError(f"SOLVER.IMS_PER_BATCH ({total}) must be divisible by the number of processes ({world_size}).")
+    _log_repeat_factors(cfg, kwargs["dataset"], kwargs["sampler"])
     sampler = ResumableSampler(kwargs["sampler"], total // world_size)
     kwargs["sampler"] = sampler
     loader = build_detection_train_loader(**kwargs)
     loader.resumable_sampler = sampler
     return loader
+
+
+def repeat_factors_of(sampler: Sampler) -> Optional[torch.Tensor]:
+    """The per-image repeat factors a Detectron2 RepeatFactorTrainingSampler draws with, or None for another sampler."""
+    if not isinstance(sampler, RepeatFactorTrainingSampler):
+        return None
+    return sampler._int_part + sampler._frac_part  # how the sampler stores its factors
+
+
+def _log_repeat_factors(cfg: CfgNode, dataset, sampler: Sampler) -> None:
+    """At start-up, what repeat factor sampling does to an epoch (a silent factor bug costs APr unnoticed)."""
+    factors = repeat_factors_of(sampler)
+    if factors is None or not comm.is_main_process():
+        return
+    from lt_detectron.data.stats import format_repeat_factor_summary, repeat_factor_summary
+
+    summary = repeat_factor_summary(list(dataset), factors.tolist(), cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    sqrt = cfg.DATALOADER.get("REPEAT_SQRT", True)
+    logging.getLogger(__name__).info(format_repeat_factor_summary(summary, cfg.DATALOADER.REPEAT_THRESHOLD, sqrt))
 
 
 def iteration_seed(base_seed: int, rank: int, iteration: int, stream: int = 0) -> int:
