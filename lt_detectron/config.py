@@ -23,6 +23,7 @@ from lt_detectron.losses import (
     SEESAW_DEFAULTS,
 )
 from lt_detectron.meta.engine import META_DEFAULTS
+from lt_detectron.utils.config_keys import unknown_key, unknown_key_hint
 
 __all__ = ["add_lt_config", "merge_config_file", "load_config_dict", "MODEL_ZOO_PREFIX"]
 
@@ -299,8 +300,10 @@ def merge_config_file(cfg: CN, path: str) -> CN:
     try:
         cfg.merge_from_other_cfg(loaded)
     except KeyError as err:
+        bad = unknown_key(err)
+        hint = f" {unknown_key_hint(bad, cfg)}" if bad is not None else ""
         raise KeyError(
-            f"Config file {path!r}: {err.args[0] if err.args else err}. Fix the key's spelling, or call "
+            f"Config file {path!r}: {err.args[0] if err.args else err}.{hint} Fix the key's spelling, or call "
             f"add_lt_config(cfg) before merging if it is an lt-detectron key (MODEL.LT.*)."
         ) from None
     return cfg

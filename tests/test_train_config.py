@@ -90,3 +90,14 @@ def test_unknown_key_names_the_file(tmp_path):
 def test_odd_number_of_overrides_is_rejected():
     with pytest.raises(ValueError, match="KEY VALUE"):
         build_cfg(DEMO_BASELINE, ["SOLVER.MAX_ITER"])
+
+
+def test_unknown_detection_keys_suggest_the_nearest_valid_ones(tmp_path):
+    from lt_detectron.engine import build_cfg
+
+    with pytest.raises(KeyError, match=r"unknown config key 'MODEL.LT.LDA.GAMA'. Did you mean MODEL.LT.LDA.GAMMA"):
+        build_cfg(os.path.join(REPO, "configs", "demo", "lt_shapes_lda.yaml"), ["MODEL.LT.LDA.GAMA", "1.0"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("SOLVER:\n  MAX_ITERS: 3\n")
+    with pytest.raises(KeyError, match=r"Did you mean SOLVER.MAX_ITER\b"):
+        build_cfg(str(bad))

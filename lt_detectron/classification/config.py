@@ -9,7 +9,6 @@ config (`lt_detectron/config.py`) where detection has the method.
 
 from __future__ import annotations
 
-import difflib
 import os
 from typing import Iterable, Sequence
 
@@ -17,6 +16,7 @@ from fvcore.common.config import CfgNode as _FvcoreCfgNode
 
 from lt_detectron.losses import CB_DEFAULTS, FOCAL_DEFAULTS, LADE_DEFAULTS, LDA_DEFAULTS, LDAM_DEFAULTS
 from lt_detectron.meta.engine import META_DEFAULTS
+from lt_detectron.utils.config_keys import unknown_key, unknown_key_hint
 
 from .m2m import M2M_DEFAULTS
 
@@ -68,31 +68,12 @@ class CfgNode(_FvcoreCfgNode):
         return node
 
 
-def _all_keys(node: CfgNode, prefix: str = "") -> list[str]:
-    keys = []
-    for key, value in node.items():
-        full = f"{prefix}{key}"
-        keys.append(full)
-        if isinstance(value, CfgNode):
-            keys.extend(_all_keys(value, full + "."))
-    return keys
-
-
 def _explain(cfg: CfgNode, err: Exception, source: str) -> str:
     message = err.args[0] if err.args else str(err)
-    if "Non-existent config key" in str(message):
-        bad = str(message).split(":", 1)[1].strip()
-        known = _all_keys(get_cfg())
-        close = difflib.get_close_matches(bad, known, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        parent = bad.rsplit(".", 1)[0] if "." in bad else ""
-        siblings = (
-            [k for k in known if k.rsplit(".", 1)[0] == parent and k != parent]
-            if parent
-            else [k for k in known if "." not in k]
-        )
+    bad = unknown_key(err)
+    if bad is not None:
         return (
-            f"{source}: unknown key {bad!r}.{hint} Keys at that level: {', '.join(sorted(siblings))}. "
+            f"{source}: unknown key {bad!r}. {unknown_key_hint(bad, get_cfg())} "
             "Fix: rename or remove the key (all keys are defined in lt_detectron/classification/config.py)."
         )
     return f"{source}: {message}. Fix: give the key a value of the type its default has (see get_cfg())."

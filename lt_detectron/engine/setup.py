@@ -11,6 +11,7 @@ from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import default_setup
 
 from ..config import add_lt_config, merge_config_file
+from ..utils.config_keys import unknown_key, unknown_key_hint
 
 __all__ = [
     "build_cfg",
@@ -52,12 +53,25 @@ def build_cfg(config_file: str = "", opts: list | None = None) -> CfgNode:
     if opts:
         if len(opts) % 2:
             raise ValueError(f"Config overrides must be KEY VALUE pairs, got an odd number of items: {opts}")
-        cfg.merge_from_list(list(opts))
+        try:
+            cfg.merge_from_list(list(opts))
+        except (KeyError, AssertionError) as err:  # yacs asserts on an unknown override key
+            raise _explained(err, "command-line override") from None
     if cfg.DATASETS.LT_SHAPES_DIR:
         from ..data import register_lt_shapes
 
         register_lt_shapes(cfg.DATASETS.LT_SHAPES_DIR)
     return cfg
+
+
+def _explained(err: Exception, source: str) -> Exception:
+    """yacs's bare "Non-existent config key" with the nearest valid keys (the config reference: lt_detectron/config.py
+    for MODEL.LT.* / TEST.LT_*, Detectron2's defaults for the rest)."""
+    bad = unknown_key(err)
+    if bad is None:
+        return err
+    reference = add_lt_config(get_cfg())
+    return KeyError(f"{source}: unknown config key {bad!r}. {unknown_key_hint(bad, reference)}")
 
 
 def _stats_with_one_load(name: str, validate: bool | str) -> None:
