@@ -124,8 +124,9 @@ def add_lt_config(cfg: CN) -> CN:
     _C.MODEL.LT.LDA.PAIR_WEIGHTS = lda.pair_weights
     # Whether L_b's gradient reaches the shared box-head feature (True: the paper, all classifiers share it) or only
     # trains the balanced classifier on a stopped-gradient feature (False). Default False, a measured choice: with the
-    # paper's shared gradient every box-head unit died and AP was 0 on lt_shapes in all 3 seeds, from scratch and from
-    # a pre-trained backbone (benchmarks/results/lt_shapes_heads_pretrained.md, docs/methods.md#lda-box-head).
+    # paper's shared gradient and lambda_b 2 the box head lost 99 % of its units within 150 iterations on lt_shapes,
+    # also with L_u normalised as below; it trains only with lambda_b <= ~0.02 (configs/demo/lt_shapes_lda_shared.yaml;
+    # benchmarks/results/lt_shapes_lda_probe.md, docs/methods.md#lda-box-head).
     _C.MODEL.LT.LDA.BALANCED_FEATURE_GRAD = lda.balanced_feature_grad
     # Normaliser of the unbalanced loss L_u (the paper is silent): "sampled" divides its sum by all sampled RoIs,
     # foreground and background, as Detectron2's and mmdetection's classification losses do; "foreground" is a mean
