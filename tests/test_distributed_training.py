@@ -159,8 +159,8 @@ def _state_checks() -> dict:
     all_x, all_y = torch.cat(comm.all_gather(x)), torch.cat(comm.all_gather(y))
     with torch.no_grad():
         held["lda_intra"] = float(loss["loss_lda_intra"])
-        held["lda_intra_local"] = float(lda.lambda_d * lt_losses.lda_divergence(lda.projection(x), y)[0])
-        held["lda_intra_global"] = float(lda.lambda_d * lt_losses.lda_divergence(lda.projection(all_x), all_y)[0])
+        held["lda_intra_local"] = float(lda.lda.lambda_d * lt_losses.lda_divergence(lda.projection(x), y)[0])
+        held["lda_intra_global"] = float(lda.lda.lambda_d * lt_losses.lda_divergence(lda.projection(all_x), all_y)[0])
     held["lda_balancer_after_2"] = lda.risk_balancer.state_dict()
 
     # 4. LADE's regulariser on each rank's own RoIs.

@@ -39,8 +39,10 @@ class LDADefaults:
     pair_weights: bool = False
     alpha_ramp: str = "zero_filled"
     fixed_alpha: float = -1.0
-    # Whether L_b's gradient reaches the shared feature (the paper: all classifiers share it).
+    # Detection only. Whether L_b's gradient reaches the shared feature (the paper: all classifiers share it), and
+    # what L_u's sum is divided by (the paper is silent; "sampled": all sampled RoIs, as Detectron2's loss).
     balanced_feature_grad: bool = True
+    unbalanced_norm: str = "sampled"
 
 
 ALPHA_RAMPS = ("zero_filled", "recorded")
@@ -512,6 +514,24 @@ class LDALoss(nn.Module):
         self.lambda_u, self.lambda_b, self.lambda_d = float(lambda_u), float(lambda_b), float(lambda_d)
         self.margin = float(margin)
         self.pair_weights = bool(pair_weights)
+
+    @classmethod
+    def from_defaults(cls, counts: ArrayLike, lda: LDADefaults, **kwargs: Any) -> "LDALoss":
+        """An `LDALoss` with the loss fields of a defaults record (`window` <= 0: derived from counts and
+        `batch_size`); `kwargs` are the other constructor arguments (batch_size, zero_policy, reduce, ...)."""
+        return cls(
+            counts,
+            gamma=lda.gamma,
+            window=lda.window if lda.window and lda.window > 0 else None,
+            lambda_u=lda.lambda_u,
+            lambda_b=lda.lambda_b,
+            lambda_d=lda.lambda_d,
+            margin=lda.margin,
+            pair_weights=lda.pair_weights,
+            alpha_ramp=lda.alpha_ramp,
+            fixed_alpha=lda.fixed_alpha,
+            **kwargs,
+        )
 
     def terms(self, logits_unbalanced, logits_balanced, projected, targets, normaliser=None) -> LDATerms:
         return lda_loss_terms(

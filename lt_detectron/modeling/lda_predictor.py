@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from lt_detectron import losses as lt_losses
 from lt_detectron.layers import projection_head
 from lt_detectron.utils.distributed import all_reduce_sum, get_world_size, is_distributed
+from lt_detectron.utils.records import record_from_config
 
 from .box_predictors import BOX_PREDICTOR_REGISTRY
 from .calibration import calibrated
@@ -93,23 +94,21 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         input_shape: ShapeSpec,
         *,
         class_counts,
-        gamma: float = _LVIS.gamma,
-        window: Optional[int] = _LVIS.window,
+        lda: lt_losses.LDADefaults = _LVIS,
         window_batch_size: Optional[int] = None,
-        lambda_u: float = _LVIS.lambda_u,
-        lambda_b: float = _LVIS.lambda_b,
-        lambda_d: float = _LVIS.lambda_d,
-        margin: float = _LVIS.margin,
-        proj_head: str = _LVIS.proj_head,
-        proj_dim: int = _LVIS.proj_dim,
-        pair_weights: bool = _LVIS.pair_weights,
-        balanced_feature_grad: bool = _LVIS.balanced_feature_grad,
-        unbalanced_norm: str = "sampled",
-        alpha_ramp: str = _LVIS.alpha_ramp,
-        fixed_alpha: float = _LVIS.fixed_alpha,
         zero_count_policy: str = "error",
         **kwargs,
     ):
+        """
+        Args:
+            input_shape: the box head's output shape.
+            class_counts: per-class training counts n_c (length C).
+            lda: the LDA hyper-parameters (MODEL.LT.LDA.*; `LDA_LVIS_DEFAULTS`, the paper's LVIS recipe with the
+                measured detection choices); `window` <= 0 derives K from the counts and `window_batch_size`.
+            window_batch_size: B of the derived window, the expected foreground RoIs per batch.
+            zero_count_policy: "error" or "warn" for a class with n_c = 0 (MODEL.LT.ZERO_COUNT_POLICY).
+            kwargs: FastRCNNOutputLayers' arguments.
+        """
         super().__init__(input_shape, **kwargs)
         in_dim = self.cls_score.in_features
         del self.cls_score
@@ -121,14 +120,14 @@ class LDABoxPredictor(FastRCNNOutputLayers):
             nn.init.normal_(layer.weight, std=0.01)  # as Detectron2 initialises cls_score
             nn.init.constant_(layer.bias, 0.0)
         try:
-            self.projection = projection_head(proj_head, in_dim, proj_dim)
+            self.projection = projection_head(lda.proj_head, in_dim, lda.proj_dim)
         except ValueError as err:
             raise ValueError(f"MODEL.LT.LDA.PROJ_HEAD: {err}") from None
-        if unbalanced_norm not in UNBALANCED_NORMS:
+        if lda.unbalanced_norm not in UNBALANCED_NORMS:
             raise ValueError(
-                f"MODEL.LT.LDA.UNBALANCED_NORM must be one of {UNBALANCED_NORMS}; got {unbalanced_norm!r}."
+                f"MODEL.LT.LDA.UNBALANCED_NORM must be one of {UNBALANCED_NORMS}; got {lda.unbalanced_norm!r}."
             )
-        self.unbalanced_norm = unbalanced_norm
+        self.lda = lda
         counts = torch.as_tensor(class_counts, dtype=torch.float64)
         if counts.shape != (num_classes,):
             raise ValueError(
@@ -136,26 +135,17 @@ class LDABoxPredictor(FastRCNNOutputLayers):
             )
         # w_c = 1 / (C n_c) and the risk balancer live in the loss; derived from the config, not checkpointed.
         with zero_count_warning_muted():
-            self.lda_loss = lt_losses.LDALoss(
+            self.lda_loss = lt_losses.LDALoss.from_defaults(
                 counts,
-                gamma=gamma,
-                window=window,
+                lda,
                 batch_size=window_batch_size,
-                lambda_u=lambda_u,
-                lambda_b=lambda_b,
-                lambda_d=lambda_d,
-                margin=margin,
-                pair_weights=pair_weights,
                 zero_policy=zero_count_policy,
                 # Accuracy counts summed over processes: every rank holds the global window and a_t (a no-op in
                 # one process); with several processes the divergence's class centres are the global batch's too.
                 reduce=all_reduce_sum,
                 gather_centres=is_distributed(),
-                alpha_ramp=alpha_ramp,
-                fixed_alpha=fixed_alpha,
             )
         self.register_buffer("class_counts", counts.float(), persistent=False)
-        self.balanced_feature_grad = balanced_feature_grad
         # Where the classifiers came from when a stock checkpoint was loaded (see checkpoint.py).
         self.initialised_from_stock: List[Tuple[str, str]] = []
 
@@ -163,28 +153,14 @@ class LDABoxPredictor(FastRCNNOutputLayers):
     def from_config(cls, cfg, input_shape):
         reject_stock_loss_options(cfg, "lda")
         ret = super().from_config(cfg, input_shape)
-        counts = read_class_counts(cfg)
-        lda = cfg.MODEL.LT.LDA
-        # WINDOW <= 0: K = max(1, N / (n_min * B)) with B = the expected foreground RoIs per batch.
+        # B of the derived window (WINDOW <= 0): the expected foreground RoIs per batch.
         fg_per_batch = round(
             cfg.SOLVER.IMS_PER_BATCH * cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE * cfg.MODEL.ROI_HEADS.POSITIVE_FRACTION
         )
         ret.update(
-            class_counts=counts,
-            gamma=lda.GAMMA,
-            window=lda.WINDOW if lda.WINDOW > 0 else None,
+            class_counts=read_class_counts(cfg),
+            lda=record_from_config(_LVIS, cfg.MODEL.LT.LDA),
             window_batch_size=max(1, fg_per_batch),
-            lambda_u=lda.LAMBDA_U,
-            lambda_b=lda.LAMBDA_B,
-            lambda_d=lda.LAMBDA_D,
-            margin=lda.MARGIN,
-            proj_head=lda.PROJ_HEAD,
-            proj_dim=lda.PROJ_DIM,
-            pair_weights=lda.PAIR_WEIGHTS,
-            balanced_feature_grad=lda.BALANCED_FEATURE_GRAD,
-            unbalanced_norm=lda.UNBALANCED_NORM,
-            alpha_ramp=lda.ALPHA_RAMP,
-            fixed_alpha=lda.FIXED_ALPHA,
             zero_count_policy=cfg.MODEL.LT.ZERO_COUNT_POLICY,
         )
         return ret
@@ -196,18 +172,6 @@ class LDABoxPredictor(FastRCNNOutputLayers):
     @property
     def balanced_weight(self) -> torch.Tensor:
         return self.lda_loss.balanced_weight
-
-    @property
-    def lambda_u(self) -> float:
-        return self.lda_loss.lambda_u
-
-    @property
-    def lambda_b(self) -> float:
-        return self.lda_loss.lambda_b
-
-    @property
-    def lambda_d(self) -> float:
-        return self.lda_loss.lambda_d
 
     # --- forward / inference ------------------------------------------------------------------------
     def forward(self, x: torch.Tensor):
@@ -226,7 +190,7 @@ class LDABoxPredictor(FastRCNNOutputLayers):
 
     # --- losses -------------------------------------------------------------------------------------
     def _balanced_logits(self, features: torch.Tensor) -> torch.Tensor:
-        return self.balanced_score(features if self.balanced_feature_grad else features.detach())
+        return self.balanced_score(features if self.lda.balanced_feature_grad else features.detach())
 
     @staticmethod
     def _fgbg_targets(is_fg: torch.Tensor) -> torch.Tensor:
@@ -261,7 +225,7 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         if num_fg > 0:
             y, x = gt_classes[is_fg], scores.features[is_fg]
             logits_u, logits_b = self.unbalanced_score(x), self._balanced_logits(x)
-            normaliser = gt_classes.numel() if self.unbalanced_norm == "sampled" else None
+            normaliser = gt_classes.numel() if self.lda.unbalanced_norm == "sampled" else None
             out = self.lda_loss(
                 logits_u, logits_b, self.projection(x), y, update_balancer=self.training, normaliser=normaliser
             )

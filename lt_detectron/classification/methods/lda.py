@@ -3,7 +3,6 @@ arXiv:2110.02686)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -12,6 +11,7 @@ from torch import Tensor, nn
 
 from lt_detectron import losses as L
 from lt_detectron.layers import projection_head
+from lt_detectron.utils.records import record_from_config
 
 from ..config import CfgNode, ConfigError
 from .base import METHOD_REGISTRY, ClassificationMethod, StepContext
@@ -51,37 +51,11 @@ class LDAMethod(ClassificationMethod):
             self.projection = projection_head(lda.proj_head, d, lda.proj_dim)
         except ValueError as err:
             raise ConfigError(f"METHOD.LDA.PROJ_HEAD: {err}") from None
-        self.lda_loss = L.LDALoss(
-            np.asarray(train_counts),
-            gamma=lda.gamma,
-            window=lda.window or None,
-            batch_size=batch_size,
-            lambda_u=lda.lambda_u,
-            lambda_b=lda.lambda_b,
-            lambda_d=lda.lambda_d,
-            margin=lda.margin,
-            pair_weights=lda.pair_weights,
-            alpha_ramp=lda.alpha_ramp,
-            fixed_alpha=lda.fixed_alpha,
-        )
+        self.lda_loss = L.LDALoss.from_defaults(np.asarray(train_counts), lda, batch_size=batch_size)
 
     @classmethod
     def from_config(cls, cfg: CfgNode, model: nn.Module, train_counts: np.ndarray, **inputs: Any) -> dict[str, Any]:
-        c = cfg.METHOD.LDA
-        lda = dataclasses.replace(
-            L.LDA_DEFAULTS,
-            gamma=float(c.GAMMA),
-            window=int(c.WINDOW),
-            lambda_u=float(c.LAMBDA_U),
-            lambda_b=float(c.LAMBDA_B),
-            lambda_d=float(c.LAMBDA_D),
-            margin=float(c.MARGIN),
-            proj_head=c.PROJ_HEAD,
-            proj_dim=int(c.PROJ_DIM),
-            pair_weights=bool(c.PAIR_WEIGHTS),
-            alpha_ramp=str(c.ALPHA_RAMP),
-            fixed_alpha=float(c.FIXED_ALPHA),
-        )
+        lda = record_from_config(L.LDA_DEFAULTS, cfg.METHOD.LDA)
         return {**super().from_config(cfg, model, train_counts), "lda": lda, "batch_size": int(cfg.SOLVER.BATCH_SIZE)}
 
     def training_loss(
