@@ -39,6 +39,8 @@ from _results import (  # noqa: E402
     write_results,
 )
 
+from lt_detectron.utils.io import write_text_atomic  # noqa: E402
+
 REGIMES = ("scratch", "pretrained")
 # Most informative first, so a sweep cut short has the key rows.
 HEADS = ["baseline", "pc_softmax", "norcal", "lda", "lda_shared", "lda_rfs", "seesaw", "eqlv2", "cosine", "cb", "lade"]
@@ -157,14 +159,8 @@ def evaluate_posthoc(
     results = LTTrainer.test(cfg, model)
     summary = {"max_iter": max_iter, "results": {k: dict(v) for k, v in results.items()}, "weights": weights}
     os.makedirs(run_dir, exist_ok=True)
-    _write_atomic(os.path.join(run_dir, RESULTS_FILE), json.dumps(summary, indent=2))
+    write_text_atomic(os.path.join(run_dir, RESULTS_FILE), json.dumps(summary, indent=2))
     return summary
-
-
-def _write_atomic(path: str, text: str) -> None:
-    from lt_detectron.utils.io import atomic_write
-
-    atomic_write(path, lambda f: f.write(text), binary=False)
 
 
 def _metric(summary: dict, task: str, metric: str) -> float:
@@ -301,8 +297,8 @@ def main(argv=None) -> int:
     if args.opts:
         label += f", overrides {' '.join(args.opts)}"
     markdown, table = summarise(runs, args.seeds, label)
-    _write_atomic(os.path.join(root, "summary.md"), markdown)
-    _write_atomic(os.path.join(root, "results.csv"), table)
+    write_text_atomic(os.path.join(root, "summary.md"), markdown)
+    write_text_atomic(os.path.join(root, "results.csv"), table)
     output = args.output
     if output is None and args.max_iter is None:
         output = os.path.join(REPO, "benchmarks", "results", f"lt_shapes_heads_{regime}.md")

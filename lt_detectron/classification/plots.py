@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from lt_detectron.utils.io import atomic_write
+from lt_detectron.utils.io import save_figure_atomic
 from lt_detectron.utils.io import write_json_atomic as _write_json_atomic
 
 from .metrics import confusion_matrix, shot_groups
@@ -29,10 +29,6 @@ __all__ = [
 _GROUP_COLORS = {"many": "tab:blue", "medium": "tab:orange", "few": "tab:red"}
 # Above this many classes the confusion matrix is drawn between shot groups (a C x C matrix would not fit).
 MAX_CONFUSION_CLASSES = 1000
-
-
-def _save_atomic(fig: Figure, path: str) -> str:
-    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120, bbox_inches="tight"))
 
 
 def write_json_atomic(data: dict, path: str) -> str:
@@ -66,7 +62,7 @@ def plot_reliability(reliability: dict, path: str, ece: Optional[float] = None) 
     top.legend(loc="upper left", fontsize=8)
     bottom.bar(centers, reliability["count"], width=width, color="gray", edgecolor="black")
     bottom.set(xlabel="confidence (max probability)", ylabel="samples")
-    return _save_atomic(fig, path)
+    return save_figure_atomic(fig, path, dpi=120, bbox_inches="tight")
 
 
 def plot_per_class_accuracy(per_class_recall: Sequence[Optional[float]], train_counts: Sequence[int], path: str) -> str:
@@ -90,7 +86,7 @@ def plot_per_class_accuracy(per_class_recall: Sequence[Optional[float]], train_c
         title="per-class accuracy vs training frequency",
     )
     ax.legend(fontsize=8)
-    return _save_atomic(fig, path)
+    return save_figure_atomic(fig, path, dpi=120, bbox_inches="tight")
 
 
 def plot_confusion_matrix(
@@ -124,7 +120,7 @@ def plot_confusion_matrix(
         ax.set_xticks(ticks, tick_names, rotation=90, fontsize=7)
         ax.set_yticks(ticks, tick_names, fontsize=7)
     ax.set(xlabel="predicted", ylabel="true", title=title)
-    return _save_atomic(fig, path)
+    return save_figure_atomic(fig, path, dpi=120, bbox_inches="tight")
 
 
 def plot_shifted_prior(shifted: dict, path: str) -> str:
@@ -146,7 +142,7 @@ def plot_shifted_prior(shifted: dict, path: str) -> str:
     ax.set_xticks(x, labels, rotation=45, fontsize=8)
     ax.set(ylabel="top-1 accuracy (%)", title="shifted test label distributions")
     ax.legend(fontsize=8)
-    return _save_atomic(fig, path)
+    return save_figure_atomic(fig, path, dpi=120, bbox_inches="tight")
 
 
 def save_evaluation(result: dict, logits, labels, out_dir: str, prefix: str = "eval") -> dict[str, str]:

@@ -35,7 +35,7 @@ from lt_detectron.utils.checkpoint import (
     set_rng_states,
     weights_only_safe,
 )
-from lt_detectron.utils.io import atomic_write, remove_stale_temporaries
+from lt_detectron.utils.io import remove_stale_temporaries, write_text_atomic
 
 from .config import CfgNode, ConfigError
 from .methods import ClassificationMethod, StepContext, build_method, prepare_method
@@ -47,10 +47,6 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_NAME = "last"
 CHECKPOINT = CHECKPOINT_NAME + ".pth"
 FINAL_WEIGHTS = "model_final.pth"
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text), binary=False)
 
 
 class EpochSampler(Sampler[int]):
@@ -299,7 +295,7 @@ class ClassificationTrainer:
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
         kept = rows[:1] + [r for r in rows[1:] if int(r[1]) <= step]
-        _atomic_write_text(path, "".join(",".join(r) + "\n" for r in kept))
+        write_text_atomic(path, "".join(",".join(r) + "\n" for r in kept))
 
     # -------------------------------------------------------------------------------------------- training
     def train(self, max_steps: int | None = None, resume: bool = True) -> dict | None:
@@ -310,7 +306,7 @@ class ClassificationTrainer:
         cfg = self.cfg
         if not self.resume_or_load(resume) and self.global_step == 0 and os.path.isfile(self._metrics_path()):
             os.remove(self._metrics_path())  # a fresh run in a used folder: do not append to the old run's rows
-        _atomic_write_text(os.path.join(self.output_dir, "config.yaml"), cfg.dump())
+        write_text_atomic(os.path.join(self.output_dir, "config.yaml"), cfg.dump())
         from tqdm import tqdm
 
         while self.epoch < cfg.SOLVER.EPOCHS:

@@ -86,16 +86,22 @@ def remove_stale_temporaries(folder: str) -> List[str]:
     return removed
 
 
+def write_text_atomic(path: str, text: str) -> str:
+    """Write `text` (UTF-8) to `path` atomically."""
+    return atomic_write(path, lambda f: f.write(text), binary=False)
+
+
 def write_json_atomic(data: Any, path: str, indent: int = 1, allow_nan: bool = True) -> str:
     """json.dump `data` to `path` atomically."""
     return atomic_write(path, lambda f: json.dump(data, f, indent=indent, allow_nan=allow_nan), binary=False)
 
 
-def save_figure_atomic(fig: Any, path: str, dpi: float | None = None) -> str:
-    """Write a matplotlib figure as PNG through `atomic_write`, then close it (also when writing fails)."""
+def save_figure_atomic(fig: Any, path: str, dpi: float | None = None, **savefig: Any) -> str:
+    """Write a matplotlib figure as PNG through `atomic_write`, then close it (also when writing fails); `savefig`
+    are further `Figure.savefig` arguments (e.g. bbox_inches="tight")."""
     import matplotlib.pyplot as plt
 
     try:
-        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
+        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi, **savefig))
     finally:
         plt.close(fig)
