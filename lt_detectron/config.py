@@ -212,6 +212,11 @@ def add_lt_config(cfg: CN) -> CN:
     # Synthetic long-tailed dataset (lt_shapes): where it is generated on first use. "" = the
     # LT_SHAPES_DIR environment variable, else ~/.cache/lt_detectron/lt_shapes.
     _C.DATASETS.LT_SHAPES_DIR = ""
+    # Your own LVIS- or COCO-format json files, registered under the names given here so DATASETS.TRAIN / TEST can use
+    # them: a tuple of (name, json_file, image_root) or (name, json_file, image_root, format), format "auto" (LVIS
+    # when the file has LVIS's fields), "lvis" or "coco" (lt_detectron.data.register_json_datasets). From the command
+    # line: DATASETS.LT_JSON_DATASETS "(('my_train', 'train.json', 'images/'), ('my_val', 'val.json', 'images/'))"
+    _C.DATASETS.LT_JSON_DATASETS = ()
 
     # LVIS evaluation (lt_detectron.evaluation; docs/evaluation.md). Backend of LTTrainer's evaluator for LVIS-format
     # test sets: "fast" (faster-coco-eval's C++ matching sharded by class over processes, lvis-api's numbers, plus

@@ -166,3 +166,41 @@ def test_calibration_sweep_evaluates_gammas_from_one_pass(trained, tiny_root, tm
     assert report["rows"][0]["AP"] == pytest.approx(results["bbox"]["AP"], abs=1e-6)
     assert (tmp_path / "norcal_sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert "best gamma by AP" in capsys.readouterr().out
+
+
+def test_own_lvis_and_coco_json_train_from_the_command_line(tiny_root, tmp_path):
+    """DATASETS.LT_JSON_DATASETS registers json files under new names; LVIS-format ones are validated and counted
+    like lt_shapes; a COCO-format copy (category ids 10, 20, ...) goes through Detectron2's COCO loader."""
+    from detectron2.data import DatasetCatalog, MetadataCatalog
+
+    images = os.path.join(tiny_root, "images")
+    lvis_json = os.path.join(tiny_root, "lt_shapes_train.json")
+    with open(lvis_json) as f:
+        coco = json.load(f)
+    for image in coco["images"]:
+        for key in ("neg_category_ids", "not_exhaustive_category_ids"):
+            image.pop(key, None)
+    for category in coco["categories"]:
+        category.pop("frequency", None)
+        category["id"] *= 10
+    for ann in coco["annotations"]:
+        ann["category_id"] *= 10
+        ann["iscrowd"] = 0
+    coco_json = tmp_path / "coco_train.json"
+    coco_json.write_text(json.dumps(coco))
+    entries = f"(('own_lvis', '{lvis_json}', '{images}'), ('own_coco', '{coco_json}', '{images}'))"
+    out = str(tmp_path / "run")
+    cfg = build_cfg(DEMO_BASELINE, TINY + ["DATASETS.LT_JSON_DATASETS", entries, "OUTPUT_DIR", out])
+    assert MetadataCatalog.get("own_lvis").evaluator_type == "lvis"
+    assert MetadataCatalog.get("own_coco").evaluator_type == "coco"
+    assert len(DatasetCatalog.get("own_lvis")) == len(DatasetCatalog.get("own_coco")) == 12
+    cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = ("own_lvis",), ()
+    cfg.freeze()
+    trainer = LTTrainer(cfg)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    assert os.path.isfile(os.path.join(out, "model_final.pth"))
+    with pytest.raises(ValueError, match="already a registered dataset"):
+        build_cfg(DEMO_BASELINE, ["DATASETS.LT_JSON_DATASETS", f"(('lvis_v1_train', '{lvis_json}', '{images}'),)"])
+    with pytest.raises(FileNotFoundError, match="annotation file .* does not exist"):
+        build_cfg(DEMO_BASELINE, ["DATASETS.LT_JSON_DATASETS", f"(('x', '{tmp_path}/none.json', '{images}'),)"])

@@ -11,6 +11,7 @@ from .registration import (
     default_lt_shapes_root,
     ensure_datasets,
     ensure_lt_shapes,
+    register_json_datasets,
     register_lt_shapes,
 )
 from .stats import (
@@ -42,6 +43,7 @@ __all__ = [
     "generate_lt_shapes",
     "lvis_json_class_stats",
     "plan_lt_shapes",
+    "register_json_datasets",
     "register_lt_shapes",
     "validate_lvis_json",
 ]

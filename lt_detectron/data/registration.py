@@ -110,3 +110,78 @@ def register_lt_shapes(root: Optional[str | os.PathLike] = None) -> str:
         )
         MetadataCatalog[name] = _LTShapesMetadata(name=name, **fields)
     return root
+
+
+JSON_FORMATS = ("auto", "lvis", "coco")
+
+
+def _json_format(data: dict, path: str) -> str:
+    """'lvis' when the file carries LVIS's fields (images' neg_category_ids, categories' frequency), else 'coco'."""
+    images, categories = data.get("images") or [], data.get("categories") or []
+    if not isinstance(images, list) or not isinstance(categories, list) or not categories:
+        raise ValueError(f"{path}: not an LVIS- or COCO-format annotation file (no 'images' / 'categories' lists).")
+    lvis = any(isinstance(i, dict) and "neg_category_ids" in i for i in images[:100]) or any(
+        isinstance(c, dict) and "frequency" in c for c in categories
+    )
+    return "lvis" if lvis else "coco"
+
+
+def register_json_datasets(entries: Sequence[Sequence[str]]) -> List[str]:
+    """Register LVIS- or COCO-format json files under new names (DATASETS.LT_JSON_DATASETS).
+
+    Each entry is (name, json_file, image_root) or (name, json_file, image_root, format) with format "auto" (the
+    default: LVIS when the file has LVIS's fields), "lvis" or "coco". LVIS-format files are loaded with Detectron2's
+    LVIS loader (category ids 1..C) and evaluated with LVIS AP; COCO-format files with Detectron2's COCO loader and
+    evaluator. The training-time checks and class statistics are those of every LVIS-format set (docs/
+    class_statistics.md). Registering a name again replaces the earlier registration. Returns the names.
+    """
+    from detectron2.data.datasets import register_coco_instances
+
+    from .validation import load_annotation_json
+
+    names = []
+    for entry in entries:
+        entry = tuple(entry)
+        if len(entry) not in (3, 4) or not all(isinstance(v, str) and v for v in entry):
+            raise ValueError(
+                f"DATASETS.LT_JSON_DATASETS: each entry is (name, json_file, image_root[, format]) of non-empty "
+                f"strings; got {entry!r}. Fix, e.g.: DATASETS.LT_JSON_DATASETS "
+                "\"(('my_train', 'data/train.json', 'data/images'),)\""
+            )
+        name, json_file, image_root = entry[:3]
+        fmt = entry[3] if len(entry) == 4 else "auto"
+        if fmt not in JSON_FORMATS:
+            raise ValueError(f"DATASETS.LT_JSON_DATASETS {name!r}: format must be one of {JSON_FORMATS}; got {fmt!r}.")
+        json_file, image_root = os.path.abspath(json_file), os.path.abspath(image_root)
+        if not os.path.isfile(json_file):
+            raise FileNotFoundError(f"DATASETS.LT_JSON_DATASETS {name!r}: annotation file {json_file} does not exist.")
+        if not os.path.isdir(image_root):
+            raise FileNotFoundError(f"DATASETS.LT_JSON_DATASETS {name!r}: image folder {image_root} does not exist.")
+        if name in DatasetCatalog.list() and MetadataCatalog.get(name).get("lt_json_dataset") is None:
+            raise ValueError(
+                f"DATASETS.LT_JSON_DATASETS: {name!r} is already a registered dataset (e.g. a Detectron2 builtin); "
+                "choose another name."
+            )
+        data = load_annotation_json(json_file)
+        if fmt == "auto":
+            fmt = _json_format(data, json_file)
+        if name in DatasetCatalog.list():
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+        if fmt == "coco":
+            register_coco_instances(name, {}, json_file, image_root)
+        else:
+            categories = sorted(data["categories"], key=lambda c: c["id"])
+            # load_lvis_json joins image_root and the file name with no separator.
+            root = image_root + os.sep
+            DatasetCatalog.register(name, lambda j=json_file, r=root: load_lvis_json(j, r, dataset_name=None))
+            MetadataCatalog.get(name).set(
+                thing_classes=[c["name"] for c in categories],
+                evaluator_type="lvis",
+                json_file=json_file,
+                image_root=root,
+            )
+        MetadataCatalog.get(name).set(lt_json_dataset=fmt)
+        logger.info("registered %s: %s-format %s, images in %s", name, fmt, json_file, image_root)
+        names.append(name)
+    return names

@@ -61,6 +61,10 @@ def build_cfg(config_file: str = "", opts: list | None = None) -> CfgNode:
         from ..data import register_lt_shapes
 
         register_lt_shapes(cfg.DATASETS.LT_SHAPES_DIR)
+    if cfg.DATASETS.LT_JSON_DATASETS:
+        from ..data import register_json_datasets
+
+        register_json_datasets(cfg.DATASETS.LT_JSON_DATASETS)
     return cfg
 
 
