@@ -453,7 +453,7 @@ def test_sigmoid_ce_with_lt_classifier_is_rejected():
 @pytest.mark.parametrize("classifier", ["cb", "ldam", "balanced_softmax", "lade", "lda", "cb_focal"])
 def test_zero_count_class_errors_or_warns_per_policy(classifier):
     counts = [30, 6, 0, 2]
-    with pytest.raises(ValueError, match=r"never occur in training.*2 \(shape2\).*ZERO_COUNT_POLICY"):
+    with pytest.raises(ValueError, match=r"never occur in training.*category id 3 \(shape2\).*ZERO_COUNT_POLICY"):
         build_heads(tiny_cfg(classifier, counts=counts))
     with pytest.warns(UserWarning, match="shape2"):
         heads = build_heads(tiny_cfg(classifier, counts=counts, **{"MODEL.LT.ZERO_COUNT_POLICY": "warn"}))

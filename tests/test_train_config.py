@@ -101,3 +101,8 @@ def test_unknown_detection_keys_suggest_the_nearest_valid_ones(tmp_path):
     bad.write_text("SOLVER:\n  MAX_ITERS: 3\n")
     with pytest.raises(KeyError, match=r"Did you mean SOLVER.MAX_ITER\b"):
         build_cfg(str(bad))
+
+
+def test_a_misspelt_box_classifier_fails_when_the_config_is_built():
+    with pytest.raises(ValueError, match=r"'sesaw' is not a known box classifier \(did you mean 'seesaw'\?\)"):
+        build_cfg(os.path.join(REPO, "configs", "demo", "lt_shapes_lda.yaml"), ["MODEL.LT.BOX_CLASSIFIER", "sesaw"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
 import os
@@ -57,6 +58,7 @@ def build_cfg(config_file: str = "", opts: list | None = None) -> CfgNode:
             cfg.merge_from_list(list(opts))
         except (KeyError, AssertionError) as err:  # yacs asserts on an unknown override key
             raise _explained(err, "command-line override") from None
+    _check_box_classifier(cfg)
     if cfg.DATASETS.LT_SHAPES_DIR:
         from ..data import register_lt_shapes
 
@@ -66,6 +68,22 @@ def build_cfg(config_file: str = "", opts: list | None = None) -> CfgNode:
 
         register_json_datasets(cfg.DATASETS.LT_JSON_DATASETS)
     return cfg
+
+
+def _check_box_classifier(cfg: CfgNode) -> None:
+    """A misspelt MODEL.LT.BOX_CLASSIFIER fails here, before any dataset work or run folder, not at model build."""
+    if cfg.MODEL.ROI_HEADS.NAME != "LTROIHeads":
+        return
+    from ..modeling import BOX_PREDICTOR_REGISTRY
+
+    name = cfg.MODEL.LT.BOX_CLASSIFIER
+    if name not in BOX_PREDICTOR_REGISTRY:
+        known = sorted(BOX_PREDICTOR_REGISTRY.names())
+        close = difflib.get_close_matches(name, known, n=1)
+        raise ValueError(
+            f"MODEL.LT.BOX_CLASSIFIER = {name!r} is not a known box classifier"
+            f"{f' (did you mean {close[0]!r}?)' if close else ''}; valid names: {', '.join(known)}."
+        )
 
 
 def _explained(err: Exception, source: str) -> Exception:

@@ -16,14 +16,19 @@ from lt_detectron.utils.distributed import broadcast_from_main
 __all__ = ["read_class_counts"]
 
 
-def _class_names(dataset_names: Sequence[str], num: int) -> list[str]:
+def _class_labels(dataset_names: Sequence[str], num: int) -> list[str]:
+    """'category id 7 (name)' per contiguous class: the id the annotation file uses (LVIS: contiguous + 1; COCO-format
+    sets: Detectron2's thing_dataset_id_to_contiguous_id), so the user can find the class in the json."""
     from detectron2.data import MetadataCatalog
 
     for name in dataset_names:
-        names = MetadataCatalog.get(name).get("thing_classes", None)
+        meta = MetadataCatalog.get(name)
+        names = meta.get("thing_classes", None)
         if names is not None and len(names) == num:
-            return list(names)
-    return [f"class {i}" for i in range(num)]
+            to_contiguous = meta.get("thing_dataset_id_to_contiguous_id", None)
+            ids = {c: d for d, c in to_contiguous.items()} if to_contiguous else {c: c + 1 for c in range(num)}
+            return [f"category id {ids[c]} ({names[c]})" for c in range(num)]
+    return [f"class {c} (contiguous id)" for c in range(num)]
 
 
 def read_class_counts(cfg) -> np.ndarray:
@@ -66,8 +71,8 @@ def read_class_counts(cfg) -> np.ndarray:
         )
     zero = np.flatnonzero(counts <= 0)
     if zero.size:
-        class_names = _class_names(names, num_classes)
-        listed = ", ".join(f"{i} ({class_names[i]})" for i in zero[:20])
+        labels = _class_labels(names, num_classes)
+        listed = ", ".join(labels[i] for i in zero[:20])
         more = f" and {zero.size - 20} more" if zero.size > 20 else ""
         policy = cfg.MODEL.LT.ZERO_COUNT_POLICY
         msg = f"{zero.size} categories of {list(names)} never occur in training ({source} = 0): {listed}{more}."
