@@ -33,10 +33,17 @@ LVIS_MAX_DETS = 300
 class FastLVISEvaluator(LVISEvaluator):
     """Drop-in for `detectron2.evaluation.LVISEvaluator` (see the module doc).
 
-    max_dets_per_image: the per-image cap of standard AP (LVIS: 300). fixed_ap / fixed_ap_k: also compute Fixed AP
-    over the top-K detections per class. workers: evaluation processes (None: the CPUs). train_datasets: registered
-    training datasets whose per-class image/instance counts go into the CSV and the plot (default: the counts the
-    ground-truth categories store).
+    Args:
+        dataset_name: a registered LVIS-format dataset (its metadata's `json_file` is the ground truth).
+        tasks: "bbox" and/or "segm"; None = the tasks the predictions support.
+        distributed: gather the predictions of all processes and evaluate on the main one (as Detectron2).
+        output_dir: where the results json and the reports are written; None = nowhere.
+        max_dets_per_image: the per-image cap of standard AP (LVIS: 300).
+        fixed_ap: also compute Fixed AP over the top-K detections per class (TEST.LT_FIXED_AP).
+        fixed_ap_k: K of Fixed AP (TEST.LT_FIXED_AP_K).
+        workers: evaluation processes; None = the CPUs (TEST.LT_EVAL_WORKERS, 0 = None).
+        train_datasets: registered training datasets whose per-class image/instance counts go into the CSV and the
+            plot; empty (default) = the counts the ground-truth categories store.
     """
 
     def __init__(

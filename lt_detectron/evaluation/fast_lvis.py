@@ -54,7 +54,11 @@ SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf", 
 
 
 def default_workers() -> int:
-    """Worker processes: the CPUs this process may use."""
+    """Worker processes: the CPUs this process may use.
+
+    Returns:
+        The number of CPUs in this process's affinity mask (else `os.cpu_count()`), at least 1.
+    """
     try:
         return max(len(os.sched_getaffinity(0)), 1)
     except (AttributeError, OSError):
@@ -63,7 +67,19 @@ def default_workers() -> int:
 
 @dataclass
 class LVISEvalResult:
-    """One iou type's result. Summary values are fractions (lvis-api's scale); -1 where lvis-api gives -1."""
+    """One iou type's result. Summary values are fractions (lvis-api's scale); -1 where lvis-api gives -1.
+
+    Attributes:
+        iou_type: "bbox" or "segm".
+        summary: the `SUMMARY_KEYS` metrics (AP, AP50, ..., APr/c/f, AR, ARs/m/l).
+        per_class_ap: [K] AP per category (`per_class_ap`), NaN for a class with no ground truth.
+        cat_ids: [K] the categories' json ids, in the order of the class axis.
+        precision: [T, R, K, A] precision (IoU thresholds, recall thresholds, classes, area ranges); -1 = undefined.
+        recall: [T, K, A] recall; -1 = undefined.
+        fixed_ap: whether this is Fixed AP.
+        max_dets_per_image: the per-image cap of standard AP.
+        timings: seconds per phase.
+    """
 
     iou_type: str
     summary: Dict[str, float]
@@ -82,7 +98,16 @@ class LVISEvalResult:
 
 
 def summarize_lvis(precision: np.ndarray, recall: np.ndarray, freq_groups: Sequence[Sequence[int]]) -> Dict[str, float]:
-    """lvis-api's `LVISEval.summarize` on precision [T, R, K, A] and recall [T, K, A] (same slicing, same means)."""
+    """lvis-api's `LVISEval.summarize` on precision [T, R, K, A] and recall [T, K, A] (same slicing, same means).
+
+    Args:
+        precision: [T, R, K, A] precision; entries of -1 (undefined) are left out of the means.
+        recall: [T, K, A] recall; -1 = undefined.
+        freq_groups: three lists of class indices (into K): the rare, common and frequent classes.
+
+    Returns:
+        The `SUMMARY_KEYS` metrics as fractions; -1 where no entry is defined.
+    """
 
     def mean_valid(s: np.ndarray) -> float:
         valid = s[s > -1]
@@ -117,7 +142,14 @@ def summarize_lvis(precision: np.ndarray, recall: np.ndarray, freq_groups: Seque
 
 
 def per_class_ap(precision: np.ndarray) -> np.ndarray:
-    """AP at IoU .50:.95 over all areas for each class (the per-class term of lvis-api's AP); NaN if undefined."""
+    """AP at IoU .50:.95 over all areas for each class (the per-class term of lvis-api's AP); NaN if undefined.
+
+    Args:
+        precision: [T, R, K, A] precision, -1 where undefined; area index 0 is "all".
+
+    Returns:
+        [K] float64 AP per class (a fraction).
+    """
     s = precision[:, :, :, 0]
     out = np.full(s.shape[2], np.nan)
     for k in range(s.shape[2]):
@@ -371,7 +403,23 @@ def evaluate_detections(
     progress: Optional[Callable[[int, int], None]] = None,
     stats: Optional[Dict[str, float]] = None,
 ) -> LVISEvalResult:
-    """Evaluate checked detections (see `evaluate_lvis` for the arguments)."""
+    """Evaluate checked detections (see `evaluate_lvis` for the arguments).
+
+    Args:
+        gt: the loaded ground truth (`load_ground_truth`).
+        dets: the loaded detections (`load_detections`), with the boxes or masks `iou_type` needs.
+        iou_type: "bbox" or "segm".
+        fixed_ap: Fixed AP instead of the per-image cap.
+        fixed_ap_k: detections kept per class for Fixed AP.
+        max_dets_per_image: the per-image cap of standard AP.
+        workers: processes; None = `default_workers()`, 1 = in this process.
+        progress: optional callback `progress(chunks_done, chunks_total)`.
+        stats: optional dict filled with counts: detections, after_cap, evaluated, chunks and
+            worker_peak_rss_sum.
+
+    Returns:
+        The result; its `timings` has "select", "evaluate" and "summarize".
+    """
     if iou_type not in ("bbox", "segm"):
         raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
     if iou_type == "segm" and dets.segmentation is None:
@@ -455,10 +503,21 @@ def evaluate_lvis(
 ) -> Dict[str, LVISEvalResult]:
     """LVIS AP of `results` on `gt` for each iou type ('bbox', 'segm'), with lvis-api 0.5.3's numbers.
 
-    gt: an LVIS-format json path or dict; results: a results json path or list (Detectron2's
-    `lvis_instances_results.json`). fixed_ap: Fixed AP (top `fixed_ap_k` detections per class over the dataset, no
-    per-image cap) instead of the per-image cap `max_dets_per_image`. workers: processes (default: the CPUs).
     Raises LVISInputError naming the first bad record.
+
+    Args:
+        gt: an LVIS-format json path or dict, or a loaded `LVISGroundTruth`.
+        results: a results json path or list (Detectron2's `lvis_instances_results.json`), or loaded `Detections`.
+        iou_types: "bbox" and/or "segm".
+        fixed_ap: Fixed AP (top `fixed_ap_k` detections per class over the dataset, no per-image cap) instead of
+            the per-image cap `max_dets_per_image`.
+        fixed_ap_k: detections kept per class for Fixed AP.
+        max_dets_per_image: the per-image cap of standard AP.
+        workers: processes (default: the CPUs).
+        progress: optional callback `progress(chunks_done, chunks_total)`, per iou type.
+
+    Returns:
+        {iou_type: result}.
     """
     gt = gt if isinstance(gt, LVISGroundTruth) else load_ground_truth(gt)
     if not isinstance(results, Detections):

@@ -31,7 +31,14 @@ def paused_gc() -> Iterator[None]:
 
 
 def gc_paused(fn: F) -> F:
-    """Decorator form of `paused_gc`."""
+    """Decorator form of `paused_gc`.
+
+    Args:
+        fn: the function to run with the collector paused.
+
+    Returns:
+        `fn` wrapped: each call runs inside `paused_gc()`.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):

@@ -28,7 +28,21 @@ def evaluate_with_lvis_api(
 ) -> LVISEvalResult:
     """Detectron2's `_evaluate_predictions_on_lvis` (segm: boxes dropped; `LVISResults` cap), or for Fixed AP the
     protocol of Dave et al.'s script (top `fixed_ap_k` per class, `max_dets=-1`). `results` is modified unless
-    `copy_results`."""
+    `copy_results`.
+
+    Args:
+        gt_json: path of the LVIS ground-truth json (read unless `lvis_gt` is given).
+        results: LVIS-format result dicts (image_id, category_id, bbox, score[, segmentation]).
+        iou_type: "bbox" or "segm".
+        fixed_ap: evaluate Fixed AP instead of standard AP.
+        fixed_ap_k: detections kept per class for Fixed AP.
+        max_dets_per_image: per-image cap of standard AP.
+        lvis_gt: an already loaded `lvis.LVIS` ground truth, to skip reading `gt_json`.
+        copy_results: work on a deep copy of `results`.
+
+    Returns:
+        The result in the fast evaluator's type (its `timings` has only "total", in seconds).
+    """
     from lt_detectron.data import patch_lvis_numpy_aliases
 
     patch_lvis_numpy_aliases()
@@ -76,7 +90,17 @@ def evaluate_with_lvis_api(
 
 
 def largest_difference(a: LVISEvalResult, b: LVISEvalResult) -> dict:
-    """Largest absolute difference of the summary numbers and of the per-class APs (NaN where both are NaN)."""
+    """Largest absolute difference of the summary numbers and of the per-class APs (NaN where both are NaN).
+
+    Args:
+        a: one result.
+        b: another result of the same categories, in the same order.
+
+    Returns:
+        {"summary": the largest difference of a summary number, "summary_metric": its name, "per_class": the
+        largest per-class AP difference, "per_class_id": its category id (None without categories)}. A per-class
+        AP that is NaN in one result only counts as -1 there.
+    """
     summary = max(((abs(a.summary[k] - b.summary[k]), k) for k in a.summary), default=(0.0, ""))
     both = ~(np.isnan(a.per_class_ap) & np.isnan(b.per_class_ap))
     diff = np.abs(np.nan_to_num(a.per_class_ap, nan=-1.0) - np.nan_to_num(b.per_class_ap, nan=-1.0))

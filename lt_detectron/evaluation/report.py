@@ -45,7 +45,16 @@ CSV_FIELDS = (
 
 def format_lvis_table(results: Mapping[str, Mapping[str, float]], title: str = "") -> str:
     """Markdown table of bbox/segm AP, AP50, AP75, APr, APc, APf from Detectron2-style metrics (percent), as printed
-    by `make demo` and `tools/evaluate_lvis.py`."""
+    by `make demo` and `tools/evaluate_lvis.py`.
+
+    Args:
+        results: {task: {metric: value in percent}}, e.g. Detectron2's evaluation results; tasks other than "bbox"
+            and "segm" are left out, missing metrics shown as nan.
+        title: an optional line above the table.
+
+    Returns:
+        The table, one row per task.
+    """
     lines = [title] if title else []
     lines.append("| task | " + " | ".join(DEMO_METRICS) + " |")
     lines.append("|---" * (len(DEMO_METRICS) + 1) + "|")
@@ -57,12 +66,27 @@ def format_lvis_table(results: Mapping[str, Mapping[str, float]], title: str = "
 
 
 def detectron2_metrics(result: LVISEvalResult) -> Dict[str, float]:
-    """The metrics Detectron2's LVISEvaluator returns for one task: AP, AP50, ..., APf in percent."""
+    """The metrics Detectron2's LVISEvaluator returns for one task: AP, AP50, ..., APf in percent.
+
+    Args:
+        result: one iou type's result.
+
+    Returns:
+        {metric: percent} for AP, AP50, AP75, APs, APm, APl, APr, APc, APf (-100 where lvis-api gives -1).
+    """
     return {m: float(result.summary[m] * 100) for m in ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")}
 
 
 def format_table(results: Mapping[str, LVISEvalResult], fixed: Optional[Mapping[str, LVISEvalResult]] = None) -> str:
-    """Markdown table, one row per iou type (and per Fixed AP result), values in percent with one decimal."""
+    """Markdown table, one row per iou type (and per Fixed AP result), values in percent with one decimal.
+
+    Args:
+        results: {iou_type: result} of standard AP.
+        fixed: optional {iou_type: result} of Fixed AP, as extra rows.
+
+    Returns:
+        The table of `TABLE_METRICS` (AR at the per-image cap); "n/a" where a metric is undefined.
+    """
     header = [m if m != "AR" else "AR@300" for m in TABLE_METRICS]
     lines = ["| task | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
     rows = [(t, r) for t, r in results.items()] + [(f"{t} (Fixed AP)", r) for t, r in (fixed or {}).items()]
@@ -85,7 +109,18 @@ def per_class_rows(
 ) -> List[Dict[str, object]]:
     """One row per category (sorted by id). Training counts default to the categories' stored `image_count` /
     `instance_count` (LVIS stores the training-set counts in both its train and val files). AP in percent; empty
-    where undefined (no ground truth in this split)."""
+    where undefined (no ground truth in this split).
+
+    Args:
+        gt: the evaluated ground truth.
+        results: {iou_type: result} of standard AP.
+        fixed: optional {iou_type: result} of Fixed AP.
+        train_image_count: optional training images per category, in the order of `gt.categories`.
+        train_instance_count: optional training instances per category, in the same order.
+
+    Returns:
+        One dict per category with the `CSV_FIELDS` keys.
+    """
     rows = []
     val_instances = gt.instance_counts()
     for k, cat in enumerate(gt.categories):
@@ -111,6 +146,15 @@ def per_class_rows(
 
 
 def write_per_class_csv(rows: Sequence[Mapping[str, object]], path: str) -> str:
+    """Write the rows of `per_class_rows` as a CSV with the `CSV_FIELDS` columns, atomically.
+
+    Args:
+        rows: one dict per category.
+        path: the CSV file.
+
+    Returns:
+        `path`.
+    """
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
     writer.writeheader()
@@ -120,7 +164,16 @@ def write_per_class_csv(rows: Sequence[Mapping[str, object]], path: str) -> str:
 
 def plot_ap_vs_train_images(rows: Sequence[Mapping[str, object]], path: str, title: str = "") -> Optional[str]:
     """Per-class AP (mask AP if present, else box AP) against training images, log x, r/c/f bands, and a trend line
-    (least squares of AP on log10 of the count). Returns the path, or None if no class has both numbers."""
+    (least squares of AP on log10 of the count). Returns the path, or None if no class has both numbers.
+
+    Args:
+        rows: the rows of `per_class_rows`; classes with 0 training images are left out.
+        path: the PNG file.
+        title: the figure title; "" = "Per-class AP vs training images".
+
+    Returns:
+        `path`, or None.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,7 +221,20 @@ def write_reports(
     train_instance_count: Optional[Sequence[int]] = None,
     prefix: str = "lvis",
 ) -> Dict[str, str]:
-    """Write `<prefix>_per_class.csv`, `<prefix>_ap_vs_train_images.png` and `<prefix>_summary.md` into output_dir."""
+    """Write `<prefix>_per_class.csv`, `<prefix>_ap_vs_train_images.png` and `<prefix>_summary.md` into output_dir.
+
+    Args:
+        output_dir: the folder (created if needed).
+        gt: the evaluated ground truth.
+        results: {iou_type: result} of standard AP.
+        fixed: optional {iou_type: result} of Fixed AP.
+        train_image_count: optional training images per category (`per_class_rows`).
+        train_instance_count: optional training instances per category.
+        prefix: the file name prefix.
+
+    Returns:
+        The paths written: "csv", "table" and, when there was a point to plot, "png".
+    """
     os.makedirs(output_dir, exist_ok=True)
     rows = per_class_rows(gt, results, fixed, train_image_count, train_instance_count)
     paths = {"csv": write_per_class_csv(rows, os.path.join(output_dir, f"{prefix}_per_class.csv"))}

@@ -49,6 +49,19 @@ def make_lvis_gt(
 
     `absent_classes` of the rarest categories get no annotation (classes absent from val). Image ids are not
     contiguous (they step by 1-3) so that code relying on contiguous ids fails.
+
+    Args:
+        num_images: the number of images.
+        num_classes: the number of categories (ids 1..num_classes, long-tailed popularity in a random order).
+        seed: random seed; the same arguments give the same data.
+        mean_categories_per_image: mean number of annotated categories per image (1 + Poisson).
+        mean_negatives_per_image: mean length of an image's `neg_category_ids` (Poisson).
+        not_exhaustive_prob: probability that an annotated category of an image is listed as not exhaustive.
+        absent_classes: the number of rarest categories without annotations.
+
+    Returns:
+        The ground-truth dict (info, images, annotations, categories, licenses); each category has a frequency
+        r/c/f by popularity rank and the image_count / instance_count of this data.
     """
     rng = np.random.default_rng(seed)
     cat_ids = np.arange(1, num_classes + 1)
@@ -154,6 +167,20 @@ def make_lvis_results(
     up to a count drawn in [min_dets_per_image, max_dets_per_image], a `background_listed_prob` share of them of a
     class the image's ground truth lists (as a detector fires low-score boxes on the classes present).
     `empty_image_prob` of images get no detection; `skip_classes` never appear (classes with no detection).
+
+    Args:
+        gt: a ground-truth dict with polygon segmentations, e.g. from `make_lvis_gt`.
+        seed: random seed.
+        max_dets_per_image: upper end of the drawn per-image count.
+        min_dets_per_image: lower end of the drawn per-image count.
+        dets_per_object: mean number of copies of each ground-truth object (Poisson).
+        with_masks: add an RLE `segmentation` (counts as a string) to every result.
+        empty_image_prob: probability that an image gets no detection.
+        background_listed_prob: share of the background boxes whose class is one the image's ground truth lists.
+        skip_classes: category ids that never appear.
+
+    Returns:
+        The result dicts (image_id, category_id, bbox in XYWH, score[, segmentation]).
     """
     rng = np.random.default_rng(seed + 1_000_003)
     cat_ids = np.array(sorted(c["id"] for c in gt["categories"]))

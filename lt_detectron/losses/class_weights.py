@@ -27,11 +27,21 @@ def class_weights(
     """Class weights w_c (effective number: Cui et al., CVPR 2019, arXiv:1901.05555;
     "lda": Peng et al., ACM MM 2021, arXiv:2110.02686; see docs/methods.md#class-weights).
 
-    kind: "inverse" (w ∝ 1/n_c), "effective_number" (w = (1-beta)/(1-beta^n_c), beta None = (N-1)/N),
-    "lda" (1/(C n_c); never normalised, its scale is part of the LDA loss). With `normalize`, weights sum to
-    the number of weighted classes. Classes with n_c = 0 raise, or with zero_policy="exclude" get weight 0
-    (a warning names them) and the remaining classes are weighted as if the excluded ones did not exist.
-    Returns a tensor of `dtype` (default dtype when None) on the device of `counts`.
+    Classes with n_c = 0 raise, or with zero_policy="exclude" get weight 0 (a warning names them) and the remaining
+    classes are weighted as if the excluded ones did not exist.
+
+    Args:
+        counts: length-C training counts n_c (finite, >= 0, not all zero).
+        kind: "inverse" (w ∝ 1/n_c), "effective_number" (w = (1-beta)/(1-beta^n_c)) or "lda" (1/(C n_c), C = the
+            number of classes with n_c > 0; never normalised, its scale is part of the LDA loss).
+        beta: effective-number beta in [0, 1); None = (N-1)/N, N = sum_c n_c (`effective_number_beta`).
+            Only used by kind="effective_number".
+        normalize: scale the weights to sum to the number of weighted classes (n_c > 0). Ignored for "lda".
+        zero_policy: "error" (raise on a zero count), "exclude" or its alias "warn" (weight 0, with a warning).
+        dtype: dtype of the result; None = the default dtype.
+
+    Returns:
+        (C,) weights w_c in `dtype` on the device of `counts`; 0 for excluded classes.
     """
     fn = "class_weights"
     if kind not in WEIGHT_KINDS:
@@ -81,6 +91,12 @@ def effective_number_beta(counts: ArrayLike) -> float:
     """The default effective-number beta `(N - 1) / N`, N = sum_c n_c (Jamal et al., CVPR 2020, arXiv:2003.10780).
 
     Cui et al. (CVPR 2019, arXiv:1901.05555) use a fixed 0.9999 instead; configs choose between the two.
+
+    Args:
+        counts: length-C training counts n_c (finite, >= 0, not all zero).
+
+    Returns:
+        beta in [0, 1).
     """
     total = float(check_counts(counts, "effective_number_beta").sum())
     if total <= 0:
@@ -89,7 +105,15 @@ def effective_number_beta(counts: ArrayLike) -> float:
 
 
 def prior_from_counts(counts: ArrayLike, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Source prior p_s(c) = n_c / N (notation of docs/methods.md#notation), checked like any counts."""
+    """Source prior p_s(c) = n_c / N (notation of docs/methods.md#notation), checked like any counts.
+
+    Args:
+        counts: length-C training counts n_c (finite, >= 0, not all zero).
+        dtype: dtype of the result; None = the default dtype.
+
+    Returns:
+        (C,) prior summing to 1, in `dtype` on the device of `counts`.
+    """
     n = check_counts(counts, "prior_from_counts")
     total = float(n.sum())
     if total <= 0:
@@ -103,9 +127,14 @@ TARGET_PRIOR_NAMES = ("uniform", "source")
 def parse_target_prior(spec: str, counts: ArrayLike, key: str = "target prior") -> torch.Tensor:
     """Target prior p_t (float64, length C, sums to 1) from a spec.
 
-    `spec`: "uniform"; "source" (the training prior n_c / N of `counts`); a path to a json file holding a list of C
-    non-negative numbers; or the numbers themselves, "n1 n2 ... nC" or "n1,...,nC". Numbers are normalised.
-    `key` names the config key in error messages (e.g. "MODEL.LT.TEST_TARGET_PRIOR").
+    Args:
+        spec: "uniform"; "source" (the training prior n_c / N of `counts`); a path to a json file holding a list of C
+            non-negative numbers; or the numbers themselves, "n1 n2 ... nC" or "n1,...,nC". Numbers are normalised.
+        counts: length-C training counts n_c: they give C, and the prior for "source".
+        key: the config key named in error messages (e.g. "MODEL.LT.TEST_TARGET_PRIOR").
+
+    Returns:
+        (C,) float64 CPU tensor summing to 1.
     """
     n = check_counts(counts, "parse_target_prior")
     num = n.numel()

@@ -29,7 +29,13 @@ RATIO_EPS = 1e-10
 class EQLv2Defaults:
     """Paper defaults of EQLv2 (Tan et al., "Equalization Loss v2", CVPR 2021, arXiv:2012.08548): the mapping
     f(r) = 1 / (1 + exp(-gamma (r - mu))) with gamma 12 and mu 0.8, and the positive-weight scale alpha 4
-    (q_j = 1 + alpha (1 - f(r_j)))."""
+    (q_j = 1 + alpha (1 - f(r_j))).
+
+    Attributes:
+        gamma: steepness of the mapping f.
+        mu: centre of the mapping f.
+        alpha: scale of the positive weight q_j.
+    """
 
     gamma: float = 12.0
     mu: float = 0.8

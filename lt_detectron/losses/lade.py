@@ -29,7 +29,13 @@ IMPORTANCE_KINDS = ("label", "column")
 class LADEDefaults:
     """Paper defaults of LADE (Hong et al., "Disentangling Label Distribution for Long-tailed Visual Recognition",
     CVPR 2021, arXiv:2012.00321): alpha 0.1 (CIFAR-100-LT public configs), lambda 0.1 (Eq. 15), importance weights
-    by the sample's own label (Eq. 13; "column" is the authors' public code)."""
+    by the sample's own label (Eq. 13; "column" is the authors' public code).
+
+    Attributes:
+        alpha: weight of L_LADER in `lade_loss`.
+        lam: lambda, the weight of LADER's squared term (eq. 15).
+        importance: "label" or "column", the importance weighting of `lader`.
+    """
 
     alpha: float = 0.1
     lam: float = 0.1
@@ -46,7 +52,19 @@ def balanced_softmax_loss(
     weight: ArrayLike | None = None,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """LADE-CE / balanced softmax `CE(z + log p_s, y)` (Hong et al. 2021 eq. 18-19; Ren et al. 2020)."""
+    """LADE-CE / balanced softmax `CE(z + log p_s, y)` (Hong et al. 2021 eq. 18-19; Ren et al. 2020).
+
+    Args:
+        logits: (B, C) logits.
+        targets: (B,) integer class indices in [0, C).
+        prior: length-C source prior p_s(c) (> 0, sums to 1), e.g. `prior_from_counts(counts)`.
+        weight: optional length-C class weights w_c (>= 0): example i's loss is multiplied by w_{y_i}. None =
+            unweighted.
+        reduction: "mean" (sum over the batch divided by B, 0 for an empty batch), "sum" or "none".
+
+    Returns:
+        The scalar loss, or the (B,) per-example losses for reduction="none".
+    """
     fn = "balanced_softmax_loss"
     check_reduction(reduction, fn)
     targets = check_logits_targets(logits, targets, fn)
@@ -70,6 +88,16 @@ def lader(
     importance="label": eq. 13, sample i weighted by p_u(y_i)/p_s(y_i), summed over classes present in the batch.
     importance="column": the authors' public code, exp(z_i[c]) weighted by p_u(c)/p_s(c), summed over all C.
     An empty batch gives 0.
+
+    Args:
+        logits: (B, C) logits.
+        targets: (B,) integer class indices in [0, C).
+        prior: length-C source prior p_s(c) (> 0, sums to 1); also the class weights alpha_c.
+        lam: lambda, the weight of the squared term (eq. 15).
+        importance: "label" or "column", as above.
+
+    Returns:
+        The scalar regulariser.
     """
     fn = "lader"
     _check_importance(importance, fn)
@@ -250,7 +278,19 @@ def lade_loss(
     lam: float = LADE_DEFAULTS.lam,
     importance: str = LADE_DEFAULTS.importance,
 ) -> torch.Tensor:
-    """`L_LADE = L_ce(z + log p_s) + alpha * L_LADER`, a batch-level scalar (Hong et al. 2021 eq. 20)."""
+    """`L_LADE = L_ce(z + log p_s) + alpha * L_LADER`, a batch-level scalar (Hong et al. 2021 eq. 20).
+
+    Args:
+        logits: (B, C) logits.
+        targets: (B,) integer class indices in [0, C).
+        prior: length-C source prior p_s(c) (> 0, sums to 1).
+        alpha: weight of L_LADER.
+        lam: lambda of `lader` (eq. 15).
+        importance: "label" or "column", see `lader`.
+
+    Returns:
+        The scalar loss, L_ce being the batch mean (0 for an empty batch).
+    """
     fn = "lade_loss"
     _check_importance(importance, fn)
     targets = check_logits_targets(logits, targets, fn)
@@ -262,6 +302,14 @@ def adjust_logits(logits: torch.Tensor, source_prior: ArrayLike, target_prior: A
     """Post-compensation `z_c - log p_s(c) + log p_t(c)`, p_t uniform when None (Hong et al. 2021 eq. 4-7, 17).
 
     Works on any (..., C) tensor. `target_prior` may contain zeros: those classes get logit -inf (probability 0).
+
+    Args:
+        logits: (..., C) logits.
+        source_prior: length-C training prior p_s(c) (> 0, sums to 1).
+        target_prior: length-C test prior p_t(c) (>= 0, sums to 1); None = uniform, 1/C.
+
+    Returns:
+        Adjusted logits of the logits' shape; float32 for float16/bfloat16 logits.
     """
     fn = "adjust_logits"
     if not isinstance(logits, torch.Tensor) or logits.dim() < 1 or not logits.is_floating_point():
@@ -276,5 +324,14 @@ def adjust_logits(logits: torch.Tensor, source_prior: ArrayLike, target_prior: A
 
 
 def pc_softmax(logits: torch.Tensor, source_prior: ArrayLike, target_prior: ArrayLike | None = None) -> torch.Tensor:
-    """PC Softmax: softmax of `adjust_logits` over the last dimension (Hong et al. 2021 eq. 7)."""
+    """PC Softmax: softmax of `adjust_logits` over the last dimension (Hong et al. 2021 eq. 7).
+
+    Args:
+        logits: (..., C) logits.
+        source_prior: length-C training prior p_s(c) (> 0, sums to 1).
+        target_prior: length-C test prior p_t(c) (>= 0, sums to 1); None = uniform.
+
+    Returns:
+        Probabilities of the logits' shape, summing to 1 over the last dimension.
+    """
     return adjust_logits(logits, source_prior, target_prior).softmax(dim=-1)

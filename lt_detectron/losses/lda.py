@@ -26,6 +26,22 @@ class LDADefaults:
     code's accuracy window, which starts filled with zeros, so a_t grows as about (t/K)^gamma over the first K
     batches ("recorded" averages only the batches seen so far); `fixed_alpha` >= 0 replaces the adaptive a_t by a
     constant (the paper's grid-search control).
+
+    Attributes:
+        gamma: exponent of the risk balance a_t = max(0, A_u - A_b)^gamma (eq. 6).
+        window: risk-balancer window K in mini-batches; <= 0 derives K from the counts (`LDALoss.from_defaults`).
+        lambda_u: weight of L_u, the unbalanced classifier's cross-entropy.
+        lambda_b: weight of a_t L_b, the balanced classifier's weighted cross-entropy.
+        lambda_d: weight of L_intra + L_inter.
+        margin: margin of L_inter (eq. 8).
+        proj_head: projection head h, "linear" (d -> proj_dim) or "mlp" (d -> 512 -> proj_dim).
+        proj_dim: output dimension of the projection head.
+        pair_weights: weight the inter-class pairs of L_inter by w_c + w_c' (eq. 8).
+        alpha_ramp: "zero_filled" or "recorded", as above.
+        fixed_alpha: >= 0: a_t is this constant; < 0: the adaptive a_t.
+        balanced_feature_grad: detection only: whether L_b's gradient reaches the shared box feature.
+        unbalanced_norm: detection only: L_u's sum is divided by all sampled RoIs ("sampled") or by the
+            foreground RoIs ("foreground").
     """
 
     gamma: float = 2.0
@@ -73,6 +89,18 @@ def lda_divergence(
     processes: every rank returns the global terms and the gradient of the global terms with respect to its own
     features (call it on every rank each step, also with no features). The public code computes the centres over
     its whole (single-process) batch.
+
+    Args:
+        features: (B, d) projected features f_i = h(x_i).
+        targets: (B,) integer class ids (>= 0).
+        margin: margin of L_inter.
+        class_weights: optional 1-D pair weights w_c indexed by class id (e.g. `class_weights(counts, kind="lda")`);
+            None = unweighted pairs.
+        num_classes: C, the number of class ids; None = only the ids in the batch are known.
+        reduce: optional sum over processes (needs `num_classes`), as above.
+
+    Returns:
+        (L_intra, L_inter), two scalars.
     """
     fn = "lda_divergence"
     if not isinstance(features, torch.Tensor) or features.dim() != 2 or not features.is_floating_point():
@@ -227,7 +255,15 @@ class _LdaDivergenceFunction(torch.autograd.Function):
 
 
 def accuracy_percent(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """Top-1 training accuracy in percent, the input of `RiskBalancer.update` (Peng et al. 2021 eq. 6)."""
+    """Top-1 training accuracy in percent, the input of `RiskBalancer.update` (Peng et al. 2021 eq. 6).
+
+    Args:
+        logits: (B, C) logits, B > 0.
+        targets: (B,) integer class indices.
+
+    Returns:
+        The percentage of rows whose argmax is the target, in [0, 100].
+    """
     if logits.dim() != 2 or targets.shape != logits.shape[:1] or logits.shape[0] == 0:
         raise ValueError(
             f"accuracy_percent: need logits (B, C) and targets (B,) with B > 0; got {tuple(logits.shape)} and "
@@ -238,7 +274,16 @@ def accuracy_percent(logits: torch.Tensor, targets: torch.Tensor) -> float:
 
 
 def default_window(num_samples: float, min_count: float, batch_size: int) -> int:
-    """Risk-balancer window K = max(1, N / (n_min * B)) mini-batches, rounded up (docs/methods.md#lda)."""
+    """Risk-balancer window K = max(1, N / (n_min * B)) mini-batches, rounded up (docs/methods.md#lda).
+
+    Args:
+        num_samples: N, the number of training samples (> 0).
+        min_count: n_min, the smallest non-zero class count (> 0).
+        batch_size: B, the samples per mini-batch (> 0).
+
+    Returns:
+        K, an int >= 1.
+    """
     if num_samples <= 0 or min_count <= 0 or batch_size <= 0:
         raise ValueError(
             f"default_window: N, n_min and B must be > 0; got N={num_samples}, n_min={min_count}, B={batch_size}."
@@ -261,6 +306,15 @@ class RiskBalancer:
     all_reduce_sum`) and feed `update_counts` with each rank's correct-prediction counts; every rank then
     records the accuracies of the whole global mini-batch, so all ranks hold the same window and alpha and the
     checkpoint one rank writes is every rank's state.
+
+    Args:
+        gamma: exponent of a_t (>= 0).
+        window: K, the number of mini-batches averaged (>= 1); None = derived from `counts` and `batch_size`.
+        counts: length-C training counts n_c; used only with window=None.
+        batch_size: B of the derived window (samples per mini-batch); used only with window=None.
+        reduce: optional sum over processes, applied in `update_counts`.
+        alpha_ramp: "zero_filled" or "recorded", as above.
+        fixed_alpha: >= 0: a_t is this constant; < 0: the adaptive a_t.
     """
 
     def __init__(
@@ -298,7 +352,15 @@ class RiskBalancer:
         self._acc_balanced: deque[float] = deque(maxlen=self.window)
 
     def update(self, acc_unbalanced: float, acc_balanced: float) -> float:
-        """Record one mini-batch's accuracies (percent, 0..100) and return the new alpha."""
+        """Record one mini-batch's accuracies (percent, 0..100) and return the new alpha.
+
+        Args:
+            acc_unbalanced: the unbalanced classifier's top-1 accuracy A_u in percent.
+            acc_balanced: the balanced classifier's top-1 accuracy A_b in percent.
+
+        Returns:
+            a_t after this mini-batch (`alpha`).
+        """
         for name, value in (("acc_unbalanced", acc_unbalanced), ("acc_balanced", acc_balanced)):
             if not 0.0 <= float(value) <= 100.0:
                 raise ValueError(
@@ -315,6 +377,14 @@ class RiskBalancer:
         With `reduce`, the three counts are first summed over processes (a collective: call this on every rank
         each step, with zeros on a rank without samples). A mini-batch without samples anywhere is not recorded.
         Counts may be numbers or 0-dim tensors (on the device the reduction needs).
+
+        Args:
+            correct_unbalanced: the unbalanced classifier's number of correct top-1 predictions.
+            correct_balanced: the balanced classifier's number of correct top-1 predictions.
+            total: the number of samples in the mini-batch.
+
+        Returns:
+            a_t after this mini-batch (`alpha`).
         """
         values = (correct_unbalanced, correct_balanced, total)
         device = next((v.device for v in values if isinstance(v, torch.Tensor)), None)
@@ -333,6 +403,7 @@ class RiskBalancer:
 
     @property
     def alpha(self) -> float:
+        """The current a_t: `fixed_alpha` when >= 0, else max(0, A_u - A_b)^gamma; 0 before the first update."""
         if self.fixed_alpha >= 0:
             return self.fixed_alpha
         if not self._acc_unbalanced:
@@ -351,6 +422,11 @@ class RiskBalancer:
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore gamma, the window and the accuracy histories.
+
+        Args:
+            state: a dict from `state_dict`.
+        """
         missing = {"gamma", "window", "acc_unbalanced", "acc_balanced"} - set(state)
         if missing:
             raise ValueError(f"RiskBalancer.load_state_dict: state is missing {sorted(missing)}.")
@@ -394,6 +470,20 @@ def lda_loss_terms(
     pairs (paper eq. 8). `normaliser` divides the summed L_u (default: the number of samples, a mean); detection
     passes the number of sampled RoIs, foreground and background, as Detectron2 normalises its classification loss.
     `reduce` computes the divergence over the global batch of all processes (`lda_divergence`).
+
+    Args:
+        logits_unbalanced: (B, C) logits of the unbalanced classifier g_u.
+        logits_balanced: (B, C) logits of the balanced classifier g_b.
+        projected: (B, d) projected features h(x).
+        targets: (B,) integer class indices in [0, C).
+        balanced_weight: length-C weights w_c of L_b.
+        margin: margin of L_inter.
+        pair_weights: weight the inter-class pairs by w_c + w_c'.
+        normaliser: divisor of the summed L_u; None = B.
+        reduce: optional sum over processes for the divergence.
+
+    Returns:
+        The four unweighted scalar terms.
     """
     if normaliser is None:
         loss_u = F.cross_entropy(logits_unbalanced, targets)
@@ -419,7 +509,18 @@ def weighted_lda_terms(
     lambda_b: float = LDA_DEFAULTS.lambda_b,
     lambda_d: float = LDA_DEFAULTS.lambda_d,
 ) -> Dict[str, torch.Tensor]:
-    """The weighted terms `lambda_u L_u`, `lambda_b a_t L_b`, `lambda_d L_intra`, `lambda_d L_inter` (sum: Eq. 9)."""
+    """The weighted terms `lambda_u L_u`, `lambda_b a_t L_b`, `lambda_d L_intra`, `lambda_d L_inter` (sum: Eq. 9).
+
+    Args:
+        terms: the unweighted terms (`lda_loss_terms`).
+        alpha: a_t (`RiskBalancer.alpha`).
+        lambda_u: weight of L_u.
+        lambda_b: weight of a_t L_b.
+        lambda_d: weight of L_intra and of L_inter.
+
+    Returns:
+        {"unbalanced", "balanced", "intra", "inter"}: the weighted scalar terms.
+    """
     return {
         "unbalanced": lambda_u * terms.unbalanced,
         "balanced": lambda_b * alpha * terms.balanced,
@@ -444,6 +545,22 @@ def lda_loss(
     """`L = lambda_u L_u + lambda_b a_t L_b + lambda_d (L_intra + L_inter)` (LDA paper Eq. 9), a batch-level scalar.
 
     `alpha` is a_t, a constant for autograd (`RiskBalancer.alpha`); `LDALoss` keeps the balancer and the weights.
+
+    Args:
+        logits_unbalanced: (B, C) logits of the unbalanced classifier g_u.
+        logits_balanced: (B, C) logits of the balanced classifier g_b.
+        projected: (B, d) projected features h(x).
+        targets: (B,) integer class indices in [0, C).
+        balanced_weight: length-C weights w_c of L_b, `class_weights(counts, kind="lda")`.
+        alpha: a_t.
+        lambda_u: weight of L_u.
+        lambda_b: weight of a_t L_b.
+        lambda_d: weight of L_intra + L_inter.
+        margin: margin of L_inter.
+        pair_weights: weight the inter-class pairs by w_c + w_c'.
+
+    Returns:
+        The scalar loss L.
     """
     terms = lda_loss_terms(
         logits_unbalanced, logits_balanced, projected, targets, balanced_weight, margin, pair_weights
@@ -456,7 +573,15 @@ def _combine(terms: LDATerms, alpha: float, lambda_u: float, lambda_b: float, la
 
 
 class LDAOutput(NamedTuple):
-    """What `LDALoss.forward` computed: the total, its unweighted terms, a_t and the two training accuracies."""
+    """What `LDALoss.forward` computed: the total, its unweighted terms, a_t and the two training accuracies.
+
+    Attributes:
+        loss: the scalar total L.
+        terms: the unweighted terms.
+        alpha: the a_t used in `loss`.
+        acc_unbalanced: the unbalanced classifier's top-1 accuracy in percent (this process's samples).
+        acc_balanced: the balanced classifier's top-1 accuracy in percent (this process's samples).
+    """
 
     loss: torch.Tensor
     terms: LDATerms
@@ -475,6 +600,22 @@ class LDALoss(nn.Module):
     rank without samples). `gather_centres` (with `reduce`) computes the divergence's class centres over the global
     batch too.
     The balancer state is plain Python (`self.balancer.state_dict()`); the owner saves it with its checkpoint.
+
+    Args:
+        counts: length-C training counts n_c, for w_c and the derived window.
+        gamma: exponent of a_t (`RiskBalancer`).
+        window: risk-balancer window K in mini-batches; None = derived from `counts` and `batch_size`.
+        batch_size: B of the derived window.
+        lambda_u: weight of L_u.
+        lambda_b: weight of a_t L_b.
+        lambda_d: weight of L_intra + L_inter.
+        margin: margin of L_inter.
+        pair_weights: weight the inter-class pairs by w_c + w_c'.
+        zero_policy: `class_weights`' policy for classes with n_c = 0 ("error", "exclude" or "warn").
+        reduce: optional sum over processes, as above.
+        gather_centres: compute the class centres over the global batch (needs `reduce`).
+        alpha_ramp: "zero_filled" or "recorded" (`RiskBalancer`).
+        fixed_alpha: >= 0: a_t is this constant; < 0: the adaptive a_t.
     """
 
     def __init__(
@@ -518,7 +659,16 @@ class LDALoss(nn.Module):
     @classmethod
     def from_defaults(cls, counts: ArrayLike, lda: LDADefaults, **kwargs: Any) -> "LDALoss":
         """An `LDALoss` with the loss fields of a defaults record (`window` <= 0: derived from counts and
-        `batch_size`); `kwargs` are the other constructor arguments (batch_size, zero_policy, reduce, ...)."""
+        `batch_size`); `kwargs` are the other constructor arguments (batch_size, zero_policy, reduce, ...).
+
+        Args:
+            counts: length-C training counts n_c.
+            lda: the hyper-parameters (proj_head, proj_dim, balanced_feature_grad and unbalanced_norm are not used).
+            kwargs: further `LDALoss` keyword arguments.
+
+        Returns:
+            The new `LDALoss`.
+        """
         return cls(
             counts,
             gamma=lda.gamma,
@@ -534,6 +684,18 @@ class LDALoss(nn.Module):
         )
 
     def terms(self, logits_unbalanced, logits_balanced, projected, targets, normaliser=None) -> LDATerms:
+        """`lda_loss_terms` with this loss's weights, margin and divergence reduction.
+
+        Args:
+            logits_unbalanced: (B, C) logits of the unbalanced classifier.
+            logits_balanced: (B, C) logits of the balanced classifier.
+            projected: (B, d) projected features.
+            targets: (B,) integer class indices.
+            normaliser: divisor of the summed L_u; None = B.
+
+        Returns:
+            The four unweighted scalar terms.
+        """
         return lda_loss_terms(
             logits_unbalanced,
             logits_balanced,
@@ -547,7 +709,16 @@ class LDALoss(nn.Module):
         )
 
     def update_balancer(self, logits_unbalanced, logits_balanced, targets) -> tuple[float, float, float]:
-        """Record this batch's accuracies; returns (a_t, acc_unbalanced, acc_balanced) (this process's accuracies)."""
+        """Record this batch's accuracies; returns (a_t, acc_unbalanced, acc_balanced) (this process's accuracies).
+
+        Args:
+            logits_unbalanced: (B, C) logits of the unbalanced classifier, B > 0.
+            logits_balanced: (B, C) logits of the balanced classifier.
+            targets: (B,) integer class indices.
+
+        Returns:
+            The new a_t and the two top-1 accuracies in percent.
+        """
         if self.balancer.reduce is None:
             acc_u = accuracy_percent(logits_unbalanced, targets)
             acc_b = accuracy_percent(logits_balanced, targets)
@@ -563,11 +734,33 @@ class LDALoss(nn.Module):
         return self.balancer.update_counts(0, 0, 0) if self.balancer.reduce is not None else self.balancer.alpha
 
     def weighted(self, terms: LDATerms, alpha: float) -> Dict[str, torch.Tensor]:
+        """`weighted_lda_terms` with this loss's lambdas.
+
+        Args:
+            terms: the unweighted terms.
+            alpha: a_t.
+
+        Returns:
+            {"unbalanced", "balanced", "intra", "inter"}: the weighted scalar terms.
+        """
         return weighted_lda_terms(terms, alpha, self.lambda_u, self.lambda_b, self.lambda_d)
 
     def forward(
         self, logits_unbalanced, logits_balanced, projected, targets, update_balancer: bool = True, normaliser=None
     ) -> LDAOutput:
+        """The loss of one batch, with a_t after recording this batch's accuracies (unless `update_balancer` is False).
+
+        Args:
+            logits_unbalanced: (B, C) logits of the unbalanced classifier, B > 0.
+            logits_balanced: (B, C) logits of the balanced classifier.
+            projected: (B, d) projected features.
+            targets: (B,) integer class indices.
+            update_balancer: record the accuracies in the balancer (False: use the current a_t, e.g. in evaluation).
+            normaliser: divisor of the summed L_u; None = B.
+
+        Returns:
+            The total, its unweighted terms, a_t and the two accuracies.
+        """
         terms = self.terms(logits_unbalanced, logits_balanced, projected, targets, normaliser)
         if update_balancer:
             alpha, acc_u, acc_b = self.update_balancer(logits_unbalanced, logits_balanced, targets)

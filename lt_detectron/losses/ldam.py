@@ -25,7 +25,15 @@ from .shifted_cross_entropy import shifted_cross_entropy
 class LDAMDefaults:
     """Paper defaults of LDAM and DRW (Cao et al., "Learning Imbalanced Datasets with Label-Distribution-Aware Margin
     Loss", NeurIPS 2019, arXiv:1906.07413): largest margin 0.5, scale s = 30, a normalised (cosine) last layer, and
-    deferred re-weighting with effective-number weights (beta 0.9999) from epoch 160 of 200."""
+    deferred re-weighting with effective-number weights (beta 0.9999) from epoch 160 of 200.
+
+    Attributes:
+        max_margin: the largest margin, max_c Delta_c.
+        scale: the logit scale s.
+        cosine_classifier: use a normalised (cosine) last layer.
+        drw_beta: effective-number beta of the DRW weights.
+        drw_start_fraction: where DRW starts, as a fraction of the training length.
+    """
 
     max_margin: float = 0.5
     scale: float = 30.0
@@ -41,6 +49,13 @@ def ldam_margins(counts: ArrayLike, max_margin: float = LDAM_DEFAULTS.max_margin
     """Margins `Delta_c = K / n_c^{1/4}`, K such that `max_c Delta_c = max_margin` (Cao et al. 2019 §3.2).
 
     Returned in float64 on the device of `counts`; classes with n_c = 0 have no finite margin and raise.
+
+    Args:
+        counts: length-C training counts n_c (> 0).
+        max_margin: the largest margin (>= 0), that of the rarest class.
+
+    Returns:
+        (C,) float64 margins Delta_c.
     """
     return _margins(check_counts(counts, "ldam_margins"), max_margin)
 
@@ -77,6 +92,19 @@ def ldam_loss(
     `weight` (e.g. from `drw_weights`) re-weights per class; None = unweighted. Margins come from `counts` via
     `ldam_margins`, or are given directly as `margins` (counts=None), e.g. foreground margins plus a background
     column with margin 0 in detection.
+
+    Args:
+        logits: (B, C) logits.
+        targets: (B,) integer class indices in [0, C).
+        counts: length-C training counts n_c (> 0) the margins come from; None when `margins` is given.
+        max_margin: the largest margin (with `counts`).
+        scale: the logit scale s.
+        weight: optional length-C class weights w_c (>= 0); None = unweighted.
+        reduction: "mean" (sum over the batch divided by B, 0 for an empty batch), "sum" or "none".
+        margins: length-C margins Delta_c (>= 0), instead of `counts`.
+
+    Returns:
+        The scalar loss, or the (B,) per-example losses for reduction="none".
     """
     fn = "ldam_loss"
     check_reduction(reduction, fn)
@@ -107,6 +135,15 @@ def drw_weights(counts: ArrayLike, step: int, start: int, beta: float = LDAM_DEF
     (Cao et al. 2019, DRW).
 
     Cao et al. switch at epoch 160 of 200 on CIFAR; `step` and `start` are in whatever unit the caller counts.
+
+    Args:
+        counts: length-C training counts n_c.
+        step: the current step (epoch or iteration).
+        start: the first re-weighted step; < 0 = never.
+        beta: effective-number beta.
+
+    Returns:
+        None, or (C,) weights normalised to sum to C (`class_weights`).
     """
     if start < 0 or step < start:
         return None
@@ -119,6 +156,11 @@ class DeferredReweighting:
     `start < 0` never switches on. `step` and `start` are in the caller's unit (classification: epochs; detection:
     iterations). The weights do not change once switched on, so they are computed once (on the CPU, float of the
     default dtype); callers move them to their device and, for detection, append the background weight.
+
+    Args:
+        counts: length-C training counts n_c.
+        start: the first re-weighted step; < 0 = never.
+        beta: effective-number beta.
     """
 
     def __init__(self, counts: ArrayLike, start: int, beta: float = LDAM_DEFAULTS.drw_beta) -> None:
@@ -129,10 +171,18 @@ class DeferredReweighting:
 
     @property
     def enabled(self) -> bool:
+        """Whether the weights ever switch on (start >= 0)."""
         return self.start >= 0
 
     def weights(self, step: int) -> torch.Tensor | None:
-        """None before the switch (or when disabled), the class weights from `start` on."""
+        """None before the switch (or when disabled), the class weights from `start` on.
+
+        Args:
+            step: the current step, in the unit of `start`.
+
+        Returns:
+            None, or the (C,) CPU weights of `drw_weights`.
+        """
         if not self.enabled or step < self.start:
             return None
         if self._weights is None:

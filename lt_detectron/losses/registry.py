@@ -27,7 +27,14 @@ LOSS_REGISTRY = Registry("LT_LOSS")
 
 
 def register_loss(name: str) -> Callable[[Type["LTLoss"]], Type["LTLoss"]]:
-    """`@register_loss("name")`, the same as `@LOSS_REGISTRY.register("name")`."""
+    """`@register_loss("name")`, the same as `@LOSS_REGISTRY.register("name")`.
+
+    Args:
+        name: the name `build_loss` (and the configs) select the loss by.
+
+    Returns:
+        A class decorator that registers an `LTLoss` subclass and returns it.
+    """
     return LOSS_REGISTRY.register(name)
 
 
@@ -35,12 +42,24 @@ class LTLoss(nn.Module):
     """A loss over K-way logits: `forward(logits, targets, reduction="mean")`.
 
     `per_example` is True when reduction="none" gives meaningful per-sample losses (False for batch-level losses).
+    `needs_counts` is True when the constructor needs the per-class training counts (`build_loss` checks it).
     """
 
     per_example: bool = True
     needs_counts: bool = False
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """The loss of one batch.
+
+        Args:
+            logits: (B, K) logits.
+            targets: (B,) integer class indices in [0, K).
+            reduction: "mean" (sum over the batch divided by B), "sum" or "none"; batch-level losses
+                (`per_example` False) accept "mean" only.
+
+        Returns:
+            The scalar loss, or the (B,) per-example losses for reduction="none".
+        """
         raise NotImplementedError
 
     def _require_per_example(self, reduction: str) -> None:
@@ -52,7 +71,11 @@ class LTLoss(nn.Module):
 
 @LOSS_REGISTRY.register("ce")
 class CrossEntropyLoss(LTLoss):
-    """Plain softmax cross-entropy (the baseline)."""
+    """Plain softmax cross-entropy (the baseline).
+
+    Args:
+        counts: ignored (accepted so that every loss is built alike).
+    """
 
     def __init__(self, counts: ArrayLike | None = None) -> None:
         super().__init__()
@@ -65,7 +88,13 @@ class CrossEntropyLoss(LTLoss):
 
 @LOSS_REGISTRY.register("cb")
 class ClassBalancedCELoss(LTLoss):
-    """Effective-number weighted cross-entropy (Cui et al., CVPR 2019, arXiv:1901.05555)."""
+    """Effective-number weighted cross-entropy (Cui et al., CVPR 2019, arXiv:1901.05555).
+
+    Args:
+        counts: length-K training counts n_c.
+        beta: effective-number beta; None = (N - 1) / N (`class_weights`).
+        zero_policy: `class_weights`' policy for classes with n_c = 0 ("error", "exclude" or "warn").
+    """
 
     needs_counts = True
 
@@ -79,7 +108,13 @@ class ClassBalancedCELoss(LTLoss):
 
 @LOSS_REGISTRY.register("focal")
 class FocalLoss(LTLoss):
-    """Focal loss, softmax or sigmoid form (Lin et al., ICCV 2017, arXiv:1708.02002)."""
+    """Focal loss, softmax or sigmoid form (Lin et al., ICCV 2017, arXiv:1708.02002).
+
+    Args:
+        counts: ignored.
+        gamma: focusing parameter (>= 0).
+        form: "softmax" or "sigmoid" (`focal_loss`).
+    """
 
     def __init__(
         self, counts: ArrayLike | None = None, gamma: float = FOCAL_DEFAULTS.gamma, form: str = FOCAL_DEFAULTS.form
@@ -95,7 +130,15 @@ class FocalLoss(LTLoss):
 
 @LOSS_REGISTRY.register("cb_focal")
 class ClassBalancedFocalLoss(FocalLoss):
-    """Focal loss times effective-number class weights (Cui et al. 2019)."""
+    """Focal loss times effective-number class weights (Cui et al. 2019).
+
+    Args:
+        counts: length-K training counts n_c.
+        gamma: focusing parameter (>= 0).
+        form: "softmax" or "sigmoid" (`focal_loss`).
+        beta: effective-number beta; None = (N - 1) / N (`class_weights`).
+        zero_policy: `class_weights`' policy for classes with n_c = 0 ("error", "exclude" or "warn").
+    """
 
     needs_counts = True
 
@@ -116,6 +159,13 @@ class LDAMLoss(LTLoss):
     """LDAM with optional deferred re-weighting: call `set_iteration(it)` each step.
 
     Cao et al., NeurIPS 2019, arXiv:1906.07413.
+
+    Args:
+        counts: length-K training counts n_c (> 0), for the margins and the DRW weights.
+        max_margin: the largest margin (`ldam_margins`).
+        scale: the logit scale s.
+        drw_start: the first re-weighted iteration; < 0 = never.
+        drw_beta: effective-number beta of the DRW weights.
     """
 
     needs_counts = True
@@ -140,7 +190,11 @@ class LDAMLoss(LTLoss):
         self.register_buffer("weight", None, persistent=False)
 
     def set_iteration(self, iteration: int) -> None:
-        """Switch the DRW class weights on once `iteration >= drw_start` (never when drw_start < 0)."""
+        """Switch the DRW class weights on once `iteration >= drw_start` (never when drw_start < 0).
+
+        Args:
+            iteration: the current training iteration.
+        """
         weight = self.drw.weights(iteration)
         self.weight = None if weight is None else weight.to(self.counts.device)
 
@@ -160,7 +214,11 @@ class LDAMLoss(LTLoss):
 
 @LOSS_REGISTRY.register("balanced_softmax")
 class BalancedSoftmaxLoss(LTLoss):
-    """Balanced softmax / LADE-CE `CE(z + log p_s, y)` (Ren et al., NeurIPS 2020, arXiv:2007.10740)."""
+    """Balanced softmax / LADE-CE `CE(z + log p_s, y)` (Ren et al., NeurIPS 2020, arXiv:2007.10740).
+
+    Args:
+        counts: length-K training counts n_c (> 0), giving p_s = n_c / N.
+    """
 
     needs_counts = True
 
@@ -174,7 +232,14 @@ class BalancedSoftmaxLoss(LTLoss):
 
 @LOSS_REGISTRY.register("lade")
 class LADELoss(LTLoss):
-    """LADE = LADE-CE + alpha * LADER, a batch-level loss (Hong et al., CVPR 2021, arXiv:2012.00321)."""
+    """LADE = LADE-CE + alpha * LADER, a batch-level loss (Hong et al., CVPR 2021, arXiv:2012.00321).
+
+    Args:
+        counts: length-K training counts n_c (> 0), giving p_s = n_c / N.
+        alpha: weight of L_LADER.
+        lam: lambda of LADER's squared term.
+        importance: "label" or "column" (`lader`).
+    """
 
     per_example = False
     needs_counts = True
@@ -202,6 +267,15 @@ def build_loss(name: str, counts: ArrayLike | None = None, **kwargs) -> LTLoss:
 
     `counts` has one entry per logit column (detection: C foreground classes + background). Losses that do not
     use class statistics ("ce", "focal") accept and ignore it.
+
+    Args:
+        name: a registered loss name: "ce", "cb", "focal", "cb_focal", "ldam", "balanced_softmax", "lade", or one
+            added with `register_loss`.
+        counts: per-class training counts, one per logit column; may be None for losses that do not use them.
+        kwargs: the loss's own constructor options (e.g. gamma=, beta=); unknown ones raise TypeError.
+
+    Returns:
+        The loss module.
     """
     if name not in LOSS_REGISTRY:
         known = ", ".join(sorted(LOSS_REGISTRY.names()))

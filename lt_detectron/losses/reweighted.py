@@ -20,7 +20,11 @@ FOCAL_FORMS = ("softmax", "sigmoid")
 @dataclass(frozen=True)
 class CBDefaults:
     """Paper defaults of class-balanced weights (Cui et al., "Class-Balanced Loss Based on Effective Number of
-    Samples", CVPR 2019, arXiv:1901.05555). A config's beta None means `effective_number_beta`, (N - 1) / N."""
+    Samples", CVPR 2019, arXiv:1901.05555). A config's beta None means `effective_number_beta`, (N - 1) / N.
+
+    Attributes:
+        beta: effective-number beta of the class weights.
+    """
 
     beta: float = 0.9999
 
@@ -28,7 +32,12 @@ class CBDefaults:
 @dataclass(frozen=True)
 class FocalDefaults:
     """Paper defaults of the focal loss (Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017,
-    arXiv:1708.02002). Cui et al.'s CB-focal uses the sigmoid form; the softmax form is this project's default."""
+    arXiv:1708.02002). Cui et al.'s CB-focal uses the sigmoid form; the softmax form is this project's default.
+
+    Attributes:
+        gamma: focusing parameter.
+        form: "softmax" or "sigmoid" (`focal_loss`).
+    """
 
     gamma: float = 2.0
     form: str = "softmax"
@@ -45,6 +54,15 @@ def cb_cross_entropy(
     Jamal et al. 2020 §4.1).
 
     Unlike `F.cross_entropy(weight=...)`, "mean" divides by the batch size, not by the sum of the weights.
+
+    Args:
+        logits: (B, C) logits.
+        targets: (B,) integer class indices in [0, C).
+        weight: length-C class weights w_c (>= 0), e.g. `class_weights(counts)`.
+        reduction: "mean" (0 for an empty batch), "sum" or "none".
+
+    Returns:
+        The scalar loss, or the (B,) per-example losses for reduction="none".
     """
     fn = "cb_cross_entropy"
     check_reduction(reduction, fn)
@@ -66,6 +84,17 @@ def focal_loss(
     form="softmax": p_t is the softmax probability of the target class. form="sigmoid": one binary focal term per
     class against the one-hot target (Cui et al.'s CB-focal), summed over classes; the per-example weight
     `w_{y_i}` multiplies all of them.
+
+    Args:
+        logits: (B, C) logits.
+        targets: (B,) integer class indices in [0, C).
+        gamma: focusing parameter (>= 0); 0 is cross-entropy (softmax form).
+        weight: optional length-C class weights w_c (>= 0); None = unweighted.
+        form: "softmax" or "sigmoid", as above.
+        reduction: "mean" (sum over the batch divided by B, 0 for an empty batch), "sum" or "none".
+
+    Returns:
+        The scalar loss, or the (B,) per-example losses for reduction="none".
     """
     fn = "focal_loss"
     check_reduction(reduction, fn)

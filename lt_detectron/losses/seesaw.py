@@ -23,7 +23,14 @@ class SeesawDefaults:
     """Paper defaults of the Seesaw loss (Wang et al., "Seesaw Loss for Long-Tailed Instance Segmentation", CVPR 2021,
     arXiv:2008.10032): p 0.8 (mitigation), q 2.0 (compensation), eps 1e-2 (the floor of the true class's probability
     in the compensation ratio), and cosine_scale 20, the temperature of the normalised linear classifier that the
-    paper's configs pair with the loss (logits = 20 cos(w_c, x))."""
+    paper's configs pair with the loss (logits = 20 cos(w_c, x)).
+
+    Attributes:
+        p: mitigation exponent.
+        q: compensation exponent.
+        eps: floor of the true class's probability in the compensation ratio.
+        cosine_scale: scale of the cosine classifier's logits.
+    """
 
     p: float = 0.8
     q: float = 2.0

@@ -35,7 +35,19 @@ def shifted_cross_entropy(
     reduction: str = "none",
 ) -> torch.Tensor:
     """`CE(scale * z_i + column_shift - target_shift_{y_i} onehot(y_i), y_i)` on validated inputs (both shifts
-    per class, length C): per example ("none"), summed, or the batch mean (0 for an empty batch)."""
+    per class, length C): per example ("none"), summed, or the batch mean (0 for an empty batch).
+
+    Args:
+        logits: (B, C) logits z.
+        targets: (B,) int64 class indices in [0, C).
+        scale: factor s of the logits.
+        column_shift: optional length-C shift b added to every row (balanced softmax: log p_s); None = 0.
+        target_shift: optional length-C shift t subtracted from the target logit only (LDAM: s * Delta); None = 0.
+        reduction: "none", "sum" or "mean".
+
+    Returns:
+        The (B,) per-example losses for "none", else a scalar.
+    """
     if targets.numel() == 0:
         return reduce_loss(logits.sum(dim=1), reduction)
     if torch_compat.functorch_transforms_active():

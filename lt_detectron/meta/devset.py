@@ -36,6 +36,7 @@ class DevSplitReport:
     absent_classes: List[int] = field(default_factory=list)  # classes with no example at all
 
     def summary(self) -> str:
+        """One line for the log: the split's sizes and the classes short of k or absent."""
         parts = [
             f"dev set: {self.num_dev} examples held out (k={self.k} per class), {self.num_train} left for training, "
             f"{len(self.short_classes)} classes with fewer than k dev examples"
@@ -84,11 +85,21 @@ def build_dev_split(
 ) -> DevSplit:
     """Hold out at most `k` examples per class as a class-balanced dev set; the rest stay for training.
 
-    `labels`: one int per example (classification) or one iterable of class ids per example (detection: the
-    classes present in an image). Greedy, rarest class first; a class's candidates prefer examples with fewer
-    other classes (to keep D balanced), ties broken by `seed`. An example is never taken if that would leave any
-    of its classes without a training example. Multi-label examples chosen for one class also count for the
-    other classes they contain, so a frequent class can exceed k. Returns a DevSplit with a report (logged).
+    Greedy, rarest class first; a class's candidates prefer examples with fewer other classes (to keep D balanced),
+    ties broken by `seed`. An example is never taken if that would leave any of its classes without a training
+    example. Multi-label examples chosen for one class also count for the other classes they contain, so a frequent
+    class can exceed k.
+
+    Args:
+        labels: one int per example (classification) or one iterable of class ids (>= 0) per example (detection:
+            the classes present in an image).
+        k: the most dev examples to hold out per class (>= 0).
+        num_classes: C; None = the largest class id in `labels` + 1.
+        seed: seed of the tie-break among equally good candidates.
+        log: log the report's summary (a warning when some class is short of k).
+
+    Returns:
+        A DevSplit: sorted dev indices, the sorted remaining training indices, and the report.
     """
     if k < 0:
         raise ValueError(f"build_dev_split: k must be >= 0, got {k}")
@@ -144,6 +155,11 @@ class DevBatchSampler:
     """Endless random batches of dev indices, reshuffled each pass; resumable exactly via state_dict.
 
     The permutation of pass `e` depends only on (seed, e), so the state is two integers.
+
+    Args:
+        indices: the dev example indices (non-empty), e.g. `DevSplit.dev_indices`.
+        batch_size: indices per batch (>= 1); a batch may span two passes.
+        seed: seed of the permutations.
     """
 
     def __init__(self, indices: Sequence[int], batch_size: int, seed: int = 0):
@@ -162,6 +178,7 @@ class DevBatchSampler:
         return self.indices[torch.randperm(self.indices.size, generator=gen).numpy()]
 
     def next_batch(self) -> np.ndarray:
+        """The next batch: (batch_size,) int64 dev indices."""
         out: List[int] = []
         while len(out) < self.batch_size:
             perm = self._permutation()
@@ -177,9 +194,15 @@ class DevBatchSampler:
             yield self.next_batch()
 
     def state_dict(self) -> Dict[str, Any]:
+        """{"seed", "epoch", "position", "size"}: plain ints (size: the dev set's, checked on loading)."""
         return {"seed": self.seed, "epoch": self.epoch, "position": self.position, "size": int(self.indices.size)}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Resume where `state` left off.
+
+        Args:
+            state: a dict from `state_dict`, of a dev set of the same size.
+        """
         if int(state["size"]) != self.indices.size:
             raise ValueError(
                 f"DevBatchSampler.load_state_dict: checkpoint dev set has {state['size']} examples, this run "

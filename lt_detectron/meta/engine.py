@@ -46,6 +46,17 @@ class MetaDefaults:
     lr decay (`stage_two_start`); beta None: the effective number's (N - 1) / N; mode "full" meta-differentiates the
     whole model ("classifier": the classification layers only, their Places-LT variant); 10 dev images per class
     (CIFAR-LT); eps unclipped and unnormalised (l2rw False).
+
+    Attributes:
+        inner_lr: eta, the learning rate of the virtual step; <= 0 = the optimizer's current lr.
+        eps_lr: tau, the step size of the eps update.
+        beta: effective-number beta of the class weights w_y; None = (N - 1) / N.
+        start: t1, the start of the meta stage (caller's unit); < 0 = the first lr decay.
+        mode: "full" or "classifier", the parameters meta-differentiated.
+        l2rw: the L2RW ablation (clip eps at 0, normalise the weights per batch).
+        dev_per_class: k, the most dev examples held out per class.
+        dev_batch_size: examples per dev batch.
+        log_period: meta steps averaged into one point of the eps history.
     """
 
     inner_lr: float = -1.0
@@ -81,7 +92,14 @@ class MetaStepResult:
 @contextlib.contextmanager
 def batchnorm_stats_frozen(module: nn.Module) -> Iterator[None]:
     """Virtual forwards use batch statistics but must not update running stats (a side effect on the real
-    model, and an in-place write on a captured tensor that torch.func transforms reject)."""
+    model, and an in-place write on a captured tensor that torch.func transforms reject).
+
+    A context manager: inside it, the batch-norm layers of `module` that track running statistics stop tracking
+    them; on exit they track them again.
+
+    Args:
+        module: the model whose batch-norm layers are frozen.
+    """
     bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     for m in bns:
         m.track_running_stats = False
@@ -98,6 +116,13 @@ def stage_two_start(start: int, lr_steps: Iterable[int]) -> int:
     The first decay is the smallest milestone, whatever order the config lists them in: Detectron2 and the
     classification trainer both decay at every milestone reached, so `lr_steps[0]` would be wrong for an unsorted
     list, and for a sorted one the two agree. Units are the caller's (detection: iterations; classification: epochs).
+
+    Args:
+        start: the configured start; < 0 = the first lr decay.
+        lr_steps: the lr decay milestones, in any order.
+
+    Returns:
+        t1, the first step of the meta stage.
     """
     start = int(start)
     return start if start >= 0 else int(min((int(s) for s in lr_steps), default=0))
@@ -155,10 +180,18 @@ class MetaReweighter:
 
     @property
     def num_classes(self) -> int:
+        """K, the number of class weights (target indices)."""
         return self.class_weights.numel()
 
     def is_meta_step(self, iteration: int) -> bool:
-        """Stage 2 of Algorithm 1 runs from iteration t1 = start_iter on."""
+        """Stage 2 of Algorithm 1 runs from iteration t1 = start_iter on.
+
+        Args:
+            iteration: the current training iteration.
+
+        Returns:
+            Whether this iteration takes a meta step.
+        """
         return iteration >= self.start_iter
 
     def step(
@@ -183,6 +216,21 @@ class MetaReweighter:
         With `compute_loss=True`, `result.loss` is the real weighted loss on `module(*inputs)` with its graph,
         for line 15; in the classifier-only mode the caller instead weights its own full-model per-example
         losses with `weighted_loss`.
+
+        Args:
+            module: the meta-differentiated model (its trainable parameters), called as `module(*inputs)`.
+            loss_fn: (module output, targets) -> Tensor[B] of per-example losses.
+            inputs: a training batch: a tensor, or a tuple of positional arguments of `module`.
+            targets: Tensor[B] of target indices in [0, K).
+            dev_inputs: a dev batch, like `inputs`.
+            dev_targets: the dev batch's target indices in [0, K).
+            iteration: the training iteration, recorded in the eps history.
+            meta_mask: optional bool Tensor[B]; None = every example gets a conditional weight.
+            dev_loss_fn: the per-example dev loss; None = `loss_fn`.
+            compute_loss: also compute `result.loss`.
+
+        Returns:
+            The weights, eps, dev loss and (with `compute_loss`) the weighted loss of this batch.
         """
         targets = targets.long()
         dev_targets = dev_targets.long()
@@ -246,7 +294,15 @@ class MetaReweighter:
 
     @staticmethod
     def weighted_loss(per_example_losses: Tensor, result: MetaStepResult) -> Tensor:
-        """Line 14: `mean_i (w_{y_i} + eps_i) L_i` (the batch mean of docs/methods.md#conventions)."""
+        """Line 14: `mean_i (w_{y_i} + eps_i) L_i` (the batch mean of docs/methods.md#conventions).
+
+        Args:
+            per_example_losses: Tensor[B] of per-example losses of the batch given to `step`.
+            result: what `step` returned for that batch.
+
+        Returns:
+            The scalar weighted loss (the weights are constants for autograd).
+        """
         if per_example_losses.shape != result.weights.shape:
             raise ValueError(
                 f"MetaReweighter.weighted_loss: per-example losses have shape {tuple(per_example_losses.shape)}, "
@@ -287,6 +343,12 @@ class MetaReweighter:
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Resume: the checkpoint's class weights, meta-step count and eps history (warns when the class weights,
+        start_iter or l2rw differ from this run's).
+
+        Args:
+            state: a dict from `state_dict`, for the same number of classes.
+        """
         saved_w = torch.as_tensor(state["class_weights"])
         if saved_w.shape != self.class_weights.shape:
             raise ValueError(

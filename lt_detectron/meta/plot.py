@@ -35,9 +35,18 @@ def plot_eps_by_group(
 ) -> Optional[str]:
     """Write a PNG: one faint line per class, and the group mean (nanmean over its classes) in bold.
 
-    `eps_means` is [T, C] (EpsTracker.history(); NaN where a class had no example), `groups[c]` the group of
-    class c ("r"/"c"/"f" or "many"/"medium"/"few"). Extra trailing columns (e.g. detection's background) are
-    ignored. The file is written atomically; returns the path, or None when there is no point to plot.
+    The file is written atomically.
+
+    Args:
+        iterations: [T] iterations of the time points (`EpsTracker.history()`).
+        eps_means: [T, C] per-class mean eps (`EpsTracker.history()`; NaN where a class had no example). Extra
+            trailing columns (e.g. detection's background) are ignored.
+        groups: `groups[c]` the group of class c ("r"/"c"/"f" or "many"/"medium"/"few"), at most C entries.
+        path: the PNG file to write.
+        title: the figure title.
+
+    Returns:
+        The path written, or None when there is no point to plot (T = 0).
     """
     iters = np.asarray(iterations)
     means = np.asarray(eps_means, dtype=np.float64)

@@ -17,6 +17,10 @@ class EpsTracker:
 
     `history()` gives the iterations at which points were closed and the per-class mean of eps over the
     updates since the previous point (NaN for a class that had no example in that window).
+
+    Args:
+        num_classes: C, the number of classes tracked (>= 1).
+        period: updates per time point (>= 1).
     """
 
     def __init__(self, num_classes: int, period: int = 20):
@@ -33,7 +37,13 @@ class EpsTracker:
         self._means: list[np.ndarray] = []
 
     def update(self, eps: Tensor, labels: Tensor, iteration: int) -> None:
-        """Add one batch of conditional weights `eps[i]` for examples of class `labels[i]`."""
+        """Add one batch of conditional weights `eps[i]` for examples of class `labels[i]`.
+
+        Args:
+            eps: Tensor[B] of conditional weights.
+            labels: Tensor[B] of their classes, in [0, num_classes).
+            iteration: the training iteration, recorded when this update closes a point.
+        """
         self.add_sums(*self.class_sums(eps, labels), iteration)
 
     def class_sums(self, eps: Tensor, labels: Tensor) -> Tuple[np.ndarray, np.ndarray]:
@@ -107,6 +117,11 @@ class EpsTracker:
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore the period, the sums and the closed points.
+
+        Args:
+            state: a dict from `state_dict`, for the same number of classes.
+        """
         if int(state["num_classes"]) != self.num_classes:
             raise ValueError(
                 f"EpsTracker.load_state_dict: checkpoint tracks {state['num_classes']} classes, this run "

@@ -84,9 +84,19 @@ class StockBoxPredictor(FastRCNNOutputLayers):
 
     @property
     def scores_sum_to_one(self) -> bool:
+        """Whether the C+1 inference scores sum to 1 (softmax, not USE_SIGMOID_CE): score calibration needs it."""
         return not self.use_sigmoid_ce
 
     def predict_probs(self, predictions, proposals: List[Instances]) -> Tuple[torch.Tensor, ...]:
+        """Detectron2's scores, through the score calibration when one is set (TEST.LT_CALIBRATION).
+
+        Args:
+            predictions: (scores [R, C+1], proposal_deltas), the outputs of `forward`.
+            proposals: the proposals of each image, R in all.
+
+        Returns:
+            One [R_i, C+1] tensor of class probabilities per image, background last.
+        """
         probs = super().predict_probs(predictions, proposals)
         if getattr(self, "score_calibration", None) is None:
             return probs
@@ -158,6 +168,19 @@ class LTBoxPredictor(FastRCNNOutputLayers):
         test_target_prior: str = "uniform",
         **kwargs,
     ):
+        """
+        Args:
+            input_shape: the box head's output shape.
+            class_counts: per-class training counts n_c of the C foreground classes (from DATASETS.TRAIN, counted
+                as MODEL.LT.CLASS_COUNT_SOURCE says).
+            background_prior: b, the background's share of the C+1 source prior (MODEL.LT.BACKGROUND_PRIOR; < 0
+                there: 1 - MODEL.ROI_HEADS.POSITIVE_FRACTION).
+            zero_count_policy: "error" or "warn" for a class with n_c = 0 (MODEL.LT.ZERO_COUNT_POLICY).
+            test_target_prior: the foreground target prior at inference (MODEL.LT.TEST_TARGET_PRIOR): "uniform",
+                "source", a json path or the numbers (`lt_detectron.losses.parse_target_prior`); only heads with
+                `uses_target_prior` use it.
+            kwargs: FastRCNNOutputLayers' arguments.
+        """
         super().__init__(input_shape, **kwargs)
         counts = torch.as_tensor(class_counts, dtype=torch.float64)
         if counts.shape != (self.num_classes,):
@@ -192,13 +215,25 @@ class LTBoxPredictor(FastRCNNOutputLayers):
         return ret
 
     def set_target_prior(self, spec: str) -> None:
-        """Switch the inference target prior ("uniform", "source" or a json path); see priors.py."""
+        """Switch the inference target prior ("uniform", "source" or a json path); see priors.py.
+
+        Args:
+            spec: the foreground target prior, as MODEL.LT.TEST_TARGET_PRIOR; the background keeps b.
+        """
         prior = detection_target_prior(spec, self.class_counts.double(), self.background_prior)
         self.log_target_prior.copy_(prior.log().to(self.log_target_prior))
         self.target_prior_spec = spec
 
     def foreground_class_weights(self, kind: str = "effective_number", beta: Optional[float] = None):
-        """C+1 weights: foreground `class_weights(n)` (normalised to sum C), background 1.0."""
+        """C+1 weights: foreground `class_weights(n)` (normalised to sum C), background 1.0.
+
+        Args:
+            kind: the weighting of `lt_detectron.losses.class_weights`.
+            beta: effective-number beta; None = (N - 1) / N.
+
+        Returns:
+            (C+1,) float32 weights; classes with n_c = 0 get 0 under the "warn" zero-count policy.
+        """
         fg = weights_from_counts(self.class_counts, self.zero_count_policy, kind=kind, beta=beta)
         return torch.cat([fg, fg.new_ones(1)]).float()
 
@@ -207,7 +242,15 @@ class LTBoxPredictor(FastRCNNOutputLayers):
         raise NotImplementedError
 
     def per_roi_classification_loss(self, scores: torch.Tensor, gt_classes: torch.Tensor) -> torch.Tensor:
-        """Tensor[R]: the unreduced classification loss of each RoI (scores [R, C+1], gt_classes [R])."""
+        """Tensor[R]: the unreduced classification loss of each RoI (scores [R, C+1], gt_classes [R]).
+
+        Args:
+            scores: Tensor[R, C+1] of class logits.
+            gt_classes: Tensor[R] of classes (C: background).
+
+        Returns:
+            Tensor[R] of per-RoI losses; their mean is the unweighted `loss_cls` (before its loss weight).
+        """
         return self._classification_loss(scores, gt_classes, "none")
 
     def losses(
@@ -248,9 +291,26 @@ class LTBoxPredictor(FastRCNNOutputLayers):
 
     # --- inference ----------------------------------------------------------------------------------
     def class_probabilities(self, scores: torch.Tensor) -> torch.Tensor:
+        """The head's inference scores before calibration (here the softmax; subclasses change it).
+
+        Args:
+            scores: Tensor[R, C+1] of class logits.
+
+        Returns:
+            Tensor[R, C+1] of class scores, background last.
+        """
         return F.softmax(scores, dim=-1)
 
     def predict_probs(self, predictions, proposals: List[Instances]) -> Tuple[torch.Tensor, ...]:
+        """`class_probabilities`, through the score calibration when one is set (TEST.LT_CALIBRATION).
+
+        Args:
+            predictions: (scores [R, C+1], proposal_deltas), the outputs of `forward`.
+            proposals: the proposals of each image, R in all.
+
+        Returns:
+            One [R_i, C+1] tensor of class scores per image, background last.
+        """
         probs = calibrated(self, self.class_probabilities(predictions[0]))
         return probs.split([len(p) for p in proposals], dim=0)
 
@@ -262,6 +322,12 @@ class CBBoxPredictor(LTBoxPredictor):
 
     @configurable
     def __init__(self, input_shape: ShapeSpec, *, cb_beta: Optional[float] = None, **kwargs):
+        """
+        Args:
+            input_shape: the box head's output shape.
+            cb_beta: effective-number beta (MODEL.LT.CB.BETA); None = (N - 1) / N.
+            kwargs: `LTBoxPredictor`'s arguments.
+        """
         super().__init__(input_shape, **kwargs)
         self.register_buffer("class_weight", self.foreground_class_weights(beta=cb_beta), persistent=False)
 
@@ -291,6 +357,15 @@ class FocalBoxPredictor(LTBoxPredictor):
         cb_beta=None,
         **kwargs,
     ):
+        """
+        Args:
+            input_shape: the box head's output shape.
+            gamma: focusing parameter (MODEL.LT.FOCAL.GAMMA).
+            form: "softmax" or "sigmoid" (MODEL.LT.FOCAL.FORM); the sigmoid form scores classes independently.
+            cb_beta: effective-number beta of the "cb_focal" weights (MODEL.LT.CB.BETA); None = (N - 1) / N.
+                Unused by "focal".
+            kwargs: `LTBoxPredictor`'s arguments.
+        """
         super().__init__(input_shape, **kwargs)
         if form not in ("softmax", "sigmoid"):
             raise ValueError(f"MODEL.LT.FOCAL.FORM must be 'softmax' or 'sigmoid', got {form!r}.")
@@ -312,6 +387,7 @@ class FocalBoxPredictor(LTBoxPredictor):
 
     @property
     def scores_sum_to_one(self) -> bool:
+        """Whether the C+1 inference scores sum to 1 (the softmax form): score calibration needs it."""
         return self.form == "softmax"
 
     def class_probabilities(self, scores):
@@ -343,6 +419,16 @@ class LDAMBoxPredictor(LTBoxPredictor):
         cosine_classifier: bool = lt_losses.LDAM_DEFAULTS.cosine_classifier,
         **kwargs,
     ):
+        """
+        Args:
+            input_shape: the box head's output shape.
+            max_margin: the largest foreground margin (MODEL.LT.LDAM.MAX_MARGIN).
+            scale: the logit scale s, at training and inference (MODEL.LT.LDAM.SCALE).
+            drw_start_iter: the iteration DRW starts at; < 0 = never (MODEL.LT.LDAM.DRW_START_ITER).
+            drw_beta: effective-number beta of the DRW weights (MODEL.LT.LDAM.DRW_BETA).
+            cosine_classifier: replace `cls_score` by a `CosineLinear` (MODEL.LT.LDAM.COSINE_CLASSIFIER).
+            kwargs: `LTBoxPredictor`'s arguments.
+        """
         super().__init__(input_shape, **kwargs)
         self.max_margin = max_margin
         self.scale = scale
@@ -369,10 +455,12 @@ class LDAMBoxPredictor(LTBoxPredictor):
 
     @property
     def drw_start_iter(self) -> int:
+        """The iteration DRW starts at (< 0: never)."""
         return self.drw.start
 
     @property
     def drw_beta(self) -> float:
+        """The effective-number beta of the DRW weights."""
         return self.drw.beta
 
     def _drw_weight(self) -> Optional[torch.Tensor]:
@@ -450,6 +538,14 @@ class LADEBoxPredictor(BalancedSoftmaxBoxPredictor):
         importance: str = lt_losses.LADE_DEFAULTS.importance,
         **kwargs,
     ):
+        """
+        Args:
+            input_shape: the box head's output shape.
+            alpha: weight of `loss_lader` (MODEL.LT.LADE.ALPHA).
+            lam: lambda of LADER's squared term (MODEL.LT.LADE.LAMBDA).
+            importance: "label" or "column", see `lt_detectron.losses.lader` (MODEL.LT.LADE.IMPORTANCE).
+            kwargs: `LTBoxPredictor`'s arguments.
+        """
         super().__init__(input_shape, **kwargs)
         self.alpha = alpha
         self.lam = lam

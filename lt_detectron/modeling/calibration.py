@@ -21,7 +21,12 @@ CALIBRATIONS = ("none", "norcal")
 
 
 class NorCal(nn.Module):
-    """Divide foreground class scores by n_c^gamma, keep the background's, renormalise (Pan et al. 2021 eq. 4)."""
+    """Divide foreground class scores by n_c^gamma, keep the background's, renormalise (Pan et al. 2021 eq. 4).
+
+    Args:
+        counts: (C,) training counts n_c of the foreground classes.
+        gamma: calibration exponent (>= 0; TEST.LT_CALIBRATION_GAMMA); 0 leaves the scores as they are.
+    """
 
     def __init__(self, counts: torch.Tensor, gamma: float) -> None:
         super().__init__()
@@ -32,7 +37,14 @@ class NorCal(nn.Module):
         self.register_buffer("counts", torch.as_tensor(counts, dtype=torch.float32), persistent=False)
 
     def forward(self, probs: torch.Tensor) -> torch.Tensor:
-        """(R, C+1) probabilities, background last -> calibrated (R, C+1) probabilities."""
+        """(R, C+1) probabilities, background last -> calibrated (R, C+1) probabilities.
+
+        Args:
+            probs: (R, C+1) probabilities summing to 1 per row, background last.
+
+        Returns:
+            (R, C+1) calibrated probabilities summing to 1 per row.
+        """
         return lt_losses.norcal_probs(probs.log(), self.counts.to(probs.device), self.gamma)
 
     def extra_repr(self) -> str:
@@ -40,7 +52,16 @@ class NorCal(nn.Module):
 
 
 def build_score_calibration(cfg, predictor: nn.Module) -> Optional[nn.Module]:
-    """The calibration named by TEST.LT_CALIBRATION for `predictor`, or None ("none")."""
+    """The calibration named by TEST.LT_CALIBRATION for `predictor`, or None ("none").
+
+    Args:
+        cfg: the config: TEST.LT_CALIBRATION, TEST.LT_CALIBRATION_GAMMA and TEST.LT_CALIBRATION_COUNTS
+            ("instance_count" or "image_count" of DATASETS.TRAIN; a class absent from training counts once).
+        predictor: the box predictor; its `scores_sum_to_one` must not be False.
+
+    Returns:
+        A `NorCal` module, or None.
+    """
     name = cfg.TEST.LT_CALIBRATION
     if name not in CALIBRATIONS:
         raise ValueError(f"TEST.LT_CALIBRATION must be one of {CALIBRATIONS}; got {name!r}.")
@@ -66,6 +87,14 @@ def build_score_calibration(cfg, predictor: nn.Module) -> Optional[nn.Module]:
 
 
 def calibrated(predictor: nn.Module, probs: torch.Tensor) -> torch.Tensor:
-    """`probs` through the predictor's `score_calibration` (set by build_box_predictor), if any."""
+    """`probs` through the predictor's `score_calibration` (set by build_box_predictor), if any.
+
+    Args:
+        predictor: the box predictor.
+        probs: (R, C+1) class probabilities, background last.
+
+    Returns:
+        The calibrated probabilities, or `probs` itself when the predictor has no calibration.
+    """
     calibration = getattr(predictor, "score_calibration", None)
     return probs if calibration is None else calibration(probs)

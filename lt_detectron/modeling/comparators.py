@@ -59,6 +59,14 @@ class SeesawBoxPredictor(FastRCNNOutputLayers):
     def __init__(
         self, input_shape: ShapeSpec, *, p: float = _SEESAW.p, q: float = _SEESAW.q, eps: float = _SEESAW.eps, **kwargs
     ):
+        """
+        Args:
+            input_shape: the box head's output shape.
+            p: mitigation exponent (MODEL.LT.SEESAW.P).
+            q: compensation exponent (MODEL.LT.SEESAW.Q).
+            eps: floor of the true class's probability in the compensation ratio (MODEL.LT.SEESAW.EPS).
+            kwargs: FastRCNNOutputLayers' arguments.
+        """
         super().__init__(input_shape, **kwargs)
         in_dim = self.cls_score.in_features
         self.cls_score = nn.Linear(in_dim, self.num_classes + 2)
@@ -80,17 +88,37 @@ class SeesawBoxPredictor(FastRCNNOutputLayers):
         return scores[:, : self.num_classes], scores[:, self.num_classes :]
 
     def fused_probabilities(self, scores: torch.Tensor) -> torch.Tensor:
-        """(R, C+1): `p_fg * softmax(classes)`, background column `p_bg`."""
+        """(R, C+1): `p_fg * softmax(classes)`, background column `p_bg`.
+
+        Args:
+            scores: (R, C+2) outputs of `cls_score`.
+
+        Returns:
+            (R, C+1) probabilities summing to 1 per row, background last.
+        """
         classes, objectness = self._split(scores)
         p_obj = F.softmax(objectness, dim=-1)
         return torch.cat([F.softmax(classes, dim=-1) * p_obj[:, :1], p_obj[:, 1:]], dim=1)
 
     def predict_probs(self, predictions, proposals: List[Instances]):
+        """`fused_probabilities`, through the score calibration when one is set (TEST.LT_CALIBRATION).
+
+        Args:
+            predictions: (scores [R, C+2], proposal_deltas), the outputs of `forward`.
+            proposals: the proposals of each image, R in all.
+
+        Returns:
+            One [R_i, C+1] tensor of class probabilities per image, background last.
+        """
         probs = calibrated(self, self.fused_probabilities(predictions[0]))
         return probs.split([len(p) for p in proposals], dim=0)
 
     def accumulate_counts(self, gt_classes: torch.Tensor) -> None:
-        """Add this step's foreground RoIs per class, summed over processes (a collective in multi-process runs)."""
+        """Add this step's foreground RoIs per class, summed over processes (a collective in multi-process runs).
+
+        Args:
+            gt_classes: Tensor[R] of the sampled RoIs' classes (C: background, not counted).
+        """
         fg = gt_classes[gt_classes < self.num_classes]
         batch = torch.zeros_like(self.cumulative_counts).index_add_(
             0, fg, torch.ones_like(fg, dtype=self.cumulative_counts.dtype)
@@ -99,7 +127,15 @@ class SeesawBoxPredictor(FastRCNNOutputLayers):
 
     def per_roi_classification_loss(self, scores: torch.Tensor, gt_classes: torch.Tensor) -> torch.Tensor:
         """CE of the (foreground, background) pair on every RoI plus, on foreground RoIs, the Seesaw CE; its mean over
-        RoIs is `loss_cls_objectness + loss_cls_classes`. Reads the cumulative counts as they are."""
+        RoIs is `loss_cls_objectness + loss_cls_classes`. Reads the cumulative counts as they are.
+
+        Args:
+            scores: Tensor[R, C+2] of class logits and the (foreground, background) pair.
+            gt_classes: Tensor[R] of classes (C: background).
+
+        Returns:
+            Tensor[R] of per-RoI losses (before the loss weight).
+        """
         classes, objectness = self._split(scores)
         is_fg = gt_classes < self.num_classes
         per_roi = F.cross_entropy(objectness, (~is_fg).long(), reduction="none")
@@ -187,6 +223,14 @@ class EQLv2BoxPredictor(FastRCNNOutputLayers):
         alpha: float = _EQLV2.alpha,
         **kwargs,
     ):
+        """
+        Args:
+            input_shape: the box head's output shape.
+            gamma: steepness of EQLv2's weight mapping f (MODEL.LT.EQLV2.GAMMA).
+            mu: centre of the mapping f (MODEL.LT.EQLV2.MU).
+            alpha: scale of the positive weight (MODEL.LT.EQLV2.ALPHA).
+            kwargs: FastRCNNOutputLayers' arguments.
+        """
         super().__init__(input_shape, **kwargs)
         # Statistics summed over processes every step (a no-op in one process); persistent: saved in checkpoints.
         self.eqlv2 = lt_losses.EQLv2Loss(self.num_classes, gamma=gamma, mu=mu, alpha=alpha, reduce=all_reduce_sum)
@@ -200,6 +244,15 @@ class EQLv2BoxPredictor(FastRCNNOutputLayers):
         return ret
 
     def predict_probs(self, predictions, proposals: List[Instances]):
+        """sigmoid(z_c) * (1 - sigmoid(z_background)) for the classes, sigmoid(z_background) for the background.
+
+        Args:
+            predictions: (scores [R, C+1], proposal_deltas), the outputs of `forward`.
+            proposals: the proposals of each image, R in all.
+
+        Returns:
+            One [R_i, C+1] tensor of class scores per image, background last (rows need not sum to 1).
+        """
         sig = predictions[0].sigmoid()
         probs = torch.cat([sig[:, :-1] * (1.0 - sig[:, -1:]), sig[:, -1:]], dim=1)
         return probs.split([len(p) for p in proposals], dim=0)

@@ -102,10 +102,13 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         """
         Args:
             input_shape: the box head's output shape.
-            class_counts: per-class training counts n_c (length C).
+            class_counts: per-class training counts n_c (length C; from DATASETS.TRAIN, counted as
+                MODEL.LT.CLASS_COUNT_SOURCE says).
             lda: the LDA hyper-parameters (MODEL.LT.LDA.*; `LDA_LVIS_DEFAULTS`, the paper's LVIS recipe with the
                 measured detection choices); `window` <= 0 derives K from the counts and `window_batch_size`.
-            window_batch_size: B of the derived window, the expected foreground RoIs per batch.
+            window_batch_size: B of the derived window, the expected foreground RoIs per batch (from the config:
+                SOLVER.IMS_PER_BATCH * MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE * MODEL.ROI_HEADS.POSITIVE_FRACTION,
+                rounded, at least 1).
             zero_count_policy: "error" or "warn" for a class with n_c = 0 (MODEL.LT.ZERO_COUNT_POLICY).
             kwargs: FastRCNNOutputLayers' arguments.
         """
@@ -167,24 +170,50 @@ class LDABoxPredictor(FastRCNNOutputLayers):
 
     @property
     def risk_balancer(self) -> lt_losses.RiskBalancer:
+        """The `RiskBalancer` that gives a_t (held by the LDA loss)."""
         return self.lda_loss.balancer
 
     @property
     def balanced_weight(self) -> torch.Tensor:
+        """(C,) weights w_c = 1 / (C n_c) of L_b."""
         return self.lda_loss.balanced_weight
 
     # --- forward / inference ------------------------------------------------------------------------
     def forward(self, x: torch.Tensor):
+        """The FgBg logits and box deltas; the C-way classifiers run later, in `losses` and `predict_probs`.
+
+        Args:
+            x: (R, d) box-head features, or (R, ...) flattened to (R, d).
+
+        Returns:
+            (LDAScores(fgbg (R, 2), features (R, d)), proposal_deltas) as Detectron2's `bbox_pred` gives them.
+        """
         if x.dim() > 2:
             x = torch.flatten(x, start_dim=1)
         return LDAScores(fgbg=self.fgbg_score(x), features=x), self.bbox_pred(x)
 
     def fused_probabilities(self, scores: LDAScores) -> torch.Tensor:
-        """(R, C+1): `p_fg * softmax(balanced)` for the classes, `1 - p_fg` for the background column."""
+        """(R, C+1): `p_fg * softmax(balanced)` for the classes, `1 - p_fg` for the background column.
+
+        Args:
+            scores: the first element of `forward`'s output.
+
+        Returns:
+            (R, C+1) probabilities summing to 1 per row, background last.
+        """
         p_fg = F.softmax(scores.fgbg, dim=-1)[:, FOREGROUND : FOREGROUND + 1]
         return torch.cat([p_fg * F.softmax(self.balanced_score(scores.features), dim=-1), 1.0 - p_fg], dim=1)
 
     def predict_probs(self, predictions, proposals: List[Instances]):
+        """`fused_probabilities`, through the score calibration when one is set (TEST.LT_CALIBRATION).
+
+        Args:
+            predictions: (LDAScores, proposal_deltas), the outputs of `forward`.
+            proposals: the proposals of each image, R in all.
+
+        Returns:
+            One [R_i, C+1] tensor of class probabilities per image, background last.
+        """
         probs = calibrated(self, self.fused_probabilities(predictions[0]))
         return probs.split([len(p) for p in proposals], dim=0)
 
@@ -329,9 +358,15 @@ class LDABoxPredictor(FastRCNNOutputLayers):
 
     # --- state that survives resume -----------------------------------------------------------------
     def get_extra_state(self) -> torch.Tensor:
+        """The risk balancer's state, saved in the checkpoint (`balancer_state_to_tensor`)."""
         return balancer_state_to_tensor(self.risk_balancer)
 
     def set_extra_state(self, state) -> None:
+        """Restore the risk balancer from a checkpoint.
+
+        Args:
+            state: a tensor from `get_extra_state`.
+        """
         balancer_state_from_tensor(self.risk_balancer, state)
 
 
@@ -340,6 +375,12 @@ def balancer_state_to_tensor(balancer) -> torch.Tensor:
 
     Detectron2's checkpointer only accepts tensors, and compares shapes: a fixed shape (given the window)
     lets a checkpoint of the same config load, and a changed window be reported as a shape mismatch.
+
+    Args:
+        balancer: a `RiskBalancer`.
+
+    Returns:
+        (3 + 2 * window,) float64 tensor; unfilled history slots are 0.
     """
     state = balancer.state_dict()
     window, num = int(state["window"]), len(state["acc_unbalanced"])
@@ -351,7 +392,12 @@ def balancer_state_to_tensor(balancer) -> torch.Tensor:
 
 
 def balancer_state_from_tensor(balancer, state: torch.Tensor) -> None:
-    """Inverse of `balancer_state_to_tensor`."""
+    """Inverse of `balancer_state_to_tensor`.
+
+    Args:
+        balancer: the `RiskBalancer` to restore, in place.
+        state: a tensor from `balancer_state_to_tensor`.
+    """
     state = torch.as_tensor(state, dtype=torch.float64).cpu()
     window, num = int(state[1]), int(state[2])
     if state.shape != (3 + 2 * window,) or not 0 <= num <= window:

@@ -31,7 +31,16 @@ RoIReweighter = Callable[[FastRCNNOutputLayers, torch.Tensor, Any, List[Instance
 
 
 def build_box_predictor(cfg, input_shape: ShapeSpec) -> FastRCNNOutputLayers:
-    """The box predictor registered as `cfg.MODEL.LT.BOX_CLASSIFIER` in BOX_PREDICTOR_REGISTRY, built from `cfg`."""
+    """The box predictor registered as `cfg.MODEL.LT.BOX_CLASSIFIER` in BOX_PREDICTOR_REGISTRY, built from `cfg`.
+
+    Args:
+        cfg: the config (with the MODEL.LT keys).
+        input_shape: the box head's output shape.
+
+    Returns:
+        The predictor, with a cosine classifier when MODEL.LT.COSINE.ENABLED and its `score_calibration` set from
+        TEST.LT_CALIBRATION (None: no calibration).
+    """
     name = cfg.MODEL.LT.BOX_CLASSIFIER
     if name not in BOX_PREDICTOR_REGISTRY:
         raise ValueError(
@@ -88,6 +97,10 @@ class LTROIHeads(StandardROIHeads):
     """StandardROIHeads with a long-tail box classifier (MODEL.ROI_HEADS.NAME: "LTROIHeads").
 
     `roi_reweighter` (default None: unweighted) is asked in each training forward for the weights of the sampled RoIs.
+
+    Args:
+        args, kwargs: StandardROIHeads' arguments (Detectron2 builds them from the config; the box predictor comes
+            from `build_box_predictor`).
     """
 
     def __init__(self, *args, **kwargs):
