@@ -28,7 +28,7 @@ from lt_detectron import losses as lt_losses
 from lt_detectron.layers import CosineLinear
 from lt_detectron.registry import Registry
 
-from .calibration import calibrated
+from .calibration import per_image_probabilities
 from .class_counts import read_class_counts
 from .predictor_utils import (
     current_iteration,
@@ -100,7 +100,7 @@ class StockBoxPredictor(FastRCNNOutputLayers):
         probs = super().predict_probs(predictions, proposals)
         if getattr(self, "score_calibration", None) is None:
             return probs
-        return calibrated(self, torch.cat(probs)).split([len(p) for p in proposals], dim=0)
+        return per_image_probabilities(self, torch.cat(probs), proposals)
 
     def losses(
         self, predictions, proposals: List[Instances], roi_weights: Optional[torch.Tensor] = None
@@ -311,8 +311,7 @@ class LTBoxPredictor(FastRCNNOutputLayers):
         Returns:
             One [R_i, C+1] tensor of class scores per image, background last.
         """
-        probs = calibrated(self, self.class_probabilities(predictions[0]))
-        return probs.split([len(p) for p in proposals], dim=0)
+        return per_image_probabilities(self, self.class_probabilities(predictions[0]), proposals)
 
 
 @BOX_PREDICTOR_REGISTRY.register("cb")

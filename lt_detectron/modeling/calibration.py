@@ -15,7 +15,7 @@ from torch import nn
 
 from lt_detectron import losses as lt_losses
 
-__all__ = ["CALIBRATIONS", "NorCal", "build_score_calibration", "calibrated"]
+__all__ = ["CALIBRATIONS", "NorCal", "build_score_calibration", "calibrated", "per_image_probabilities"]
 
 CALIBRATIONS = ("none", "norcal")
 
@@ -98,3 +98,8 @@ def calibrated(predictor: nn.Module, probs: torch.Tensor) -> torch.Tensor:
     """
     calibration = getattr(predictor, "score_calibration", None)
     return probs if calibration is None else calibration(probs)
+
+
+def per_image_probabilities(predictor: nn.Module, probs: torch.Tensor, proposals) -> tuple:
+    """`predict_probs`'s return value: the calibrated (R, C+1) `probs` split into one tensor per image."""
+    return calibrated(predictor, probs).split([len(p) for p in proposals], dim=0)

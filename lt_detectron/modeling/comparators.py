@@ -21,7 +21,7 @@ from lt_detectron import losses as lt_losses
 from lt_detectron.utils.distributed import all_reduce_sum
 
 from .box_predictors import BOX_PREDICTOR_REGISTRY
-from .calibration import calibrated
+from .calibration import per_image_probabilities
 from .predictor_utils import (
     event_storage_active,
     gt_classes_of,
@@ -110,8 +110,7 @@ class SeesawBoxPredictor(FastRCNNOutputLayers):
         Returns:
             One [R_i, C+1] tensor of class probabilities per image, background last.
         """
-        probs = calibrated(self, self.fused_probabilities(predictions[0]))
-        return probs.split([len(p) for p in proposals], dim=0)
+        return per_image_probabilities(self, self.fused_probabilities(predictions[0]), proposals)
 
     def accumulate_counts(self, gt_classes: torch.Tensor) -> None:
         """Add this step's foreground RoIs per class, summed over processes (a collective in multi-process runs).
@@ -136,19 +135,20 @@ class SeesawBoxPredictor(FastRCNNOutputLayers):
         Returns:
             Tensor[R] of per-RoI losses (before the loss weight).
         """
+        is_fg = gt_classes < self.num_classes
+        per_roi, seesaw = self._classification_terms(scores, gt_classes, "none")
+        return per_roi.index_put((is_fg.nonzero()[:, 0],), seesaw, accumulate=True)
+
+    def _classification_terms(self, scores: torch.Tensor, gt_classes: torch.Tensor, reduction: str):
+        """(CE of the objectness pair over all RoIs, Seesaw CE of the class logits over the foreground RoIs)."""
         classes, objectness = self._split(scores)
         is_fg = gt_classes < self.num_classes
-        per_roi = F.cross_entropy(objectness, (~is_fg).long(), reduction="none")
+        objectness_loss = F.cross_entropy(objectness, (~is_fg).long(), reduction=reduction)
+        counts = self.cumulative_counts.to(scores.dtype)
         seesaw = lt_losses.seesaw_loss(
-            classes[is_fg],
-            gt_classes[is_fg],
-            self.cumulative_counts.to(scores.dtype),
-            p=self.p,
-            q=self.q,
-            eps=self.eps,
-            reduction="none",
+            classes[is_fg], gt_classes[is_fg], counts, p=self.p, q=self.q, eps=self.eps, reduction=reduction
         )
-        return per_roi.index_put((is_fg.nonzero()[:, 0],), seesaw, accumulate=True)
+        return objectness_loss, seesaw
 
     def losses(
         self, predictions, proposals: List[Instances], roi_weights: Optional[torch.Tensor] = None
@@ -174,21 +174,11 @@ class SeesawBoxPredictor(FastRCNNOutputLayers):
         if event_storage_active() and gt_classes.numel():
             with torch.no_grad():  # Detectron2's accuracy stats on the fused C+1 scores
                 _log_classification_stats(self.fused_probabilities(scores).clamp_min(1e-30).log(), gt_classes)
-        classes, objectness = self._split(scores)
         is_fg = gt_classes < num_classes
         normaliser = max(gt_classes.numel(), 1)
         # Unweighted: the losses' own sums, as before per-RoI weights existed (the same numbers).
         reduction = "sum" if roi_weights is None else "none"
-        loss_objectness = F.cross_entropy(objectness, (~is_fg).long(), reduction=reduction)
-        loss_classes = lt_losses.seesaw_loss(
-            classes[is_fg],
-            gt_classes[is_fg],
-            self.cumulative_counts.to(scores.dtype),
-            p=self.p,
-            q=self.q,
-            eps=self.eps,
-            reduction=reduction,
-        )
+        loss_objectness, loss_classes = self._classification_terms(scores, gt_classes, reduction)
         if roi_weights is not None:
             weights = roi_weights.detach().to(scores.dtype)
             loss_objectness, loss_classes = (weights * loss_objectness).sum(), (weights[is_fg] * loss_classes).sum()

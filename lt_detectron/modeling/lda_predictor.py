@@ -33,7 +33,7 @@ from lt_detectron.utils.distributed import all_reduce_sum, get_world_size, is_di
 from lt_detectron.utils.records import record_from_config
 
 from .box_predictors import BOX_PREDICTOR_REGISTRY
-from .calibration import calibrated
+from .calibration import per_image_probabilities
 from .class_counts import read_class_counts
 from .predictor_utils import (
     gt_classes_of,
@@ -214,8 +214,7 @@ class LDABoxPredictor(FastRCNNOutputLayers):
         Returns:
             One [R_i, C+1] tensor of class probabilities per image, background last.
         """
-        probs = calibrated(self, self.fused_probabilities(predictions[0]))
-        return probs.split([len(p) for p in proposals], dim=0)
+        return per_image_probabilities(self, self.fused_probabilities(predictions[0]), proposals)
 
     # --- losses -------------------------------------------------------------------------------------
     def _balanced_logits(self, features: torch.Tensor) -> torch.Tensor:
