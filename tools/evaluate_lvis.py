@@ -11,7 +11,10 @@ The results file is Detectron2's `lvis_instances_results.json` or any LVIS-forma
 ({image_id, category_id, bbox (XYWH), score[, segmentation (RLE)]}). Standard AP keeps the 300 highest-scoring
 detections per image; --fixed-ap evaluates Fixed AP (top --fixed-ap-k detections per class, no per-image cap).
 Outputs go to --output (default: the results file's folder): lvis_per_class.csv, lvis_ap_vs_train_images.png,
-lvis_summary.md. Exit status 2 on bad input, with the first bad record named.
+lvis_summary.md. When that folder already holds such reports (the training run's evaluation writes them next to its
+results file), they are kept and this evaluation goes to a new folder <folder>/evaluate_lvis-<n>, which the tool
+prints; --overwrite replaces them instead. Exit status 2 on bad input (flags, files, the first bad record), with one
+line `error: ...` naming it and the fix; nothing is written then.
 """
 
 from __future__ import annotations
@@ -21,15 +24,19 @@ import json
 import os
 import sys
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from lt_detectron.utils.numerics import pin_cpu_numerics  # noqa: E402
+
+pin_cpu_numerics()  # first, before torch loads: pinned CPU kernels (docs/results.md), sleeping OpenMP threads
+
 from lt_detectron.evaluation import LVISInputError, default_workers  # noqa: E402
 from lt_detectron.evaluation.fast_lvis import FIXED_AP_DEFAULT_K, LVISEvalResult, evaluate_detections  # noqa: E402
-from lt_detectron.evaluation.inputs import load_detections, load_ground_truth  # noqa: E402
+from lt_detectron.evaluation.inputs import Detections, load_detections, load_ground_truth  # noqa: E402
 from lt_detectron.evaluation.report import detectron2_metrics, format_lvis_table, format_table, write_reports  # noqa: E402
 
 
@@ -46,11 +53,71 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--train-gt", default=None,
                    help="training json for the per-class training counts (default: the counts the gt categories "
                         "store, as LVIS does)")  # fmt: skip
-    p.add_argument("--output", default=None, help="folder for the CSV / PNG / table (default: the results' folder)")
+    p.add_argument("--output", default=None,
+                   help="folder for the CSV / PNG / table (default: the results' folder); when it already holds "
+                        "them, a new folder <output>/evaluate_lvis-<n> is used")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into --output even when it already holds reports (replaces them)")  # fmt: skip
     backend = p.add_mutually_exclusive_group()
     backend.add_argument("--lvis-api", action="store_true", help="evaluate with lvis-api's LVISEval (slow)")
     backend.add_argument("--compare", action="store_true", help="run both and print their largest difference")
     return p.parse_args(argv)
+
+
+REPORTS = ("lvis_per_class.csv", "lvis_ap_vs_train_images.png", "lvis_summary.md")  # write_reports' files
+NEW_FOLDER = "evaluate_lvis-{}"
+
+
+def _check_args(args) -> Optional[str]:
+    """The first problem with the flags (`--flag VALUE: what is wrong; the fix`), or None. Reads nothing big."""
+    for flag, value, fix in (
+        ("--max-dets", args.max_dets, "the per-image cap of standard AP; LVIS uses 300, the default"),
+        ("--fixed-ap-k", args.fixed_ap_k, f"detections per class of Fixed AP; {FIXED_AP_DEFAULT_K} is the default"),
+        ("--workers", args.workers, f"processes; leave the flag out to use the CPUs ({default_workers()})"),
+    ):  # fmt: skip
+        if value is not None and value < 1:
+            return f"{flag} {value}: must be an integer >= 1 ({fix})"
+    for flag, path, what in (
+        ("--gt", args.gt, "the LVIS-format ground truth json, e.g. lvis_v1_val.json"),
+        ("--results", args.results, "Detectron2's OUTPUT_DIR/inference/<dataset>/lvis_instances_results.json"),
+        ("--train-gt", args.train_gt, "the LVIS-format training json, e.g. lvis_v1_train.json"),
+    ):
+        if path is None:
+            continue
+        if os.path.isdir(path):
+            return f"{flag} {path!r} is a folder; pass the path of a json file ({what})"
+        if not os.path.isfile(path):
+            return f"{flag} {path!r} does not exist; pass the path of an existing json file ({what})"
+    if args.output is not None and os.path.exists(args.output) and not os.path.isdir(args.output):
+        return (
+            f"--output {args.output!r} is an existing file, not a folder; pass a folder (it is created if absent), "
+            "or leave --output out to write next to the results file"
+        )
+    folder = args.output if args.output is not None else os.path.dirname(os.path.abspath(args.results))
+    flag = "--output" if args.output is not None else "the results file's folder (the default --output)"
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{flag} {folder!r} cannot be created: {existing!r} is a file; pass --output with a folder path"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{flag} {folder!r} is not writable; pass --output with a folder you can write to"
+    return None
+
+
+def _output_folder(args) -> Tuple[str, List[str]]:
+    """Where the reports go, and the reports already in the folder asked for that made it a new folder.
+
+    The asked-for folder (--output, else the results file's folder) unless it holds reports and --overwrite is not
+    given: then its first free `evaluate_lvis-<n>`, so that the training run's own reports are never replaced."""
+    base = args.output or os.path.dirname(os.path.abspath(args.results))
+    present = [name for name in REPORTS if os.path.exists(os.path.join(base, name))]
+    if args.overwrite or not present:
+        return base, []
+    n = 1
+    while os.path.exists(os.path.join(base, NEW_FOLDER.format(n))):
+        n += 1
+    return os.path.join(base, NEW_FOLDER.format(n)), present
 
 
 def _has_masks(path: str) -> bool:
@@ -59,7 +126,8 @@ def _has_masks(path: str) -> bool:
     return b'"segmentation"' in head
 
 
-def _run_fast(args, gt, iou_types) -> Dict[str, LVISEvalResult]:
+def _load_checked(args, gt, iou_types) -> Detections:
+    """The results file read and checked against the ground truth (every backend runs these checks first)."""
     from tqdm import tqdm
 
     bar = tqdm(desc="reading results", total=0, unit="block", leave=False)
@@ -69,10 +137,17 @@ def _run_fast(args, gt, iou_types) -> Dict[str, LVISEvalResult]:
         bar.n = done
         bar.refresh()
 
-    dets = load_detections(
-        args.results, gt, need_bbox="bbox" in iou_types, need_segm="segm" in iou_types, progress=read_progress
-    )
-    bar.close()
+    try:
+        return load_detections(
+            args.results, gt, need_bbox="bbox" in iou_types, need_segm="segm" in iou_types, progress=read_progress
+        )
+    finally:
+        bar.close()  # cleared before an error is printed
+
+
+def _run_fast(args, gt, dets: Detections, iou_types) -> Dict[str, LVISEvalResult]:
+    from tqdm import tqdm
+
     out = {}
     for task in iou_types:
         with tqdm(desc=f"evaluating {task}", unit="class chunk", leave=False) as bar:
@@ -114,9 +189,18 @@ def _train_counts(path: Optional[str], gt):
         return None, None
     from lt_detectron.data import lvis_json_class_stats
 
-    stats = lvis_json_class_stats(path)
+    fix = "pass the LVIS-format training json of the model (e.g. lvis_v1_train.json), or leave --train-gt out"
+    try:
+        stats = lvis_json_class_stats(path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:  # json, AnnotationError, bad records
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise LVISInputError(
+            f"--train-gt {path!r} cannot be read as LVIS training annotations ({reason}); {fix}"
+        ) from None
     if len(stats["image_count"]) != gt.num_cats:
-        raise LVISInputError(f"--train-gt {path!r} has {len(stats['image_count'])} categories, the gt {gt.num_cats}")
+        raise LVISInputError(
+            f"--train-gt {path!r} has {len(stats['image_count'])} categories, the gt {gt.num_cats}; {fix}"
+        )
     return stats["image_count"], stats["instance_count"]
 
 
@@ -129,23 +213,34 @@ def _print_results(name: str, results: Dict[str, LVISEvalResult], args) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    problem = _check_args(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     iou_types = args.iou_type or (["bbox", "segm"] if _has_masks(args.results) else ["bbox"])
-    output = args.output or os.path.dirname(os.path.abspath(args.results))
+    output, kept = _output_folder(args)
     try:
         t0 = time.perf_counter()
         gt = load_ground_truth(args.gt)
+        images, instances = _train_counts(args.train_gt, gt)
+        dets = _load_checked(args, gt, iou_types)  # --lvis-api too: its own reader fails on bad input, unnamed
         if args.lvis_api:
+            del dets
             results = _run_lvis_api(args, iou_types)
         else:
-            results = _run_fast(args, gt, iou_types)
+            results = _run_fast(args, gt, dets, iou_types)
         elapsed = time.perf_counter() - t0
-        images, instances = _train_counts(args.train_gt, gt)
     except LVISInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     _print_results("lvis-api" if args.lvis_api else "fast evaluator", results, args)
     print(f"\nevaluated in {elapsed:.1f} s")
     fixed = results if args.fixed_ap else None
+    if kept:
+        print(
+            f"\n{os.path.dirname(output)} already holds {', '.join(kept)} (kept; --overwrite replaces them): "
+            f"this evaluation's reports go to {output}"
+        )
     paths = write_reports(output, gt, {} if args.fixed_ap else results, fixed, images, instances)
     print(f"per-class AP: {paths['csv']}")
     if "png" in paths:

@@ -20,7 +20,7 @@ from lt_detectron.utils.config_keys import unknown_key, unknown_key_hint
 
 from .m2m import M2M_DEFAULTS
 
-__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config"]
+__all__ = ["CfgNode", "ConfigError", "check_config", "get_cfg", "load_config"]
 
 
 class ConfigError(ValueError):
@@ -204,8 +204,54 @@ def get_cfg() -> CfgNode:
     return _C
 
 
+# Every count and size key: (key, smallest valid value, what it is / what its special values mean).
+COUNT_KEYS = (
+    ("SEED", 0, "the random seed"),
+    ("SOLVER.EPOCHS", 1, "training epochs"),
+    ("SOLVER.BATCH_SIZE", 1, "training images per batch"),
+    ("SOLVER.WARMUP_EPOCHS", 0, "epochs of linear lr warm-up; 0 = none"),
+    ("DATALOADER.NUM_WORKERS", 0, "data-loader processes; 0 = load in the main process"),
+    ("DATALOADER.DRS_START_EPOCH", -1, "epoch deferred re-sampling starts; -1 = off"),
+    ("TEST.BATCH_SIZE", 1, "test images per batch"),
+    ("TEST.EVAL_PERIOD", 0, "epochs between evaluations; 0 = only at the end"),
+    ("TEST.ECE_BINS", 1, "confidence bins of the ECE"),
+    ("CHECKPOINT_PERIOD", 0, "epochs between checkpoints; 0 = only at the end"),
+    ("METHOD.DRW.START_EPOCH", -1, "epoch deferred re-weighting starts; -1 = 0.8 x SOLVER.EPOCHS"),
+    ("METHOD.LDA.WINDOW", 0, "risk-balancer window in batches; 0 = derived from the class counts"),
+    ("METHOD.LDA.PROJ_DIM", 1, "output size of the LDA projection head"),
+    ("METHOD.META.START_EPOCH", -1, "epoch the meta stage starts; -1 = at the first lr decay"),
+    ("METHOD.META.DEV_PER_CLASS", 1, "development images per class"),
+    ("METHOD.META.DEV_BATCH_SIZE", 1, "development images per meta step"),
+    ("METHOD.M2M.START_EPOCH", 0, "epoch M2m's translation starts"),
+    ("METHOD.M2M.STEPS", 1, "M2m's translation steps T"),
+)
+
+
+def check_config(cfg: CfgNode) -> CfgNode:
+    """Raise ConfigError for a count or size key out of range (SOLVER.EPOCHS >= 1, batch sizes >= 1, workers >= 0,
+    ...; `COUNT_KEYS`) or a SOLVER.STEPS entry that is not a positive number; return `cfg`."""
+    defaults = get_cfg()
+    for key, least, meaning in COUNT_KEYS:
+        value = cfg._lookup(key)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or value < least:
+            raise ConfigError(
+                f"{key}={value!r}: must be a number >= {least} ({meaning}). Fix: set it in the config file or "
+                f"override it, e.g. {key} {defaults._lookup(key)} (the default)"
+            )
+    steps = cfg.SOLVER.STEPS
+    if not isinstance(steps, (list, tuple)) or not all(
+        isinstance(e, (int, float)) and not isinstance(e, bool) and e > 0 for e in steps
+    ):
+        raise ConfigError(
+            f"SOLVER.STEPS={steps!r}: must be a list of epochs > 0 (lr decays). Fix: e.g. SOLVER.STEPS \"(160, 180)\""
+        )
+    return cfg
+
+
 def load_config(config_file: str | None = None, overrides: Sequence[str] | Iterable[str] = ()) -> CfgNode:
-    """Defaults <- YAML file (with `_BASE_`) <- overrides `KEY VALUE ...` (Detectron2's syntax).
+    """Defaults <- YAML file (with `_BASE_`) <- overrides `KEY VALUE ...` (Detectron2's syntax), checked by
+    `check_config`.
 
     Returns:
         the frozen config.
@@ -217,4 +263,4 @@ def load_config(config_file: str | None = None, overrides: Sequence[str] | Itera
     if pairs:
         cfg.merge_from_list(pairs)
     cfg.freeze()
-    return cfg
+    return check_config(cfg)

@@ -15,6 +15,8 @@ the resumed run is bit-identical to an uninterrupted one, metrics.csv rows inclu
 from __future__ import annotations
 
 import csv
+import io
+import json
 import logging
 import os
 from collections import defaultdict
@@ -37,7 +39,7 @@ from lt_detectron.utils.checkpoint import (
 )
 from lt_detectron.utils.io import remove_stale_temporaries, write_text_atomic
 
-from .config import CfgNode, ConfigError
+from .config import CfgNode, ConfigError, check_config
 from .methods import ClassificationMethod, StepContext, build_method, prepare_method
 
 __all__ = ["ClassificationTrainer", "EpochSampler", "build_lr_multiplier", "CHECKPOINT", "FINAL_WEIGHTS"]
@@ -131,7 +133,7 @@ class ClassificationTrainer:
         from .datasets import build_dataset
         from .models import build_model
 
-        self.cfg = cfg
+        self.cfg = check_config(cfg)
         self.output_dir = cfg.OUTPUT_DIR
         os.makedirs(self.output_dir, exist_ok=True)
         remove_stale_temporaries(self.output_dir)  # checkpoints or reports of a run killed mid-write
@@ -209,6 +211,9 @@ class ClassificationTrainer:
     # ----------------------------------------------------------------------------------------- checkpoints
     def checkpoint_path(self) -> str:
         return os.path.join(self.output_dir, CHECKPOINT)
+
+    def final_eval_path(self) -> str:
+        return os.path.join(self.output_dir, "eval", "final", "eval.json")
 
     def save_checkpoint(self) -> str:
         """OUTPUT_DIR/last.pth (atomic): model, method, optimizer, scheduler, RNG states and epoch position."""
@@ -295,17 +300,35 @@ class ClassificationTrainer:
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
         kept = rows[:1] + [r for r in rows[1:] if int(r[1]) <= step]
-        write_text_atomic(path, "".join(",".join(r) + "\n" for r in kept))
+        if len(kept) == len(rows):
+            return  # nothing to drop: the file stays as it is
+        text = io.StringIO()
+        csv.writer(text).writerows(kept)  # the layout log_scalars appends with
+        write_text_atomic(path, text.getvalue())
 
     # -------------------------------------------------------------------------------------------- training
     def train(self, max_steps: int | None = None, resume: bool = True) -> dict | None:
         """Train to SOLVER.EPOCHS (or stop after `max_steps` global steps, checkpointing there).
 
-        Returns the final evaluation, or None when stopped early by `max_steps`.
+        Returns the final evaluation, or None when stopped early by `max_steps`. Resuming a finished run (its
+        last.pth at SOLVER.EPOCHS, its final weights and evaluation written) trains and writes nothing: it returns
+        the stored final evaluation (eval/final/eval.json), so metrics.csv gets no second set of final rows.
         """
         cfg = self.cfg
-        if not self.resume_or_load(resume) and self.global_step == 0 and os.path.isfile(self._metrics_path()):
+        resumed = self.resume_or_load(resume)
+        if not resumed and self.global_step == 0 and os.path.isfile(self._metrics_path()):
             os.remove(self._metrics_path())  # a fresh run in a used folder: do not append to the old run's rows
+        finished = os.path.isfile(self.final_eval_path()) and os.path.isfile(
+            os.path.join(self.output_dir, FINAL_WEIGHTS)
+        )
+        if resumed and self.epoch >= cfg.SOLVER.EPOCHS and finished:
+            logger.info(
+                "%s holds a finished run (epoch %d of %d): nothing to train; its final evaluation is %s",
+                self.output_dir, self.epoch, cfg.SOLVER.EPOCHS, self.final_eval_path(),
+            )  # fmt: skip
+            self.close()
+            with open(self.final_eval_path()) as f:
+                return json.load(f)
         write_text_atomic(os.path.join(self.output_dir, "config.yaml"), cfg.dump())
         from tqdm import tqdm
 
@@ -396,8 +419,10 @@ class ClassificationTrainer:
             self.method.target_prior = saved
         return torch.cat(logits), torch.cat(labels)
 
-    def evaluate(self, tag: str = "final") -> dict:
-        """metrics.evaluate on the test split; OUTPUT_DIR/eval/<tag>/eval.json (+ PNGs with TEST.PLOTS); scalars logged.
+    def evaluate(self, tag: str = "final", log: bool = True) -> dict:
+        """metrics.evaluate on the test split; OUTPUT_DIR/eval/<tag>/eval.json (+ PNGs with TEST.PLOTS); scalars logged
+        to metrics.csv and TensorBoard unless `log` is False (an evaluation outside training: the run's rows stay
+        its own).
 
         The shifted-prior accuracies are reported with and without target-prior injection (Hong et al., CVPR 2021,
         arXiv:2012.00321, §4.3); the
@@ -424,7 +449,8 @@ class ClassificationTrainer:
             for k, v in result.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch", "step")
         }
-        self.log_scalars(scalars, self.global_step, self.epoch)
+        if log:
+            self.log_scalars(scalars, self.global_step, self.epoch)
         return result
 
     def close(self) -> None:

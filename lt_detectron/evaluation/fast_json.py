@@ -68,17 +68,43 @@ class RLEColumn:
         return {"size": [int(self.hw[i, 0]), int(self.hw[i, 1])], "counts": self._copy([i])[0]}
 
     def dicts(self, lo: int, hi: int) -> List[dict]:
-        """The RLE dicts of rows [lo, hi)."""
+        """The RLE dicts of rows [lo, hi).
+
+        Args:
+            lo: first row.
+            hi: one past the last row.
+
+        Returns:
+            One {"size": [h, w], "counts": bytes} dict per row.
+        """
         counts = self._copy(range(lo, hi))
         return [{"size": hw, "counts": c} for hw, c in zip(self.hw[lo:hi].tolist(), counts)]
 
     def take(self, rows: Sequence[int]) -> "RLEColumn":
+        """The given rows as a new column with its `counts` strings copied (no reference to the file's bytes).
+
+        Args:
+            rows: row indices, in the order wanted.
+
+        Returns:
+            A column of len(rows) masks.
+        """
         rows = np.asarray(rows, dtype=np.int64)
         return RLEColumn(self.hw[rows], counts=self._copy(rows.tolist()))
 
 
 @dataclass
 class ResultColumns:
+    """The N records of a results file as columns, in file order.
+
+    Attributes:
+        image_id: [N] int64 image ids.
+        category_id: [N] int64 category ids.
+        score: [N] float64 scores.
+        bbox: [N, 4] float64 boxes (x, y, w, h); None if not asked for.
+        segmentation: the N masks; None if not asked for or the file has none.
+    """
+
     image_id: np.ndarray
     category_id: np.ndarray
     score: np.ndarray
@@ -135,7 +161,18 @@ def read_results_columns(
     """Columns of a Detectron2-written results file, or None if its layout is not exactly that.
 
     with_masks=False skips keeping the masks (bbox evaluation): `segmentation` is then None; with_boxes=False skips
-    converting the boxes (segm evaluation): `bbox` is then None. The layout of both is checked either way."""
+    converting the boxes (segm evaluation): `bbox` is then None. The layout of both is checked either way.
+
+    Args:
+        path: the results json file.
+        progress: optional callback `progress(blocks_done, blocks_total)`, called after each block of the file.
+        with_masks: keep the masks.
+        with_boxes: convert the boxes.
+
+    Returns:
+        The columns, or None when the file is not exactly in Detectron2's layout (the caller falls back to
+        `json.load`).
+    """
     with open(path, "rb") as f:
         data = f.read()
     head = data[:64].lstrip()
@@ -144,6 +181,13 @@ def read_results_columns(
     n_records = data.count(b'"image_id"')
     n_masks = data.count(b'"segmentation"')
     if n_records == 0 or n_masks not in (0, n_records):
+        return None
+    # Only records in the list: it opens and closes on one, and records follow each other directly. An entry that is
+    # not a record (a number, string, list or null between two records) has no "image_id" for the regular expression
+    # to miss, so without this check it would be skipped; json.load and the per-record checks then name it.
+    if not (head.startswith(b'[{"image_id"') and data[-64:].rstrip().endswith(b"}]")):
+        return None
+    if data.count(b'}, {"image_id"') != n_records - 1:
         return None
     with_masks = with_masks and n_masks > 0
     points = _split_points(data, _BLOCK)

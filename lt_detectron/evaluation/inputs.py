@@ -11,6 +11,8 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -28,6 +30,18 @@ class LVISInputError(ValueError):
 
 
 def load_json(source: JsonLike, what: str) -> Any:
+    """Read a json file, or pass a dict or list through.
+
+    Args:
+        source: a path, or an already loaded dict or list.
+        what: what the file is ("ground-truth", "results"), for the error messages.
+
+    Returns:
+        The loaded json value (`source` itself for a dict or list).
+
+    Raises:
+        LVISInputError: the file does not exist or is not valid json.
+    """
     if isinstance(source, (dict, list)):
         return source
     path = os.fspath(source)
@@ -42,7 +56,10 @@ def load_json(source: JsonLike, what: str) -> Any:
 
 @dataclass
 class LVISGroundTruth:
-    """An LVIS-format ground truth, indexed for evaluation. Category and image indices are into the sorted ids."""
+    """An LVIS-format ground truth, indexed for evaluation. Category and image indices are into the sorted ids.
+
+    `source` names the input in messages (the path's repr, or "(dict)"); `images` are the image records sorted by id.
+    """
 
     source: str
     images: List[dict]
@@ -59,12 +76,23 @@ class LVISGroundTruth:
 
     @property
     def num_cats(self) -> int:
+        """K, the number of categories."""
         return len(self.cat_ids)
 
     def pair_keys(self, img_index: np.ndarray, cat_index: np.ndarray) -> np.ndarray:
+        """The int64 keys `img_index * K + cat_index` of (image, category) pairs, as in `neg_pairs` and `pos_pairs`.
+
+        Args:
+            img_index: image indices.
+            cat_index: category indices, of the same shape.
+
+        Returns:
+            The keys, of that shape.
+        """
         return img_index.astype(np.int64) * self.num_cats + cat_index.astype(np.int64)
 
     def instance_counts(self) -> np.ndarray:
+        """[K] int64 number of annotations (with area > 0) per category index."""
         return np.array([len(a) for a in self.anns_by_cat], dtype=np.int64)
 
 
@@ -79,7 +107,17 @@ def _gt_error(source: str, msg: str) -> LVISInputError:
 
 @gc_paused
 def load_ground_truth(source: JsonLike) -> LVISGroundTruth:
-    """Read and check an LVIS-format ground truth (path or dict)."""
+    """Read and check an LVIS-format ground truth (path or dict).
+
+    Args:
+        source: the path of an LVIS-format json, or its loaded dict.
+
+    Returns:
+        The indexed ground truth.
+
+    Raises:
+        LVISInputError: naming the first record that is missing or malformed.
+    """
     name = repr(os.fspath(source)) if not isinstance(source, (dict, list)) else "(dict)"
     data = load_json(source, "ground-truth")
     if not isinstance(data, dict):
@@ -174,6 +212,14 @@ class Detections:
         return len(self.score)
 
     def subset(self, rows: np.ndarray) -> "Detections":
+        """The given rows, in that order (an `RLEColumn`'s mask strings are copied, see `RLEColumn.take`).
+
+        Args:
+            rows: int row indices.
+
+        Returns:
+            A new `Detections` of len(rows) rows.
+        """
         if self.segmentation is None:
             seg = None
         elif isinstance(self.segmentation, RLEColumn):
@@ -201,23 +247,40 @@ def _record_error(source: str, index: int, field_name: str, problem: str, fix: s
     return LVISInputError(f"results {source}: record [{index}] field {field_name!r} {problem}; {fix}")
 
 
+def _is_integer_type(t: type) -> bool:
+    """A JSON integer (or numpy integer); not a bool, which Python counts as an int."""
+    return issubclass(t, (int, np.integer)) and not issubclass(t, (bool, np.bool_))
+
+
+def _is_number_type(t: type) -> bool:
+    """A JSON number (or numpy number); not a bool and not a string holding a number."""
+    return issubclass(t, (int, float, np.integer, np.floating)) and not issubclass(t, (bool, np.bool_))
+
+
 def _find_bad_record(results: Sequence[Any], source: str, need: Sequence[str]) -> LVISInputError:
     """Slow path: scan for the first record that is not a dict with the needed fields of the right types."""
     for i, r in enumerate(results):
         if not isinstance(r, dict):
-            return _record_error(source, i, "(record)", f"is a {type(r).__name__}", "each result must be an object")
+            return _record_error(
+                source, i, "(record)", f"is {repr(r)[:80]} (a {type(r).__name__}), not a record",
+                "each entry of the results list must be an object {image_id, category_id, bbox, score[, "
+                "segmentation]}; remove or fix this entry",
+            )  # fmt: skip
         for key in need:
             if key not in r:
                 return _record_error(source, i, key, "is missing", "every result needs image_id, category_id, score")
         for key in ("image_id", "category_id"):
-            if isinstance(r[key], bool) or not isinstance(r[key], (int, np.integer)):
+            if not _is_integer_type(type(r[key])):
                 return _record_error(source, i, key, f"is {r[key]!r}", "write ids as integers")
-        if isinstance(r["score"], bool) or not isinstance(r["score"], (int, float, np.floating, np.integer)):
-            return _record_error(source, i, "score", f"is {r['score']!r}", "write the score as a number")
+        if not _is_number_type(type(r["score"])):
+            return _record_error(
+                source, i, "score", f"is {r['score']!r} (a {type(r['score']).__name__})",
+                "write the score as a JSON number, e.g. 0.9 (not a string or a boolean)",
+            )  # fmt: skip
         if "bbox" in need:
             b = r["bbox"]
             ok = isinstance(b, (list, tuple)) and len(b) == 4
-            ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b)
+            ok = ok and all(_is_number_type(type(v)) for v in b)
             if not ok:
                 return _record_error(
                     source, i, "bbox", f"is {b!r}", "write the box as [x, y, width, height] (4 numbers, XYWH_ABS)"
@@ -241,6 +304,19 @@ def load_detections(
 
     A file written by Detectron2 is read by `fast_json.read_results_columns`; any other layout goes through
     `json.load` and the per-record checks.
+
+    Args:
+        source: a results json path, or the loaded list of {image_id, category_id, bbox, score[, segmentation]}.
+        gt: the ground truth the ids are checked against.
+        need_bbox: read and check the boxes (bbox evaluation); else `bbox` is None.
+        need_segm: read and check the masks (segm evaluation); else `segmentation` is None.
+        progress: optional callback `progress(blocks_done, blocks_total)` of the fast file reader.
+
+    Returns:
+        The detections as columns, in the order of `source`.
+
+    Raises:
+        LVISInputError: naming the first bad record.
     """
     name = repr(os.fspath(source)) if not isinstance(source, (dict, list)) else "(list)"
     fast = None
@@ -270,16 +346,25 @@ def load_detections(
         need = ["image_id", "category_id", "score"]
         need += (["bbox"] if need_bbox else []) + (["segmentation"] if need_segm else [])
         try:
-            img = np.fromiter((r["image_id"] for r in results), dtype=np.int64, count=n)
-            cat = np.fromiter((r["category_id"] for r in results), dtype=np.int64, count=n)
-            score = np.fromiter((r["score"] for r in results), dtype=np.float64, count=n)
-            bbox = np.array([r["bbox"] for r in results], dtype=np.float64).reshape(n, 4) if need_bbox else None
-            seg = [r["segmentation"] for r in results] if need_segm else None
+            # One column per field (a record that is not a dict or lacks a field fails here), then the types of each
+            # column as a set: fromiter and np.array would coerce ids stored as floats (1.0), bools (true -> 1) and
+            # numbers written as strings ("0.9"); such a record is named like the slow path does.
+            ids = [list(map(itemgetter(key), results)) for key in ("image_id", "category_id")]
+            scores = list(map(itemgetter("score"), results))
+            boxes = list(map(itemgetter("bbox"), results)) if need_bbox else []
+            seg = list(map(itemgetter("segmentation"), results)) if need_segm else None
+            typed = all(_is_integer_type(t) for t in set(map(type, ids[0])) | set(map(type, ids[1])))
+            typed = typed and all(_is_number_type(t) for t in set(map(type, scores)))
+            typed = typed and all(_is_number_type(t) for t in set(map(type, chain.from_iterable(boxes))))
+            if not typed:
+                raise TypeError
+            img = np.fromiter(ids[0], dtype=np.int64, count=n)
+            cat = np.fromiter(ids[1], dtype=np.int64, count=n)
+            score = np.fromiter(scores, dtype=np.float64, count=n)
+            bbox = np.array(boxes, dtype=np.float64).reshape(n, 4) if need_bbox else None
         except (KeyError, TypeError, ValueError):
             raise _find_bad_record(results, name, need) from None
-        # ids stored as floats (1.0) or bools pass fromiter: reject them like the slow path would
-        if n and not all(type(r["image_id"]) is int and type(r["category_id"]) is int for r in results):
-            raise _find_bad_record(results, name, need)
+        del ids, scores, boxes
     n = len(score)
 
     img_index, i = _positions(img, gt.img_ids)
