@@ -23,10 +23,12 @@ STAMP := $(VENV)/.installed
 # Detectron2 for the current stack: a pinned upstream commit; D2_SOURCE may point at a tarball or a checkout of it.
 D2_COMMIT ?= 02b5c4e295e990042a714712c21dc79b731e8833
 D2_SOURCE ?= git+https://github.com/facebookresearch/detectron2.git@$(D2_COMMIT)
-# Threads for torch on CPU; these machines have 2 cores. OpenMP's default spin-waiting made 2-thread training
-# ~10x slower whenever another process shared the cores (benchmarks/results/lt_shapes_demo.md); threads sleep instead.
+# Threads for torch on CPU; these machines have 2 cores. The thread count is part of the numbers: a run reproduces
+# a recorded table only with the same count (docs/results.md, "Reproducible numerics").
 export OMP_NUM_THREADS ?= 2
-export OMP_WAIT_POLICY ?= PASSIVE
+# OMP_WAIT_POLICY=PASSIVE (sleeping OpenMP threads) and the pinned CPU kernel ISA are set by every entry point and the
+# tests before torch loads (lt_detectron/utils/numerics.py), not here: `python tools/...` gets them too.
+# `make demo LT_NATIVE_ISA=1` (make passes command-line variables on) keeps the CPU's native kernels instead.
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-x tests/test_losses_properties.py"`.
 PYTEST_ARGS ?= tests
 

@@ -3,7 +3,8 @@ the content fingerprint of a generated lt_shapes dataset.
 
 A results file (`benchmarks/results/*.md`) starts with the environment it was measured in (lock file hashes and
 whether the installed packages match the lock, Python / torch / Detectron2 / numpy / OpenCV versions, CPU model,
-cores, threads, date, git commit) so a reader can tell which numbers are comparable.
+cores, threads, the CPU kernel ISA setting and the CPU's relevant flags, date, git commit) so a reader can tell
+which numbers are comparable (docs/results.md, "Reproducible numerics").
 
 Statistics. Seeds are paired: the same seed gives the baseline and a method the same data split, data order and
 initialisation, so a method's gain is estimated from the per-seed differences d_i = method_i - baseline_i:
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from glob import glob
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from lt_detectron.utils.numerics import cpu_model
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "mean_std",
     "format_mean_std",
     "environment_header",
+    "numerics_line",
     "lock_files",
     "lt_shapes_fingerprint",
     "write_results",
@@ -230,15 +234,15 @@ def _version(module: str) -> str:
     return str(getattr(mod, "__version__", "?"))
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def numerics_line() -> str:
+    """How this process's CPU kernels were chosen (lt_detectron.utils.numerics): the ISA setting, the kernels ATen
+    dispatches to, and the CPU flags that matter, so a reader can tell whether a number should reproduce here."""
+    from lt_detectron.utils.numerics import numerics_info
+
+    info = numerics_info()
+    env = ", ".join(f"{k}={v}" for k, v in info["env"].items())
+    aten = f"; ATen kernels in this process: {info['aten_kernels']}" if "aten_kernels" in info else ""
+    return f"- CPU numerics: {info['isa']} ({env}{aten}); CPU flags: {' '.join(info['cpu_flags']) or 'unknown'}"
 
 
 def git_commit(repo: str = REPO) -> str:
@@ -287,9 +291,10 @@ def environment_header(threads: Optional[str] = None, extra: Optional[Mapping[st
     versions = versions.replace("pycocotools ?", f"pycocotools {installed.get('pycocotools', '?')}")
     lines += [
         f"- Python {platform.python_version()} ({sys.executable}); {versions}, pillow {pillow}",
-        f"- machine: {_cpu_model()}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}",
+        f"- machine: {cpu_model()}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}",
         f"- threads: {threads + '; ' if threads else ''}OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, torch threads in this process {torch_threads}",
+        numerics_line(),
         f"- date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
         f"load average at the end {', '.join(f'{x:.1f}' for x in os.getloadavg())}",
         f"- git commit: {git_commit()}",

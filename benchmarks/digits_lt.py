@@ -21,6 +21,10 @@ import sys
 import tempfile
 import time
 
+from lt_detectron.utils.numerics import pin_cpu_numerics
+
+pin_cpu_numerics()  # before torch loads; the spawned workers inherit the pinned kernels (docs/results.md)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import format_markdown_table, format_mean_std, paired_difference, write_results  # noqa: E402
@@ -40,12 +44,12 @@ VARIANTS: list[tuple[str, str, list[str]]] = [
     ("lade", "lade", []),
     ("lda", "lda", []),
     ("meta_ce", "meta_ce", []),
-    ("meta_ce (L2RW)", "meta_ce", ["METHOD.META.L2RW=True"]),
+    ("meta_ce (L2RW)", "meta_ce", ["METHOD.META.L2RW", "True"]),
     ("meta_focal", "meta_focal", []),
     ("meta_ldam", "meta_ldam", []),
     ("m2m", "m2m", []),
 ]
-QUICK = ["SOLVER.EPOCHS=2", "SOLVER.STEPS=(1,)", "SOLVER.WARMUP_EPOCHS=0", "METHOD.M2M.START_EPOCH=1"]
+QUICK = ["SOLVER.EPOCHS", "2", "SOLVER.STEPS", "(1,)", "SOLVER.WARMUP_EPOCHS", "0", "METHOD.M2M.START_EPOCH", "1"]
 
 
 def _run(task: tuple[str, str, list[str], int, str, list[str]]) -> tuple[str, int, dict, float]:
@@ -58,19 +62,14 @@ def _run(task: tuple[str, str, list[str], int, str, list[str]]) -> tuple[str, in
     from lt_detectron.classification.trainer import FINAL_WEIGHTS, ClassificationTrainer
 
     out = os.path.join(root, f"{name.replace(' ', '_').replace('(', '').replace(')', '')}_seed{seed}")
-    overrides = [
-        f"SEED={seed}",
-        f"DATASET.ARGS.SEED={seed}",
-        f"OUTPUT_DIR={out}",
-        "TEST.PLOTS=False",
-        "LOG.TENSORBOARD=False",
-        "LOG.PROGRESS_BAR=False",
-        "CHECKPOINT_PERIOD=0",
+    overrides = [  # KEY VALUE pairs
+        *("SEED", str(seed), "DATASET.ARGS.SEED", str(seed), "OUTPUT_DIR", out),
+        *("TEST.PLOTS", "False", "LOG.TENSORBOARD", "False", "LOG.PROGRESS_BAR", "False", "CHECKPOINT_PERIOD", "0"),
         *common,
         *extra,
     ]
     if method == "m2m":
-        overrides.append(f"METHOD.M2M.G_CHECKPOINT={os.path.join(root, f'ce_seed{seed}', FINAL_WEIGHTS)}")
+        overrides += ["METHOD.M2M.G_CHECKPOINT", os.path.join(root, f"ce_seed{seed}", FINAL_WEIGHTS)]
     cfg = load_config(os.path.join(CONFIGS, f"digits_lt_{method}.yaml"), overrides)
     start = time.perf_counter()
     try:

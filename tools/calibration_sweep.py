@@ -29,6 +29,10 @@ import sys
 import time
 from typing import Dict, List, Sequence
 
+from lt_detectron.utils.numerics import pin_cpu_numerics
+
+pin_cpu_numerics()  # first, before torch loads: pinned CPU kernels (docs/results.md), sleeping OpenMP threads
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TUNE_DATASET = "lt_calibration_sweep"
 

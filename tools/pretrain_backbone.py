@@ -28,7 +28,9 @@ import sys
 import time
 from typing import Dict, List, Tuple
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see tools/demo.py: spinning threads collapse on shared cores
+from lt_detectron.utils.numerics import pin_cpu_numerics
+
+pin_cpu_numerics()  # first, before torch loads: pinned CPU kernels (docs/results.md), sleeping OpenMP threads
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO, "configs", "demo", "lt_shapes_base.yaml")
@@ -78,7 +80,12 @@ def object_crops(seed: int, images_per_class: int, window: int, shift: int, pixe
     side = window + 2 * shift
     half = side // 2
     per_class: List[List[np.ndarray]] = [[] for _ in category_names()]
-    for img, objects in render_balanced(plan_balanced(images_per_class, seed=seed), seed=seed):
+    plan = plan_balanced(images_per_class, seed=seed)
+    start = time.time()
+    for k, (img, objects) in enumerate(render_balanced(plan, seed=seed)):
+        if (k + 1) % 500 == 0:  # rendering takes tens of seconds on a loaded machine: show it is moving
+            eta = (time.time() - start) / (k + 1) * (len(plan) - k - 1)
+            print(f"[pretrain] rendered {k + 1}/{len(plan)} images of the balanced split (ETA {eta:.0f} s)", flush=True)
         if pixel_format == "BGR":
             img = img[:, :, ::-1]
         padded = cv2.copyMakeBorder(np.ascontiguousarray(img), half, half, half, half, cv2.BORDER_REFLECT_101)

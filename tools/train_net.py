@@ -16,12 +16,16 @@ from __future__ import annotations
 import os
 import sys
 
-import detectron2.utils.comm as comm
-from detectron2.engine import default_argument_parser
-from detectron2.evaluation import verify_results
+from lt_detectron.utils.numerics import pin_cpu_numerics
 
-from lt_detectron.engine import AtomicDetectionCheckpointer, LTTrainer, build_cfg, prepare_launch, setup_cfg
-from lt_detectron.engine.distributed import launch
+pin_cpu_numerics()  # first, before torch loads: pinned CPU kernels (docs/results.md), sleeping OpenMP threads
+
+import detectron2.utils.comm as comm  # noqa: E402
+from detectron2.engine import default_argument_parser  # noqa: E402
+from detectron2.evaluation import verify_results  # noqa: E402
+
+from lt_detectron.engine import AtomicDetectionCheckpointer, LTTrainer, build_cfg, prepare_launch, setup_cfg  # noqa: E402
+from lt_detectron.engine.distributed import launch  # noqa: E402
 
 
 def _eval_weights(cfg) -> str:
