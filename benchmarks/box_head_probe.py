@@ -13,14 +13,18 @@ are zero on every RoI of the batch ("dead", 1.0 = collapsed head), the LDA risk 
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-import time
-from typing import List, Optional
+from lt_detectron.utils.numerics import pin_cpu_numerics
 
-import torch
+pin_cpu_numerics()  # before torch loads: the pinned CPU kernels of the results (docs/results.md)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from typing import List, Optional  # noqa: E402
+
+import torch  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

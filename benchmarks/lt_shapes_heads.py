@@ -18,15 +18,19 @@ environment and the data fingerprint (benchmarks/_results.py); per-run numbers t
 
 from __future__ import annotations
 
-import argparse
-import csv
-import io
-import json
-import os
-import subprocess
-import sys
-import time
-from typing import Dict, List, Optional
+from lt_detectron.utils.numerics import pin_cpu_numerics
+
+pin_cpu_numerics()  # before torch loads: the pinned CPU kernels of the results (docs/results.md)
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from typing import Dict, List, Optional  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
