@@ -219,6 +219,35 @@ def summarise(runs: Dict[str, Dict[int, dict]], seeds: List[int], label: str) ->
     return "\n\n".join(parts) + "\n", buffer.getvalue()
 
 
+def training_health(root: str, heads: List[str], seeds: List[int]) -> str:
+    """Markdown: per head, the box head's dead-unit fraction (largest and last logged value over the seeds) and, for
+    LDA heads, a_t and the accuracy gap at the end, from each run's metrics.json (20-iteration medians)."""
+    lines = [
+        "| head | dead units: largest / last (max over seeds) | a_t at the end (per seed) | accuracy gap at the end |",
+        "|---|---|---|---|",
+    ]
+    for head in heads:
+        largest, last, alphas, gaps = 0.0, 0.0, [], []
+        for seed in seeds:
+            path = os.path.join(root, head, f"seed{seed}", "metrics.json")
+            if not os.path.isfile(path):
+                continue
+            with open(path) as f:
+                rows = [json.loads(line) for line in f if line.strip()]
+            dead = [r["lt/box_head_dead_fraction"] for r in rows if "lt/box_head_dead_fraction" in r]
+            if dead:
+                largest, last = max(largest, max(dead)), max(last, dead[-1])
+            tail = [r for r in rows if "lda/alpha" in r]
+            if tail:
+                alphas.append(f"{tail[-1]['lda/alpha']:.0f}")
+                gaps.append(f"{tail[-1]['lda/acc_gap']:.1f}")
+        if head in POSTHOC:
+            continue
+        cells = [f"{100 * largest:.1f} % / {100 * last:.1f} %", ", ".join(alphas) or "–", ", ".join(gaps) or "–"]
+        lines.append(f"| {head} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_gains(runs: Dict[str, Dict[int, dict]], path: str, label: str) -> Optional[str]:
     """Each head's paired difference to the baseline, Δ AP (x) against Δ APr (y), bbox and segm panels."""
     if "baseline" not in runs:
@@ -301,6 +330,8 @@ def main(argv=None) -> int:
     if args.opts:
         label += f", overrides {' '.join(args.opts)}"
     markdown, table = summarise(runs, args.seeds, label)
+    markdown += "\nTraining health (`lt/box_head_dead_fraction`, `lda/alpha`, `lda/acc_gap` in metrics.json):\n\n"
+    markdown += training_health(root, list(runs), args.seeds)
     write_text_atomic(os.path.join(root, "summary.md"), markdown)
     write_text_atomic(os.path.join(root, "results.csv"), table)
     output = args.output
