@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
@@ -341,6 +342,7 @@ def _render_split(
     num_classes = len(category_names())
     (out / "images" / split).mkdir(parents=True, exist_ok=True)
     ann_id = first_ann_id
+    start = time.perf_counter()
     for k, classes in enumerate(plan):
         image_id = first_image_id + k
         # Per-image stream: an image depends only on (seed, split, index), not on the images before it.
@@ -365,8 +367,9 @@ def _render_split(
         for c, mask in objects:
             annotations.append(_annotation(mask, c, image_id, ann_id, f"{split} image {image_id}"))
             ann_id += 1
-        if (k + 1) % 500 == 0 or k + 1 == len(plan):
-            logger.info("lt_shapes %s: %d/%d images", split, k + 1, len(plan))
+        if (k + 1) % 250 == 0 or k + 1 == len(plan):
+            eta = (time.perf_counter() - start) / (k + 1) * (len(plan) - k - 1)
+            logger.info("lt_shapes %s: %d/%d images, ETA %.0f s", split, k + 1, len(plan), eta)
     return images, annotations
 
 
