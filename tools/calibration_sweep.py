@@ -61,21 +61,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def register_json(gt: str, image_root: str) -> str:
-    """Register an LVIS-format json as TUNE_DATASET (categories in id order, ids 1..C as LVIS v1)."""
-    from detectron2.data import DatasetCatalog, MetadataCatalog
-    from detectron2.data.datasets.lvis import load_lvis_json
-
-    with open(gt) as f:
-        categories = sorted(json.load(f)["categories"], key=lambda c: c["id"])
-    image_root = image_root if image_root.endswith(os.sep) else image_root + os.sep
-    DatasetCatalog.register(TUNE_DATASET, lambda: load_lvis_json(gt, image_root, dataset_name=None))
-    MetadataCatalog.get(TUNE_DATASET).set(
-        thing_classes=[c["name"] for c in categories], evaluator_type="lvis", json_file=gt, image_root=image_root
-    )
-    return TUNE_DATASET
-
-
 def regroup_by_training_frequency(gt: dict, cfg) -> None:
     """Set the categories' LVIS frequency groups (and image counts) from the model's training sets, in place.
 
@@ -173,20 +158,23 @@ def plot(rows: List[dict], path: str, title: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    import torch
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.data import MetadataCatalog, build_detection_test_loader
 
+    from lt_detectron.data import register_json_datasets
     from lt_detectron.engine import LTTrainer, build_cfg, register_lt_components
     from lt_detectron.engine.setup import check_cfg_datasets
     from lt_detectron.evaluation import evaluate_lvis
     from lt_detectron.modeling import NorCal
-    from lt_detectron.modeling.class_counts import read_class_counts
+    from lt_detectron.modeling.calibration import calibration_counts
 
     register_lt_components()
     cfg = build_cfg(args.config_file, list(args.opts) + ["MODEL.WEIGHTS", args.weights])
     check_cfg_datasets(cfg, train=True)
-    dataset = register_json(args.gt, args.image_root) if args.gt else cfg.DATASETS.TEST[0]
+    if args.gt:  # an LVIS-format held-out set, registered as DATASETS.LT_JSON_DATASETS does
+        dataset = register_json_datasets([(TUNE_DATASET, args.gt, args.image_root, "lvis")])[0]
+    else:
+        dataset = cfg.DATASETS.TEST[0]
     model = LTTrainer.build_model(cfg)
     DetectionCheckpointer(model).load(args.weights)
     model.eval()
@@ -196,10 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"error: {cfg.MODEL.LT.BOX_CLASSIFIER!r} scores classes with sigmoids; NorCal needs C+1 softmax scores."
         )
     predictor.score_calibration = None  # the kept scores are the model's own
-    node = cfg.clone()
-    node.defrost()
-    node.MODEL.LT.CLASS_COUNT_SOURCE = cfg.TEST.LT_CALIBRATION_COUNTS
-    counts = torch.as_tensor(read_class_counts(node)).clamp_min(1.0)
+    counts = calibration_counts(cfg)
 
     kept = collect_scores(model, build_detection_test_loader(cfg, dataset), args.max_images)
     meta = MetadataCatalog.get(dataset)

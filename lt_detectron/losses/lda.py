@@ -708,6 +708,27 @@ class LDALoss(nn.Module):
             reduce=self.divergence_reduce,
         )
 
+    def divergence(self, projected: torch.Tensor, targets: torch.Tensor, num_classes: int):
+        """`(L_intra, L_inter)` with this loss's margin, pair weights and process reduction (`lda_divergence`); a rank
+        without samples calls it with empty tensors to join the other ranks' centres.
+
+        Args:
+            projected: (B, d) projected features, B >= 0.
+            targets: (B,) integer class indices.
+            num_classes: C.
+
+        Returns:
+            (L_intra, L_inter), two scalars.
+        """
+        return lda_divergence(
+            projected,
+            targets,
+            margin=self.margin,
+            class_weights=self.balanced_weight if self.pair_weights else None,
+            num_classes=num_classes,
+            reduce=self.divergence_reduce,
+        )
+
     def update_balancer(self, logits_unbalanced, logits_balanced, targets) -> tuple[float, float, float]:
         """Record this batch's accuracies; returns (a_t, acc_unbalanced, acc_balanced) (this process's accuracies).
 

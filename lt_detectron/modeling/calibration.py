@@ -15,7 +15,14 @@ from torch import nn
 
 from lt_detectron import losses as lt_losses
 
-__all__ = ["CALIBRATIONS", "NorCal", "build_score_calibration", "calibrated", "per_image_probabilities"]
+__all__ = [
+    "CALIBRATIONS",
+    "NorCal",
+    "build_score_calibration",
+    "calibrated",
+    "calibration_counts",
+    "per_image_probabilities",
+]
 
 CALIBRATIONS = ("none", "norcal")
 
@@ -73,6 +80,19 @@ def build_score_calibration(cfg, predictor: nn.Module) -> Optional[nn.Module]:
             f"{cfg.MODEL.LT.BOX_CLASSIFIER!r} with this config scores classes independently (sigmoid). Fix: set "
             "TEST.LT_CALIBRATION none, or use a softmax box classifier."
         )
+    return NorCal(calibration_counts(cfg), cfg.TEST.LT_CALIBRATION_GAMMA)
+
+
+def calibration_counts(cfg) -> torch.Tensor:
+    """The training counts n_c NorCal divides by: TEST.LT_CALIBRATION_COUNTS of DATASETS.TRAIN, a class absent from
+    training counted once (its score is then divided by 1).
+
+    Args:
+        cfg: the model's config.
+
+    Returns:
+        Tensor[C] of counts >= 1.
+    """
     from .class_counts import read_class_counts
 
     source = cfg.TEST.LT_CALIBRATION_COUNTS
@@ -81,9 +101,7 @@ def build_score_calibration(cfg, predictor: nn.Module) -> Optional[nn.Module]:
     node = cfg.clone()
     node.defrost()
     node.MODEL.LT.CLASS_COUNT_SOURCE = source
-    # A class absent from training counts once (its score is then divided by 1).
-    counts = torch.as_tensor(read_class_counts(node)).clamp_min(1.0)
-    return NorCal(counts, cfg.TEST.LT_CALIBRATION_GAMMA)
+    return torch.as_tensor(read_class_counts(node)).clamp_min(1.0)
 
 
 def calibrated(predictor: nn.Module, probs: torch.Tensor) -> torch.Tensor:

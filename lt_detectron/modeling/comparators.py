@@ -29,6 +29,7 @@ from .predictor_utils import (
     regression_loss,
     reject_roi_weights,
     reject_stock_loss_options,
+    weighted_mean,
 )
 
 __all__ = ["SeesawBoxPredictor", "EQLv2BoxPredictor"]
@@ -166,23 +167,23 @@ class SeesawBoxPredictor(FastRCNNOutputLayers):
         scores, proposal_deltas = predictions
         gt_classes = gt_classes_of(proposals, scores.device)
         num_classes = self.num_classes
-        if roi_weights is not None and roi_weights.shape != gt_classes.shape:
-            raise ValueError(f"roi_weights has shape {tuple(roi_weights.shape)}, the RoIs {tuple(gt_classes.shape)}")
         if self.training:
             self.accumulate_counts(gt_classes)
         _log_foreground_fraction(gt_classes, num_classes)
         if event_storage_active() and gt_classes.numel():
             with torch.no_grad():  # Detectron2's accuracy stats on the fused C+1 scores
                 _log_classification_stats(self.fused_probabilities(scores).clamp_min(1e-30).log(), gt_classes)
-        is_fg = gt_classes < num_classes
-        normaliser = max(gt_classes.numel(), 1)
-        # Unweighted: the losses' own sums, as before per-RoI weights existed (the same numbers).
-        reduction = "sum" if roi_weights is None else "none"
-        loss_objectness, loss_classes = self._classification_terms(scores, gt_classes, reduction)
-        if roi_weights is not None:
-            weights = roi_weights.detach().to(scores.dtype)
-            loss_objectness, loss_classes = (weights * loss_objectness).sum(), (weights[is_fg] * loss_classes).sum()
-        loss_objectness, loss_classes = loss_objectness / normaliser, loss_classes / normaliser
+        if roi_weights is None:  # the losses' own sums over the sampled RoIs, divided by their number
+            normaliser = max(gt_classes.numel(), 1)
+            loss_objectness, loss_classes = (
+                t / normaliser for t in self._classification_terms(scores, gt_classes, "sum")
+            )
+        else:  # the same means with per-RoI weights; the class term is 0 on background RoIs
+            objectness, classes = self._classification_terms(scores, gt_classes, "none")
+            fg_rows = (gt_classes < num_classes).nonzero()[:, 0]
+            per_roi_classes = torch.zeros_like(objectness).index_put((fg_rows,), classes)
+            loss_objectness = weighted_mean(objectness, roi_weights)
+            loss_classes = weighted_mean(per_roi_classes, roi_weights)
         weight = self.loss_weight.get("loss_cls", 1.0)
         return {
             "loss_cls_objectness": loss_objectness * weight,

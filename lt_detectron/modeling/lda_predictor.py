@@ -273,18 +273,8 @@ class LDABoxPredictor(FastRCNNOutputLayers):
             zero = sum(p.sum() for p in self.parameters()) * 0.0
             loss_u = loss_b = intra = inter = zero
             if self.lda_loss.divergence_reduce is not None:  # a collective: join the other ranks' centres
-                empty = scores.features[:0]
-                intra, inter = (
-                    t + zero
-                    for t in lt_losses.lda_divergence(
-                        self.projection(empty),
-                        gt_classes[:0],
-                        margin=self.lda_loss.margin,
-                        class_weights=self.balanced_weight if self.lda_loss.pair_weights else None,
-                        num_classes=self.num_classes,
-                        reduce=self.lda_loss.divergence_reduce,
-                    )
-                )
+                empty = self.lda_loss.divergence(self.projection(scores.features[:0]), gt_classes[:0], self.num_classes)
+                intra, inter = (t + zero for t in empty)
             if self.training:  # the counts are summed over ranks: this rank adds zeros, it must not skip
                 self.lda_loss.update_balancer_empty()
         alpha = float(self.risk_balancer.alpha)
