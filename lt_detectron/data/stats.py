@@ -297,7 +297,11 @@ def repeat_factor_summary(records: Sequence[dict], factors: Sequence[float], num
     if len(factors) != len(records):
         raise ValueError(f"repeat_factor_summary: {len(factors)} factors for {len(records)} images")
     ids_per_image = [{a["category_id"] for a in r.get("annotations", ())} for r in records]
-    image_counts = class_stats_from_records(records, num_classes, "repeat_factor_summary")["image_count"]
+    # Counted here, not with class_stats_from_records: that is the training statistics' one pass per dataset
+    # (tests/test_data_class_stats.py counts its calls), and this summary needs only the image counts.
+    image_counts = np.zeros(num_classes, dtype=np.int64)
+    for ids in ids_per_image:
+        image_counts[list(ids)] += 1
     groups = frequency_groups(image_counts)
     rank = {"r": 0, "c": 1, "f": 2}
     image_group = np.array([min((groups[c] for c in ids), key=rank.get) if ids else "none" for ids in ids_per_image])
