@@ -229,6 +229,10 @@ def add_lt_config(cfg: CN) -> CN:
     _C.TEST.LT_FIXED_AP_K = 10000
     # Evaluation processes of the "fast" backend; 0 = the CPUs this process may use.
     _C.TEST.LT_EVAL_WORKERS = 0
+    # Multi-process inference ("fast" only): each rank streams its predictions to a shard file under the inference
+    # output folder and rank 0 evaluates the joined shards, so no process holds every rank's predictions (True);
+    # False gathers them to rank 0 in memory as Detectron2 does (docs/evaluation.md, "Several processes").
+    _C.TEST.LT_EVAL_SHARDS = True
     # Post-hoc calibration of the box scores at inference (lt_detectron/modeling/calibration.py), for any checkpoint
     # and every box classifier whose C+1 scores sum to 1: "none" or "norcal" (Pan et al., NeurIPS 2021,
     # arXiv:2107.02170): foreground scores divided by n_c^GAMMA, renormalised with the background score kept.

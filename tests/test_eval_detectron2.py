@@ -128,6 +128,9 @@ def test_config_picks_the_backend(tiny_root):
     cfg = build_cfg(os.path.join(REPO, "configs", "demo", "lt_shapes_baseline.yaml"), [])
     assert cfg.TEST.LT_EVALUATOR == "fast"
     assert type(build_lt_evaluator(cfg, "lt_shapes_val")) is FastLVISEvaluator
+    assert cfg.TEST.LT_EVAL_SHARDS is True and build_lt_evaluator(cfg, "lt_shapes_val")._shards is True
+    cfg.TEST.LT_EVAL_SHARDS = False  # the gather path (tests/test_eval_sharded.py)
+    assert build_lt_evaluator(cfg, "lt_shapes_val")._shards is False
     cfg.TEST.LT_EVALUATOR = "lvis-api"
     assert type(build_lt_evaluator(cfg, "lt_shapes_val")) is LVISEvaluator
     cfg.TEST.LT_EVALUATOR = "pycocotools"

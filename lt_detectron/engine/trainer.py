@@ -56,6 +56,7 @@ def build_lt_evaluator(cfg, dataset_name: str, output_folder: Optional[str] = No
                 fixed_ap_k=int(cfg.TEST.get("LT_FIXED_AP_K", 10000)),
                 workers=int(cfg.TEST.get("LT_EVAL_WORKERS", 0)) or None,
                 train_datasets=tuple(cfg.DATASETS.TRAIN),
+                shards=bool(cfg.TEST.get("LT_EVAL_SHARDS", True)),
             )
         raise ValueError(f"TEST.LT_EVALUATOR is {backend!r}; use 'fast' or 'lvis-api'.")
     if evaluator_type == "coco":
