@@ -113,6 +113,59 @@ def test_train_net_start_up_counts_each_training_set_once(tiny_root, tmp_path, m
         assert split.sum() < full.sum()  # the split's own counts, not copied from the full set
 
 
+def test_builtin_lvis_start_up_parses_the_training_json_once(tiny_root, tmp_path, monkeypatch, counted):
+    """A Detectron2-builtin-style LVIS set (not validated): nothing is read before `launch`; in the training process
+    one load of the dataset dicts serves the predictor's counts, the repeat factors and the loader, as stock
+    Detectron2's one load serves its loader (issue 21: start-up at stock speed)."""
+    name = "lvis_v1_stats_test_train"
+    json_file = os.path.join(tiny_root, "lt_shapes_train.json")
+    image_root = str(tmp_path / "coco") + os.sep  # the builtin layout; no image is read before the first iteration
+    for split in ("train2017", "val2017"):
+        os.makedirs(image_root + split)
+    reference = lvis_json_class_stats(json_file)
+    counted.clear()
+    DatasetCatalog.register(name, lambda: registration.load_lvis_json(json_file, image_root, dataset_name=None))
+    MetadataCatalog.get(name).set(
+        thing_classes=reference["names"], json_file=json_file, image_root=image_root, evaluator_type="lvis"
+    )
+    try:
+        train_net = _load_train_net()
+        stopped = {}
+        monkeypatch.setattr(train_net.LTTrainer, "train", lambda self: stopped.setdefault("trainer", self))
+        argv = ["train_net.py", "--config-file", os.path.join(REPO, "configs", "demo", "lt_shapes_lda.yaml")]
+        argv += [*TINY, "DATASETS.TRAIN", f"('{name}',)", "OUTPUT_DIR", str(tmp_path / "run")]
+        argv += ["DATASETS.LT_SHAPES_DIR", tiny_root, "DATALOADER.SAMPLER_TRAIN", "RepeatFactorTrainingSampler"]
+        monkeypatch.setattr(sys, "argv", argv)
+        train_net.invoke_main()
+        assert "trainer" in stopped
+        assert counted == {"dataset_loads": 1, "stats_computed": 1}  # no json.load of the file, no second parse
+        assert not os.path.exists(tmp_path / "run" / "class_stats.json")  # nothing known before launch to hand on
+        got = dataset_class_stats(name)
+        for key in ("image_count", "instance_count"):
+            np.testing.assert_array_equal(got[key], reference[key])
+        assert getattr(DatasetCatalog, "_lt_loaded_once", None) is None  # the shared lists were released
+    finally:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
+def test_dataset_dicts_loaded_once_shares_and_releases():
+    from lt_detectron.data import dataset_dicts_loaded_once
+
+    loads = []
+    name = "loaded_once_test"
+    DatasetCatalog.register(name, lambda: loads.append(1) or [{"image_id": len(loads)}])
+    try:
+        with dataset_dicts_loaded_once() as cache:
+            first = DatasetCatalog.get(name)
+            with dataset_dicts_loaded_once() as inner:  # nested: the same cache
+                assert inner is cache and DatasetCatalog.get(name) is first
+            assert DatasetCatalog.get(name) is first and len(loads) == 1
+        assert not cache and DatasetCatalog.get(name) is not first and len(loads) == 2  # outside: stock behaviour
+    finally:
+        DatasetCatalog.remove(name)
+
+
 def test_workers_attach_the_launchers_statistics_without_counting(tiny_root, tmp_path, counted):
     from detectron2.engine import default_argument_parser
 

@@ -8,6 +8,7 @@ from .lt_shapes import generate_lt_shapes, plan_lt_shapes
 from .lvis_compat import patch_lvis_numpy_aliases
 from .registration import (
     LT_SHAPES_SPLITS,
+    dataset_dicts_loaded_once,
     default_lt_shapes_root,
     ensure_datasets,
     ensure_lt_shapes,
@@ -33,6 +34,7 @@ __all__ = [
     "check_lvis_available",
     "class_counts",
     "dataset_class_stats",
+    "dataset_dicts_loaded_once",
     "default_lt_shapes_root",
     "ensure_datasets",
     "ensure_lt_shapes",

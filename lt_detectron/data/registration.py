@@ -8,10 +8,11 @@ first use of the dataset dicts (DatasetCatalog.get), by `ensure_datasets` (what 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
-from typing import List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.catalog import Metadata
@@ -20,11 +21,47 @@ from detectron2.data.datasets.lvis import load_lvis_json
 from .lt_shapes import TRAIN_JSON, VAL_JSON, category_names, generate_lt_shapes, is_complete
 from .validation import validate_lvis_json
 
-__all__ = ["register_lt_shapes", "default_lt_shapes_root", "ensure_lt_shapes", "ensure_datasets", "LT_SHAPES_SPLITS"]
+__all__ = [
+    "register_lt_shapes",
+    "default_lt_shapes_root",
+    "ensure_lt_shapes",
+    "ensure_datasets",
+    "dataset_dicts_loaded_once",
+    "LT_SHAPES_SPLITS",
+]
 
 LT_SHAPES_SPLITS = {"lt_shapes_train": TRAIN_JSON, "lt_shapes_val": VAL_JSON}
 _GENERATION_LOCK = threading.Lock()
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def dataset_dicts_loaded_once() -> Iterator[Dict[str, list]]:
+    """Within the block, `DatasetCatalog.get(name)` loads each dataset once and hands every later caller that list.
+
+    A trainer's start-up reads the training set for the class statistics (the model's predictors), the repeat
+    factors and the loader: one parse of the annotation file serves them all, as stock Detectron2 parses it once for
+    its loader. The lists are shared, so callers must not modify them (Detectron2's mapper copies each record).
+    Nested use shares the outer cache; the lists are released when the outermost block ends.
+    """
+    if getattr(DatasetCatalog, "_lt_loaded_once", None) is not None:  # nested: the outer block owns the cache
+        yield DatasetCatalog._lt_loaded_once
+        return
+    cache: Dict[str, list] = {}
+    load = DatasetCatalog.get  # the catalog's own method (an instance attribute would shadow it below)
+
+    def get_once(name: str) -> list:
+        if name not in cache:
+            cache[name] = load(name)
+        return cache[name]
+
+    DatasetCatalog._lt_loaded_once = cache
+    DatasetCatalog.get = get_once
+    try:
+        yield cache
+    finally:
+        del DatasetCatalog.get, DatasetCatalog._lt_loaded_once
+        cache.clear()
 
 
 def default_lt_shapes_root() -> str:

@@ -96,45 +96,55 @@ def _explained(err: Exception, source: str) -> Exception:
     return KeyError(f"{source}: unknown config key {bad!r}. {unknown_key_hint(bad, reference)}")
 
 
-def _stats_with_one_load(name: str, validate: bool | str) -> None:
-    """Class statistics of a training set, reading an LVIS-format json once for both its check and its counts."""
+def _stats_before_launch(name: str, validate: bool | str) -> bool:
+    """The class statistics of a training set where they cost no extra parse of its annotations; returns whether
+    they are known now.
+
+    Known already or in a category-info file: attached. An LVIS-format json that is to be validated: its one load
+    serves the check and the counts. Otherwise (Detectron2's builtin LVIS, COCO-format sets) nothing is read here:
+    each training process counts over the dataset dicts its loader builds, the one parse stock Detectron2 makes too
+    (`LTTrainer`, `dataset_dicts_loaded_once`).
+    """
     from detectron2.data import MetadataCatalog
 
     from ..data import stats, validation
 
     fields = MetadataCatalog.get(name).as_dict()
+    if stats.CLASS_STATS_FIELD in fields or fields.get(stats.CAT_INFO_FIELD):
+        stats.dataset_class_stats(name)
+        return True
     json_file = fields.get("json_file")
-    lvis_format = json_file and fields.get("evaluator_type") == "lvis"
-    if stats.CLASS_STATS_FIELD in fields or fields.get(stats.CAT_INFO_FIELD) or not lvis_format:
-        stats.dataset_class_stats(name)  # already known, a category-info file, or a count over the dataset dicts
-        return
+    if not (json_file and fields.get("evaluator_type") == "lvis"):
+        return False
+    if not (validate is True or (validate == "auto" and not validation.is_builtin_lvis(name))):
+        return False
     validation.check_lvis_available(name)
     data = validation.load_annotation_json(json_file)
-    if validate is True or (validate == "auto" and not validation.is_builtin_lvis(name)):
-        validation.validate_lvis_json(json_file, data=data)
+    validation.validate_lvis_json(json_file, data=data)
     # Detectron2's LVIS loader maps category id c to contiguous id c - 1 and keeps every annotation: the same counts.
     stats.attach_class_stats(name, stats.class_stats_from_lvis_dict(data, json_file))
+    return True
 
 
 def prepare_datasets(cfg: CfgNode, train: bool = True, validate: bool | str = "auto") -> str:
     """Once, before `launch`: generate lt_shapes where named, check every dataset of the config (`check_datasets`;
-    `validate="auto"` skips walking Detectron2's builtin LVIS files), and compute the class statistics of
-    DATASETS.TRAIN into their metadata (one json load per LVIS-format training file serves its check and its counts).
+    `validate="auto"` skips walking Detectron2's builtin LVIS files), and attach the class statistics of
+    DATASETS.TRAIN that need no extra parse (`_stats_before_launch`; the others are counted in each training process
+    from its loader's one load).
 
-    With `train`, the statistics are also written to OUTPUT_DIR/class_stats.json for worker processes
-    (`setup_cfg` attaches them), and its path is returned; otherwise "".
+    With `train`, the statistics known here are also written to OUTPUT_DIR/class_stats.json for worker processes
+    (`setup_cfg` attaches them), and its path is returned; otherwise, or when none is known, "".
     """
     from ..data import check_datasets, ensure_datasets, write_class_stats_file
 
     train_names = list(cfg.DATASETS.TRAIN) if train else []
     names = train_names + [n for n in cfg.DATASETS.TEST if n not in train_names]
     ensure_datasets(names)
-    for name in train_names:
-        _stats_with_one_load(name, validate)
+    known = [name for name in train_names if _stats_before_launch(name, validate)]
     check_datasets(names, validate=validate)  # files validated above are not read again
-    if not train_names:
+    if not known:
         return ""
-    return write_class_stats_file(os.path.join(cfg.OUTPUT_DIR, CLASS_STATS_FILE), train_names)
+    return write_class_stats_file(os.path.join(cfg.OUTPUT_DIR, CLASS_STATS_FILE), known)
 
 
 def check_cfg_datasets(cfg: CfgNode, train: bool = True) -> None:

@@ -13,6 +13,7 @@ from detectron2.engine.hooks import EvalHook
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, LVISEvaluator
 from detectron2.utils import comm
 
+from lt_detectron.data import dataset_dicts_loaded_once
 from lt_detectron.utils.checkpoint import AtomicCheckpointerMixin
 from lt_detectron.utils.io import remove_stale_temporaries
 
@@ -88,7 +89,9 @@ class LTTrainer(MetaWeightingTrainerMixin, DefaultTrainer):
     def __init__(self, cfg):
         if comm.is_main_process():  # checkpoints or reports of a run killed mid-write
             remove_stale_temporaries(cfg.OUTPUT_DIR)
-        with cpu_aware_ddp():
+        # One load of each training set serves the model's class statistics, the repeat factors and the loader
+        # (stock Detectron2 loads it once, for the loader); the lists are released once the loader holds its copy.
+        with cpu_aware_ddp(), dataset_dicts_loaded_once():
             super().__init__(cfg)
 
     def build_hooks(self):
