@@ -24,6 +24,10 @@ by torch.cuda.synchronize() (wall clock), so it measures the kernels it launched
 
 from __future__ import annotations
 
+from lt_detectron.utils.numerics import pin_cpu_numerics
+
+pin_cpu_numerics()  # before torch loads: the same CPU kernels on every x86 machine (docs/results.md)
+
 import argparse
 import os
 import statistics

@@ -16,6 +16,10 @@ On CUDA each timed iteration is bracketed by torch.cuda.synchronize() (wall cloc
 
 from __future__ import annotations
 
+from lt_detectron.utils.numerics import pin_cpu_numerics
+
+pin_cpu_numerics()  # before torch loads: the same CPU kernels on every x86 machine (docs/results.md)
+
 import argparse
 import os
 import statistics
