@@ -250,27 +250,180 @@ def _groups(keys: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return starts, np.r_[starts[1:], len(keys)]
 
 
+_THRS = np.minimum(IOU_THRS, 1 - 1e-10)  # lvis-api matches at min(threshold, 1 - 1e-10)
+_AREA_LO = np.array([a[0] for a in AREA_RNG], dtype=np.float64)
+_AREA_HI = np.array([a[1] for a in AREA_RNG], dtype=np.float64)
+# Match state of a detection at one (area range, IoU threshold), as lvis-api's evaluate_img leaves dt_m and dt_ig:
+_UNMATCHED = 0  # dt_m == 0 (no match, or matched to a ground truth whose id is 0): ignored only by the area/nel rule
+_TP = 1  # matched to a ground truth that is not ignored in this area range
+_IGNORED = 2  # matched to a ground truth that is ignored in this area range
+
+
+def _box_iou(d: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """pycocotools' bbIou (iscrowd 0) on row pairs, with the same double operations in the same order."""
+    da = d[:, 2] * d[:, 3]
+    ga = g[:, 2] * g[:, 3]
+    w = np.minimum(d[:, 2] + d[:, 0], g[:, 2] + g[:, 0]) - np.maximum(d[:, 0], g[:, 0])
+    h = np.minimum(d[:, 3] + d[:, 1], g[:, 3] + g[:, 1]) - np.maximum(d[:, 1], g[:, 1])
+    inter = w * h
+    ok = (w > 0) & (h > 0)
+    out = np.zeros(len(d))
+    out[ok] = inter[ok] / (da[ok] + ga[ok] - inter[ok])
+    return out
+
+
+def _ranks(counts: np.ndarray) -> np.ndarray:
+    """0, 1, ..., n_i - 1 for each count n_i, concatenated."""
+    total = int(counts.sum())
+    return np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _match(
+    iou: np.ndarray, e_start: np.ndarray, det_pair: np.ndarray, det_rank: np.ndarray, pair_g: np.ndarray,
+    gt_ig: np.ndarray, gt_id_zero: np.ndarray, gt_start: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """lvis-api's greedy matching, all (image, class) pairs at once: [num_dets, A, T] match states.
+
+    Per pair, per area range and IoU threshold, each detection in score order takes, among the ground truth not yet
+    taken with IoU >= the threshold, the one of highest IoU (the last such in the ground truth's order), looking at
+    the ground truth ignored in that area range only if no other qualifies: the loop of lvis-api's evaluate_img.
+    Pairs are grouped by their ground-truth count (a power of two apart) and stepped one detection rank at a time.
+
+    Args:
+        iou: flat IoU entries; detection i's row (its pair's ground truth in order) starts at e_start[i].
+        e_start: [D] start of each detection's row.
+        det_pair: [D] pair index of each detection (detections of a pair are in score order).
+        det_rank: [D] position of each detection within its pair.
+        pair_g: [P] ground-truth count of each pair.
+        gt_ig: [total ground truth, A] ignored in each area range (pair-major, json order within a pair).
+        gt_id_zero: [total ground truth] annotation id is 0 (lvis-api then stores the match as no match).
+        gt_start: [P] first ground-truth row of each pair.
+
+    Returns:
+        [D, A, T] int8 states (_UNMATCHED, _TP, _IGNORED).
+    """
+    num_a, num_t = len(AREA_RNG), len(_THRS)
+    out = np.zeros((len(det_pair), num_a, num_t), dtype=np.int8)
+    if len(det_pair) == 0:
+        return out
+    g_det = pair_g[det_pair]
+    # a detection with IoU < 0.5 against every ground truth of its pair matches nothing and changes nothing
+    best = np.maximum.reduceat(iou, e_start) if len(iou) else np.zeros(0)
+    cand = np.flatnonzero(best >= _THRS.min())
+    if len(cand) == 0:
+        return out
+    # rank among the pair's candidates: the detections before it that could not match change no state
+    c_pair = det_pair[cand]
+    first = np.r_[True, c_pair[1:] != c_pair[:-1]]
+    c_rank = np.arange(len(cand)) - np.maximum.accumulate(np.where(first, np.arange(len(cand)), 0))
+    bucket = np.ceil(np.log2(g_det[cand])).astype(np.int64)
+    thr = _THRS[None, None, :, None]
+    for b in np.unique(bucket).tolist():
+        rows = cand[bucket == b]  # detections of this bucket (pair-major, score order)
+        ranks = c_rank[bucket == b]
+        pairs, local_pair = np.unique(det_pair[rows], return_inverse=True)
+        gb = int(pair_g[pairs].max())
+        gcount = pair_g[det_pair[rows]]
+        col = _ranks(gcount)
+        rr = np.repeat(np.arange(len(rows)), gcount)
+        io = np.full((len(rows), gb), -1.0)
+        io[rr, col] = iou[np.repeat(e_start[rows], gcount) + col]
+        pcount = pair_g[pairs]
+        pc = _ranks(pcount)
+        prow = np.repeat(np.arange(len(pairs)), pcount)
+        gsrc = np.repeat(gt_start[pairs], pcount) + pc
+        ig = np.zeros((len(pairs), num_a, gb), dtype=bool)
+        ig[prow, :, pc] = gt_ig[gsrc]
+        zero = np.zeros((len(pairs), gb), dtype=bool)
+        zero[prow, pc] = gt_id_zero[gsrc]
+        taken = np.zeros((len(pairs), num_a, num_t, gb), dtype=bool)
+        by_rank = np.argsort(ranks, kind="stable")
+        r_start, r_end = _groups(ranks[by_rank])
+        for s, e in zip(r_start.tolist(), r_end.tolist()):
+            sel = by_rank[s:e]
+            p = local_pair[sel]
+            v = io[sel][:, None, None, :]  # [n, 1, 1, G]
+            elig = ~taken[p] & (v >= thr)  # [n, A, T, G]
+            igp = ig[p][:, :, None, :]
+            tier1 = elig & ~igp
+            pick = np.where(tier1.any(-1, keepdims=True), tier1, elig)  # not ignored first, else the ignored
+            hit = pick.any(-1)  # [n, A, T]
+            vals = np.where(pick, v, -1.0)
+            m = gb - 1 - np.argmax(vals[..., ::-1], axis=-1)  # the last of the highest IoU
+            n_i, a_i, t_i = np.nonzero(hit)
+            mg = m[n_i, a_i, t_i]
+            taken[p[n_i], a_i, t_i, mg] = True
+            state = np.where(ig[p[n_i], a_i, mg], _IGNORED, np.where(zero[p[n_i], mg], _UNMATCHED, _TP))
+            out[rows[sel[n_i]], a_i, t_i] = state
+    return out
+
+
+def _accumulate_class(state: np.ndarray, area_ignored: np.ndarray, num_gt: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """lvis-api's accumulate for one class: precision [T, R, A] and recall [T, A] (-1 where num_gt is 0).
+
+    Args:
+        state: [n, A, T] match states of the class's detections in lvis-api's order (score descending; ties by
+            image, then file order).
+        area_ignored: [n, A] detection outside the area range or of a not-exhaustive class in its image (ignored
+            when unmatched).
+        num_gt: [A] ground truth not ignored in each area range.
+    """
+    num_a, num_t, num_r = len(AREA_RNG), len(_THRS), len(REC_THRS)
+    precision = -np.ones((num_t, num_r, num_a))
+    recall = -np.ones((num_t, num_a))
+    areas = np.flatnonzero(num_gt > 0)
+    if len(areas) == 0:
+        return precision, recall
+    n = state.shape[0]
+    if n == 0:
+        precision[:, :, areas] = 0.0
+        recall[:, areas] = 0.0
+        return precision, recall
+    s = state[:, areas, :].transpose(1, 2, 0)  # [a, T, n]
+    tps = s == _TP
+    fps = (s == _UNMATCHED) & ~area_ignored[:, areas].T[:, None, :]
+    tp_sum = np.cumsum(tps, axis=2).astype(np.float64)
+    fp_sum = np.cumsum(fps, axis=2).astype(np.float64)
+    ng = num_gt[areas].astype(np.float64)
+    rc = tp_sum / ng[:, None, None]
+    pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
+    recall[:, areas] = rc[:, :, -1].T
+    pr = np.maximum.accumulate(pr[:, :, ::-1], axis=2)[:, :, ::-1]  # lvis-api's right-to-left max
+    # searchsorted(rc, REC_THRS, 'left') without a call per row: rc = k / num_gt at the k-th true positive, so the
+    # index is that of the k*-th true positive, k* the least k whose k / num_gt >= the recall threshold
+    rows = len(areas) * num_t
+    kstar = np.stack([np.searchsorted(np.arange(int(g) + 1) / g, REC_THRS, side="left") for g in ng])  # [a, R]
+    kstar = np.repeat(kstar, num_t, axis=0)  # [rows, R]
+    flat = tps.reshape(rows, n)
+    ntp = flat.sum(axis=1)
+    _, tp_col = np.nonzero(flat)
+    starts = np.cumsum(ntp) - ntp
+    valid = kstar <= ntp[:, None]
+    at = np.clip(starts[:, None] + kstar - 1, 0, max(len(tp_col) - 1, 0))
+    idx = np.where(kstar == 0, 0, tp_col[at] if len(tp_col) else 0)
+    prf = pr.reshape(rows, n)
+    vals = np.where(valid, prf[np.arange(rows)[:, None], np.where(valid, idx, 0)], 0.0)
+    precision[:, :, areas] = vals.reshape(len(areas), num_t, num_r).transpose(1, 2, 0)
+    return precision, recall
+
+
 @gc_paused
 def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, Tuple[int, int]]:
     """Precision [T, R, k, A] and recall [T, k, A] of the chunk's k classes."""
-    import faster_coco_eval.faster_eval_api_cpp as _C
     import faster_coco_eval.mask_api_new_cpp as _mask
     import pycocotools.mask as mask_utils  # lvis-api's IoU
-    from faster_coco_eval.core.cocoeval import Params
 
     gt: LVISGroundTruth = _SHARED["gt"]  # type: ignore[assignment]
     dets: Detections = _SHARED["dets"]  # type: ignore[assignment]
     iou_type: str = _SHARED["iou_type"]  # type: ignore[assignment]
-    max_det: int = _SHARED["max_det"]  # type: ignore[assignment]
-    nel_pairs = gt.nel_pairs
     segm = iou_type == "segm"
     lo, hi = chunk.det_lo, chunk.det_hi
-    img_ids, cat_ids, num_cats = gt.img_ids, gt.cat_ids, gt.num_cats
+    num_cats = gt.num_cats
 
-    # detections of the chunk (rows in original order within each class)
     d_img = dets.img_index[lo:hi]
-    d_key = d_img * num_cats + dets.cat_index[lo:hi]
+    d_cat = dets.cat_index[lo:hi]
     d_score = dets.score[lo:hi]
+    d_geo: list = []
     if segm:
         seg_col = dets.segmentation
         d_geo = seg_col.dicts(lo, hi) if isinstance(seg_col, RLEColumn) else list(seg_col[lo:hi])  # type: ignore
@@ -288,78 +441,78 @@ def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, Tu
         boxes = dets.bbox[lo:hi]
         d_area = boxes[:, 2] * boxes[:, 3]
     keep = np.flatnonzero(d_area > 0)  # lvis-api's get_ann_ids keeps 0 < area < inf
-    d_mark = np.isin(d_key, nel_pairs)  # not exhaustively annotated: unmatched detections are ignored
-    dt_ds = _C.Dataset()
-    d_score_l, d_area_l, d_mark_l = d_score.tolist(), d_area.tolist(), d_mark.tolist()
-    d_img_id = img_ids[d_img].tolist()
-    d_cat_id = cat_ids[dets.cat_index[lo:hi]].tolist()
-    records = []
-    for j in keep.tolist():
-        rec = {"id": j + 1, "score": d_score_l[j], "area": d_area_l[j], "iscrowd": 0, "lvis_mark": d_mark_l[j]}
-        dt_ds.append_ref(d_img_id[j], d_cat_id[j], rec)
-        records.append(rec)
-    # pairs (image, class): rows sorted by score, ties in original order (lvis-api's mergesort)
-    kk = d_key[keep]
-    order = keep[np.lexsort((keep, -d_score[keep], kk))]
-    dt_start, dt_end = _groups(d_key[order])
-    dt_pairs = dict(zip(d_key[order][dt_start].tolist(), zip(dt_start.tolist(), dt_end.tolist())))
+    # lvis-api's accumulate order: class, score descending, then image (images are concatenated in id order, each
+    # already in score order), then file order (stable sorts throughout)
+    order = keep[np.lexsort((keep, d_img[keep], -d_score[keep], d_cat[keep]))]
+    o_key = d_img[order] * num_cats + d_cat[order]
+    o_area = d_area[order]
+    area_ignored = (o_area[:, None] < _AREA_LO) | (o_area[:, None] > _AREA_HI) | np.isin(o_key, gt.nel_pairs)[:, None]
 
     # ground truth of the chunk's classes
-    gt_ds = _C.Dataset()
-    gt_geo: Dict[int, list] = {}
-    for ci in range(chunk.cat_lo, chunk.cat_hi):
-        anns = gt.anns_by_cat[ci]
-        ann_img = np.searchsorted(img_ids, np.array([a["image_id"] for a in anns], dtype=np.int64)).tolist()
-        for ann, ii in zip(anns, ann_img):
-            key = ii * num_cats + ci
-            rec = {"id": ann["id"], "area": float(ann["area"]), "iscrowd": 0, "ignore": 0}  # lvis-api: no crowd
-            gt_ds.append_ref(ann["image_id"], ann["category_id"], rec)
-            records.append(rec)
-            if segm:
-                if "segmentation" not in ann:
-                    raise LVISInputError(
-                        f"ground truth {gt.source}: annotation id {ann['id']} has no 'segmentation'; segm "
-                        f"evaluation needs masks (or evaluate bbox only)."
-                    )
-                geo = _gt_rle(ann, int(gt.img_hw[ii, 0]), int(gt.img_hw[ii, 1]))
-            else:
-                geo = ann["bbox"]
-            gt_geo.setdefault(key, []).append(geo)
+    cols = gt.columns()
+    g_lo, g_hi = int(cols.cat_start[chunk.cat_lo]), int(cols.cat_start[chunk.cat_hi])
+    g_key = cols.img_index[g_lo:g_hi] * num_cats + cols.cat_index[g_lo:g_hi]
+    g_area = cols.area[g_lo:g_hi]
 
-    # per class, the images where it has ground truth or detections
-    all_keys = np.union1d(np.fromiter(gt_geo.keys(), dtype=np.int64, count=len(gt_geo)), kk)
-    all_keys = all_keys[np.lexsort((all_keys // num_cats, all_keys % num_cats))]  # by class, then image
-    key_cat = all_keys % num_cats
-    c_start, c_end = _groups(key_cat)
-    params = Params(iouType=iou_type)
-    params.maxDets = [max_det]
-    params.areaRng = AREA_RNG
-    params.areaRngLbl = AREA_LBL
-    params.useCats = 1
+    # (image, class) pairs with both detections and ground truth: the only ones where anything can match
+    by_pair = np.argsort(o_key, kind="stable")  # score order kept within a pair
+    d_start, d_end = _groups(o_key[by_pair])
+    g_by_pair = np.argsort(g_key, kind="stable")  # json order kept within a pair
+    gs, ge = _groups(g_key[g_by_pair])
+    _, ia, ib = np.intersect1d(o_key[by_pair][d_start], g_key[g_by_pair][gs], assume_unique=True, return_indices=True)
+    pair_d = d_end[ia] - d_start[ia]
+    pair_g = ge[ib] - gs[ib]
+    det_pair = np.repeat(np.arange(len(ia)), pair_d)
+    det_rank = _ranks(pair_d)
+    det_rows = by_pair[np.repeat(d_start[ia], pair_d) + det_rank]  # into `order`
+    pair_gstart = np.cumsum(pair_g) - pair_g
+    gt_rows = g_by_pair[np.repeat(gs[ib], pair_g) + _ranks(pair_g)]  # pair-major, into the chunk's ground truth
+    g_det = pair_g[det_pair]
+    e_start = np.cumsum(g_det) - g_det
+    e_gt = gt_rows[np.repeat(pair_gstart[det_pair], g_det) + _ranks(g_det)]
+    if segm:
+        iou = np.zeros(int(g_det.sum()))
+        hw_g = gt.img_hw[cols.img_index[g_lo:g_hi]]
+        g_rle: Dict[int, object] = {}
+        for r in gt_rows.tolist():
+            ann = cols.anns[g_lo + r]
+            if "segmentation" not in ann:
+                raise LVISInputError(
+                    f"ground truth {gt.source}: annotation id {ann['id']} has no 'segmentation'; segm "
+                    f"evaluation needs masks (or evaluate bbox only)."
+                )
+            g_rle[r] = _gt_rle(ann, int(hw_g[r, 0]), int(hw_g[r, 1]))
+        dl = det_rows.tolist()
+        dgeo = [d_geo[j] for j in order.tolist()]
+        gl = gt_rows.tolist()
+        ds = (np.cumsum(pair_d) - pair_d).tolist()
+        e0 = 0
+        for p, (nd, ng) in enumerate(zip(pair_d.tolist(), pair_g.tolist())):
+            g0 = pair_gstart[p]
+            block = mask_utils.iou([dgeo[j] for j in dl[ds[p] : ds[p] + nd]], [g_rle[r] for r in gl[g0 : g0 + ng]],
+                                   [0] * ng)  # fmt: skip
+            iou[e0 : e0 + nd * ng] = np.asarray(block).ravel()
+            e0 += nd * ng
+    else:
+        iou = _box_iou(boxes[order[np.repeat(det_rows, g_det)]], cols.bbox[g_lo:g_hi][e_gt])
+    gt_ig = (g_area[gt_rows, None] < _AREA_LO) | (g_area[gt_rows, None] > _AREA_HI)
+    states = _match(iou, e_start, det_pair, det_rank, pair_g, gt_ig, cols.ann_id[g_lo:g_hi][gt_rows] == 0,
+                    pair_gstart)  # fmt: skip
+    state = np.zeros((len(order), len(AREA_RNG), len(_THRS)), dtype=np.int8)
+    state[det_rows] = states
+
+    # accumulate class by class
+    g_cat = cols.cat_index[g_lo:g_hi]
     k = chunk.cat_hi - chunk.cat_lo
+    in_range = [(g_area >= a0) & (g_area <= a1) for a0, a1 in AREA_RNG]  # lvis-api's not-ignored ground truth
+    num_gt = np.stack([np.bincount(g_cat - chunk.cat_lo, weights=w, minlength=k) for w in in_range], axis=1)
     precision = -np.ones((len(IOU_THRS), len(REC_THRS), k, len(AREA_RNG)))
     recall = -np.ones((len(IOU_THRS), k, len(AREA_RNG)))
-    empty: list = []
-    for s, e in zip(c_start.tolist(), c_end.tolist()):
-        keys = all_keys[s:e].tolist()
-        ci = keys[0] % num_cats
-        cat_id = int(cat_ids[ci])
-        eval_imgs = img_ids[all_keys[s:e] // num_cats].tolist()  # sorted by image
-        ious: List[list] = []
-        for key in keys:
-            g = gt_geo.get(key)
-            rng = dt_pairs.get(key)
-            if g is None or rng is None:
-                ious.append([empty])
-                continue
-            rows = order[rng[0] : rng[1]][:max_det]
-            dg = [d_geo[r] for r in rows.tolist()] if segm else boxes[rows]
-            ious.append([mask_utils.iou(dg, g, [0] * len(g))])
-        params.imgIds = eval_imgs
-        params.catIds = [cat_id]
-        out = _C.COCOevalEvaluateAccumulate(params, ious, gt_ds, dt_ds, eval_imgs, [cat_id], True)
-        precision[:, :, ci - chunk.cat_lo, :] = np.asarray(out["precision"])[:, :, 0, :, 0]
-        recall[:, ci - chunk.cat_lo, :] = np.asarray(out["recall"])[:, 0, :, 0]
+    o_cat = d_cat[order]
+    c_bounds = np.searchsorted(o_cat, np.arange(chunk.cat_lo, chunk.cat_hi + 1))
+    for c in np.flatnonzero(num_gt.sum(axis=1) > 0).tolist():
+        s, e = int(c_bounds[c]), int(c_bounds[c + 1])
+        precision[:, :, c, :], recall[:, c, :] = _accumulate_class(state[s:e], area_ignored[s:e], num_gt[c])
     return chunk.cat_lo, chunk.cat_hi, precision, recall, (os.getpid(), _peak_rss_bytes())
 
 
@@ -428,11 +581,6 @@ def evaluate_detections(
         raise LVISInputError("results have no 'bbox'; evaluate iou type segm only, or save boxes.")
     t0 = time.perf_counter()
     selected, n_capped = select_detections(dets, gt, max_dets_per_image, fixed_ap_k if fixed_ap else None)
-    if fixed_ap:
-        pair_counts = np.unique(gt.pair_keys(selected.img_index, selected.cat_index), return_counts=True)[1]
-        max_det = int(pair_counts.max()) if len(pair_counts) else 1
-    else:
-        max_det = max(max_dets_per_image, 1)
     order = np.argsort(selected.cat_index, kind="stable")
     selected = selected.subset(order)
     workers = default_workers() if workers is None else max(int(workers), 1)
@@ -445,7 +593,6 @@ def evaluate_detections(
         gt=gt,
         dets=selected,
         iou_type=iou_type,
-        max_det=max_det,
     )
     # fork: the workers see the parent's columns without a copy and build the records of their chunks only. A
     # ProcessPoolExecutor, not multiprocessing.Pool: a chunk that raises (a bad mask) or a worker that dies surfaces

@@ -55,6 +55,19 @@ def load_json(source: JsonLike, what: str) -> Any:
 
 
 @dataclass
+class GTColumns:
+    """The annotations (area > 0) as columns, sorted by category index, json order within a category."""
+
+    cat_start: np.ndarray  # [K + 1] row range of each category index
+    cat_index: np.ndarray  # [G] int64
+    img_index: np.ndarray  # [G] int64, into LVISGroundTruth.img_ids
+    area: np.ndarray  # [G] float64, the annotation's 'area'
+    ann_id: np.ndarray  # [G] int64
+    bbox: np.ndarray  # [G, 4] float64 (x, y, w, h)
+    anns: List[dict]  # the annotation dicts, same order (masks are converted from these)
+
+
+@dataclass
 class LVISGroundTruth:
     """An LVIS-format ground truth, indexed for evaluation. Category and image indices are into the sorted ids.
 
@@ -73,6 +86,28 @@ class LVISGroundTruth:
     nel_pairs: np.ndarray  # same for the not-exhaustive lists
     not_exhaustive: List[frozenset] = field(default_factory=list)  # category ids, by image index
     frequency: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))  # 'r'/'c'/'f' by category index
+    _columns: Optional["GTColumns"] = field(default=None, repr=False, compare=False)
+
+    def columns(self) -> "GTColumns":
+        """The annotations of `anns_by_cat` as columns, class by class (built on first use, then kept).
+
+        Returns:
+            The columns; the rows of category index c are `cat_start[c]:cat_start[c + 1]`, in json order.
+        """
+        if self._columns is None:
+            anns = [a for per_cat in self.anns_by_cat for a in per_cat]
+            counts = self.instance_counts()
+            img_index = np.searchsorted(self.img_ids, np.array([a["image_id"] for a in anns], dtype=np.int64))
+            self._columns = GTColumns(
+                cat_start=np.r_[0, np.cumsum(counts)].astype(np.int64),
+                cat_index=np.repeat(np.arange(self.num_cats, dtype=np.int64), counts),
+                img_index=img_index.astype(np.int64),
+                area=np.array([float(a["area"]) for a in anns], dtype=np.float64),
+                ann_id=np.array([a["id"] for a in anns], dtype=np.int64),
+                bbox=np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4),
+                anns=anns,
+            )
+        return self._columns
 
     @property
     def num_cats(self) -> int:
