@@ -165,7 +165,9 @@ def run_child(report_dir: str, train_net_argv: List[str]) -> None:
         launch(_measured_main, num_processes, args=(args[0], report_dir), **kwargs)
 
     train_net.launch = measured_launch
-    train_net.invoke_main(train_net_argv)
+    status = train_net.invoke_main(train_net_argv)  # an exit status (2: a user error, said on stderr) or None
+    if status:
+        raise SystemExit(status)
 
 
 # --- the driver ----------------------------------------------------------------------------------------------
