@@ -34,6 +34,7 @@ if __name__ == "__main__":  # the CLI pins CPU kernels before torch loads; a lib
 
     pin_cpu_numerics()
 
+from ..utils.cli import run_cli
 from .config import CfgNode, ConfigError, load_config
 from .methods import METHOD_REGISTRY, M2mMethod
 from .trainer import CHECKPOINT, FINAL_WEIGHTS, ClassificationTrainer
@@ -321,15 +322,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """`main` for the command line: a user error (bad config or key, a used OUTPUT_DIR, a missing checkpoint) ends
-    in `error: ...` on stderr and exit status 2, without a traceback unless LT_DEBUG=1."""
-    try:
-        main(argv)
-    except (ConfigError, RunDirError, FileNotFoundError) as err:
-        if os.environ.get("LT_DEBUG") == "1":
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    in `error: ...` on stderr and exit status 2, without a traceback unless LT_DEBUG=1 (lt_detectron.utils.cli)."""
+    return run_cli(lambda: main(argv), user_errors=(ConfigError, RunDirError, FileNotFoundError))
 
 
 if __name__ == "__main__":
