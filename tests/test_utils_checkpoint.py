@@ -13,7 +13,13 @@ from iopath.common.file_io import PathHandler, PathManager
 from torch import nn
 
 from lt_detectron.engine import AtomicDetectionCheckpointer
-from lt_detectron.utils.checkpoint import AtomicCheckpointer, rng_states, set_rng_states, weights_only_safe
+from lt_detectron.utils.checkpoint import (
+    AtomicCheckpointer,
+    CheckpointError,
+    rng_states,
+    set_rng_states,
+    weights_only_safe,
+)
 
 
 def _roundtrip(obj, tmp_path):
@@ -121,3 +127,61 @@ def test_detection_checkpointer_is_the_shared_atomic_one(tmp_path):
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
     state = torch.load(tmp_path / "model_0000001.pth", weights_only=True)
     assert state["iteration"] == 1 and torch.equal(state["hooks"]["meta"]["window"], torch.ones(2, dtype=torch.float64))
+
+
+# ------------------------------------------------------------------ unreadable checkpoints (issue 22, item 5)
+
+
+def _saved_run(tmp_path, cls=AtomicDetectionCheckpointer):
+    """Two checkpoints, model_0000001.pth (weights 1) then model_0000002.pth (weights 2, tagged last)."""
+    model = nn.Linear(2, 2)
+    ckpt = cls(model, str(tmp_path))
+    for it in (1, 2):
+        with torch.no_grad():
+            model.weight.fill_(it)
+        ckpt.save(f"model_000000{it}", iteration=it)
+        os.utime(tmp_path / f"model_000000{it}.pth", (it, it))  # distinct, ordered mtimes on coarse file systems
+    return model, ckpt
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "missing"])
+def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path, damage, caplog):
+    model, ckpt = _saved_run(tmp_path)
+    last = tmp_path / "model_0000002.pth"
+    if damage == "truncated":
+        last.write_bytes(last.read_bytes()[:100])
+    elif damage == "garbage":
+        last.write_bytes(b"I12x\n.")  # "invalid literal for int()" from the unpickler
+    else:
+        last.unlink()
+    with torch.no_grad():
+        model.weight.zero_()
+    with caplog.at_level("WARNING"):
+        loaded = ckpt.resume_or_load("", resume=True)
+    assert loaded["iteration"] == 1 and torch.all(model.weight == 1)
+    warning = [r.getMessage() for r in caplog.records if "RESUME FELL BACK" in r.getMessage()]
+    assert len(warning) == 1 and str(last) in warning[0] and "model_0000001.pth" in warning[0]
+
+
+def test_resume_with_no_intact_checkpoint_names_the_files(tmp_path):
+    model, ckpt = _saved_run(tmp_path)
+    for name in ("model_0000001.pth", "model_0000002.pth"):
+        (tmp_path / name).write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError) as info:
+        ckpt.resume_or_load("", resume=True)
+    message = str(info.value)
+    assert message.startswith(f"checkpoint {tmp_path / 'model_0000002.pth'} (named by {tmp_path / 'last_checkpoint'})")
+    assert "cannot be read" in message and "1 tried" in message and "Fix:" in message
+
+
+@pytest.mark.parametrize("cls", [AtomicDetectionCheckpointer, AtomicCheckpointer])
+def test_unreadable_or_missing_weights_are_named(tmp_path, cls):
+    model, ckpt = _saved_run(tmp_path, cls)
+    bad = tmp_path / "model_0000002.pth"
+    bad.write_bytes(bad.read_bytes()[:100])
+    with pytest.raises(CheckpointError) as info:
+        ckpt.resume_or_load(str(bad), resume=False)
+    assert str(info.value).startswith(f"checkpoint {bad} cannot be read (")
+    assert "truncated" in str(info.value) and info.value.path == str(bad)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        ckpt.resume_or_load(str(tmp_path / "nope.pth"), resume=False)
