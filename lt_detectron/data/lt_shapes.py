@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -29,6 +30,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import cv2
 import numpy as np
+
+from ..utils.io import _host, _process_alive
 
 __all__ = [
     "SHAPES",
@@ -415,6 +418,36 @@ def is_complete(out_dir: str | os.PathLike) -> bool:
         return False
 
 
+def _work_folder_pattern(name: str) -> re.Pattern:
+    """The names of a generation's work folders for dataset folder `name`: `.<name>.tmp-<host>.<pid>.<random>` (the
+    dataset being written) and `.<name>.old-<host>.<pid>` (the previous one, moved aside during the swap)."""
+    return re.compile(rf"^\.{re.escape(name)}\.(?:tmp|old)-(?P<host>[^.]+)\.(?P<pid>\d+)(?:\..*)?$")
+
+
+def remove_stale_work_folders(out_dir: str | os.PathLike) -> List[Path]:
+    """Remove the work folders that a killed generation into `out_dir` left beside it: only those of this host whose
+    writer process is gone (a generation running now, another host's on a shared file system and folders of the
+    older naming without a process id are kept). Returns the removed folders."""
+    out = Path(out_dir).expanduser().resolve()
+    if not out.parent.is_dir():
+        return []
+    pattern, host, removed = _work_folder_pattern(out.name), _host(), []
+    for entry in out.parent.iterdir():
+        match = pattern.match(entry.name)
+        if match is None or not entry.is_dir() or match["host"] != host or _process_alive(int(match["pid"])):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    if removed:
+        logger.warning(
+            "lt_shapes: removed %d work folder(s) of an interrupted generation beside %s: %s",
+            len(removed),
+            out,
+            ", ".join(p.name for p in removed),
+        )
+    return removed
+
+
 def generate_lt_shapes(out_dir: str | os.PathLike, seed: int = 0, overwrite: bool = False, **spec_overrides) -> dict:
     """Generate lt_shapes into out_dir (see module doc) and return its summary (also saved as lt_shapes_info.json).
 
@@ -440,8 +473,10 @@ def generate_lt_shapes(out_dir: str | os.PathLike, seed: int = 0, overwrite: boo
             raise FileExistsError(f"{out} already holds an lt_shapes dataset; pass overwrite=True (CLI: --overwrite).")
     was_complete = is_complete(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_work_folders(out)
     plan = plan_lt_shapes(spec)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    # Host and process id in the name: a later generation can tell whether its writer is gone.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{_host()}.{os.getpid()}.", dir=out.parent))
     os.chmod(tmp, 0o755)  # mkdtemp's 0700 would otherwise stick to the renamed dataset folder
     try:
         train_images, train_anns = _render_split("train", plan["train"], 1, 1, spec, tmp)
@@ -479,7 +514,7 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
         if not any(out.iterdir()):
             out.rmdir()
         else:
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            old = out.with_name(f".{out.name}.old-{_host()}.{os.getpid()}")
             os.replace(out, old)
     try:
         os.replace(tmp, out)
