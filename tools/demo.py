@@ -31,6 +31,7 @@ pin_cpu_numerics()  # before torch loads: pinned CPU kernels (docs/results.md), 
 
 from lt_detectron.evaluation.report import DEMO_METRICS as METRICS  # noqa: E402
 from lt_detectron.evaluation.report import format_lvis_table  # noqa: E402, F401  (the demo's table; also used by tests)
+from lt_detectron.utils.cli import UserError, run_cli  # noqa: E402
 from lt_detectron.utils.io import save_figure_atomic, write_json_atomic  # noqa: E402
 from lt_detectron.utils.provenance import git_commit  # noqa: E402
 
@@ -42,7 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="demo config (default: %(default)s)")
     parser.add_argument("--output", default=None, help="output folder (default: the config's OUTPUT_DIR)")
-    parser.add_argument("--max-iter", type=int, default=None, help="override SOLVER.MAX_ITER (for a smoke run)")
+    parser.add_argument("--max-iter", type=int, default=None, help="override SOLVER.MAX_ITER (>= 1; for a smoke run)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a user error (as LT_DEBUG=1)")
     parser.add_argument(
         "--posthoc",
         default="pc_softmax",
@@ -360,32 +362,41 @@ def run_demo(args: argparse.Namespace) -> dict:
     start = time.time()
     import torch
     from detectron2.engine import default_setup
-    from detectron2.utils.logger import setup_logger
 
     from lt_detectron.data import default_lt_shapes_root, ensure_lt_shapes, register_lt_shapes
-    from lt_detectron.engine import build_cfg, check_cfg_datasets
+    from lt_detectron.engine import check_cfg_datasets
+    from lt_detectron.engine.run_guard import checked_cfg, dataset_errors
+    from lt_detectron.engine.run_logging import plain_when_redirected, setup_run_logging
 
+    if args.max_iter is not None and args.max_iter < 1:
+        raise UserError(
+            f"--max-iter {args.max_iter}: the demo trains at least one iteration; nothing was run. Fix: --max-iter 20 "
+            "for a smoke run, or leave it out for the config's SOLVER.MAX_ITER."
+        )
     opts = list(args.opts)
     if args.output:
         opts += ["OUTPUT_DIR", args.output]
     if args.max_iter is not None:
         opts += ["SOLVER.MAX_ITER", str(args.max_iter)]
-    cfg = build_cfg(args.config, opts)
-    _resolve_weights(cfg)
+    cfg = checked_cfg(args.config, opts)
+    with dataset_errors():  # a missing pre-trained backbone: a user error naming the command that makes it
+        _resolve_weights(cfg)
 
     root = cfg.DATASETS.LT_SHAPES_DIR or default_lt_shapes_root()
     print(f"[demo] dataset: lt_shapes in {root} (generated now if absent, ~15 s) ...", flush=True)
     t0 = time.time()
-    ensure_lt_shapes(root)
-    register_lt_shapes(root)
-    check_cfg_datasets(cfg)  # annotation files valid before any training starts
+    with dataset_errors():
+        ensure_lt_shapes(root)
+        register_lt_shapes(root)
+        check_cfg_datasets(cfg)  # annotation files valid before any training starts
     dataset_s = time.time() - t0
     print(f"[demo] dataset ready ({dataset_s:.0f} s)", flush=True)
 
     cfg.freeze()
     setup_args = argparse.Namespace(config_file=args.config, eval_only=False, opts=opts)
-    default_setup(cfg, setup_args)  # output dir, log file, config dump, seed
-    setup_logger(output=cfg.OUTPUT_DIR, name="lt_detectron")
+    with plain_when_redirected():  # no escape codes in a redirected log
+        default_setup(cfg, setup_args)  # output dir, log file, config dump, seed
+    setup_run_logging(cfg.OUTPUT_DIR)  # the fast evaluator's table and the paths of its files
     numerics = numerics_info()
     print(
         f"[demo] training {cfg.SOLVER.MAX_ITER} iterations into {cfg.OUTPUT_DIR} "
@@ -460,10 +471,12 @@ def run_demo(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
+    """Exit status: 0, 2 after a user error (one line `error: ...`; LT_DEBUG=1 or --debug for its traceback), 1 after
+    any other failure (traceback), 130 when interrupted."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     try:
-        run_demo(args)
+        return run_cli(lambda: run_demo(args), debug=args.debug)
     except KeyboardInterrupt:
         print("[demo] interrupted", file=sys.stderr)
         return 130
@@ -471,7 +484,6 @@ def main(argv=None) -> int:
         traceback.print_exc()
         print(f"[demo] FAILED: {err}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from lt_detectron.utils.numerics import pin_cpu_numerics
 
 pin_cpu_numerics()  # first, before torch loads: pinned CPU kernels (docs/results.md), sleeping OpenMP threads
 
+from lt_detectron.utils.cli import UserError, run_cli  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO, "configs", "demo", "lt_shapes_base.yaml")
 # MODEL.WEIGHTS of configs/demo/pretrained/*.yaml (relative to the repository root, where `make demo` runs).
@@ -53,7 +55,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--holdout", type=float, default=0.1, help="share of each class's crops held out for accuracy")
     p.add_argument("--force", action="store_true", help="retrain even if a checkpoint with these settings exists")
+    p.add_argument("--debug", action="store_true", help="show the traceback of a user error (as LT_DEBUG=1)")
     return p.parse_args(argv)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Counts and fractions checked before any work (a zero --iters would save an untrained backbone)."""
+    least = {"iters": 1, "batch": 1, "images_per_class": 1, "window": 1, "shift": 0}
+    for key, low in least.items():
+        if getattr(args, key) < low:
+            flag = "--" + key.replace("_", "-")
+            raise UserError(
+                f"{flag} {getattr(args, key)}: must be at least {low}; nothing was run. Fix: {flag} {low}+."
+            )
+    if not 0 <= args.holdout < 1:
+        raise UserError(f"--holdout {args.holdout}: must be in [0, 1); nothing was run. Fix: e.g. --holdout 0.1.")
+    if not os.path.isfile(args.config):
+        raise UserError(f"--config {args.config}: no such file. Fix: pass a detection config, e.g. {DEFAULT_CONFIG}.")
+    if os.path.isdir(_resolve(args.out)):
+        raise UserError(f"--out {args.out} is a folder. Fix: pass a file path ending in .pth.")
 
 
 def settings_of(args: argparse.Namespace) -> Dict[str, object]:
@@ -261,7 +281,13 @@ def _sha256(path: str) -> str:
 
 
 def main(argv=None) -> int:
+    """Exit status 0, or 2 after a user error (one line `error: ...`; LT_DEBUG=1 or --debug for the traceback)."""
     args = parse_args(argv)
+    return run_cli(lambda: _main(args), debug=args.debug)
+
+
+def _main(args: argparse.Namespace) -> int:
+    check_args(args)
     out = _resolve(args.out)
     settings = settings_of(args)
     if not args.force and cached(out, settings):

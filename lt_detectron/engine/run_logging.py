@@ -1,0 +1,126 @@
+"""The project's own log output for the command-line tools: the `lt_detectron` logger set up as Detectron2 sets up
+its own (rank 0 to the console, every rank to OUTPUT_DIR/log.txt[.rank<N>]), so the fast evaluator's LVIS table and
+the paths of the results, per-class CSV and plot are shown and kept with the run.
+
+Colour only on a terminal: Detectron2's `default_setup` colours its console output and syntax-highlights the config
+it logs unconditionally, so a redirected log is full of escape codes. Run it inside `plain_when_redirected()`;
+`setup_run_logging` also gives coloured console handlers the plain format when their stream is not a terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import sys
+from typing import IO, Iterable, Iterator
+
+from detectron2.utils import comm
+from detectron2.utils.logger import _cached_log_stream, _ColorfulFormatter
+from termcolor import colored
+
+__all__ = ["setup_run_logging", "plain_when_redirected", "plain_console_when_redirected", "PROJECT_LOGGER"]
+
+PROJECT_LOGGER = "lt_detectron"
+# The loggers Detectron2's default_setup configures with a console handler.
+FRAMEWORK_LOGGERS = ("detectron2", "fvcore")
+DATEFMT = "%m/%d %H:%M:%S"
+PLAIN = logging.Formatter("[%(asctime)s] %(name)s %(levelname)s: %(message)s", datefmt=DATEFMT)
+_OWN = "_lt_run_logging"  # marks the handlers added here, so a second call replaces them instead of doubling lines
+
+
+def _is_terminal(stream: IO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+def _console_formatter(stream: IO, name: str) -> logging.Formatter:
+    if not _is_terminal(stream):
+        return PLAIN
+    return _ColorfulFormatter(
+        colored("[%(asctime)s %(name)s]: ", "green") + "%(message)s", datefmt=DATEFMT, root_name=name, abbrev_name="lt"
+    )
+
+
+@contextlib.contextmanager
+def plain_when_redirected() -> Iterator[None]:
+    """Within this block, when stdout is not a terminal, Detectron2's `default_setup` sets up its loggers without
+    colour and logs the config without syntax highlighting (both would write escape codes into the file or pipe)."""
+    from detectron2.engine import defaults
+
+    if _is_terminal(sys.stdout):
+        yield
+        return
+    # default_setup looks both names up in its module when it runs: swapped for the duration of the block.
+    saved = defaults.setup_logger, defaults._highlight
+    defaults.setup_logger = functools.partial(saved[0], color=False)
+    defaults._highlight = lambda code, filename: code
+    try:
+        yield
+    finally:
+        defaults.setup_logger, defaults._highlight = saved
+
+
+def plain_console_when_redirected(names: Iterable[str] = FRAMEWORK_LOGGERS) -> None:
+    """Give the coloured console handlers of the loggers `names` the plain format where their stream is not a
+    terminal (a file or a pipe)."""
+    for name in names:
+        for handler in logging.getLogger(name).handlers:
+            stream = getattr(handler, "stream", None)
+            if isinstance(handler.formatter, _ColorfulFormatter) and stream is not None and not _is_terminal(stream):
+                handler.setFormatter(PLAIN)
+
+
+class _ConsoleHandler(logging.StreamHandler):
+    """stdout as it was at set-up (as Detectron2's handlers); silent once that stream is closed (a test's capture
+    that ended, in a process that runs the tools in-process) instead of reporting a logging error per record."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self.stream, "closed", False):
+            return
+        super().emit(record)
+
+
+def _root_prints_to_console() -> bool:
+    """Whether the root logger already writes to stdout or stderr (logging.basicConfig): records that reach it
+    must not get a second console handler of ours."""
+    return any(
+        isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in (sys.stdout, sys.stderr)
+        for h in logging.getLogger().handlers
+    )
+
+
+def setup_run_logging(output_dir: str | None = None, rank: int | None = None) -> logging.Logger:
+    """Set up the `lt_detectron` logger: INFO and above to stdout on rank 0 (coloured only on a terminal) and, with
+    `output_dir`, to its log.txt (rank 0) or log.txt.rank<N>, the files Detectron2's loggers write. Calling it again
+    (the launcher before the config is known, then each process with OUTPUT_DIR) replaces what the last call added.
+    Also makes Detectron2's and fvcore's console output plain when redirected. Returns the logger.
+
+    Records still propagate to the root logger (pytest's caplog and an application's own handlers see them); where
+    the root logger already prints to the console (logging.basicConfig), no console handler is added here."""
+    rank = comm.get_rank() if rank is None else rank
+    logger = logging.getLogger(PROJECT_LOGGER)
+    for handler in [h for h in logger.handlers if getattr(h, _OWN, False)]:
+        logger.removeHandler(handler)  # the file streams are Detectron2's shared, cached ones: not closed here
+    logger.setLevel(logging.INFO)
+    handlers = []
+    if rank == 0 and not _root_prints_to_console():
+        console = _ConsoleHandler(sys.stdout)
+        console.setFormatter(_console_formatter(sys.stdout, PROJECT_LOGGER))
+        handlers.append(console)
+    if output_dir:
+        filename = os.path.join(output_dir, "log.txt" if rank == 0 else f"log.txt.rank{rank}")
+        os.makedirs(output_dir, exist_ok=True)
+        # Detectron2's cached stream for this file: one buffer, so lines of both loggers keep their order.
+        log_file = logging.StreamHandler(_cached_log_stream(filename))
+        log_file.setFormatter(PLAIN)
+        handlers.append(log_file)
+    for handler in handlers:
+        setattr(handler, _OWN, True)
+        logger.addHandler(handler)
+    plain_console_when_redirected()
+    return logger
