@@ -80,6 +80,21 @@ class RLEColumn:
         counts = self._copy(range(lo, hi))
         return [{"size": hw, "counts": c} for hw, c in zip(self.hw[lo:hi].tolist(), counts)]
 
+    def view(self, rows: Sequence[int]) -> "RLEColumn":
+        """The given rows as a new column that still reads the strings from the same bytes (nothing copied).
+
+        Args:
+            rows: row indices, in the order wanted.
+
+        Returns:
+            A column of len(rows) masks (a `take` if this column holds copied strings).
+        """
+        if self.counts is not None:
+            return self.take(rows)
+        rows = np.asarray(rows, dtype=np.int64)
+        assert self.ends is not None
+        return RLEColumn(self.hw[rows], source=self.source, ends=self.ends[rows])
+
     def take(self, rows: Sequence[int]) -> "RLEColumn":
         """The given rows as a new column with its `counts` strings copied (no reference to the file's bytes).
 

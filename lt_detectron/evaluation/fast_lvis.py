@@ -168,6 +168,15 @@ def _stable_top(group: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
     n = len(score)
     if n == 0:
         return np.zeros(0, dtype=bool)
+    counts = np.bincount(group)
+    if counts.max() <= k:  # Detectron2 already caps at 300 per image: nothing to sort
+        return np.ones(n, dtype=bool)
+    over = counts[group] > k
+    if not over.all():  # rank only the groups above the cap
+        keep = np.ones(n, dtype=bool)
+        rows = np.flatnonzero(over)
+        keep[rows] = _stable_top(group[rows], score[rows], k)
+        return keep
     order = np.lexsort((np.arange(n), -score, group))  # by group, then score descending, then original position
     g = group[order]
     starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
@@ -358,6 +367,107 @@ def _match(
     return out
 
 
+def _gt_rles(anns: List[dict], gt: LVISGroundTruth, img_index: np.ndarray) -> List[dict]:
+    """lvis-api's `ann_to_rle` of each annotation, polygons rasterised image by image (one pycocotools call each).
+
+    An annotation whose first polygon has more than 4 numbers is rasterised polygon by polygon and merged, as
+    `frPyObjects` + `merge` do for it alone; any other (uncompressed RLE, RLE, short first polygon) goes alone.
+    """
+    import pycocotools.mask as mask_utils
+
+    out: List[Optional[dict]] = [None] * len(anns)
+    batch: Dict[int, List[int]] = {}
+    for j, ann in enumerate(anns):
+        segm = ann.get("segmentation")
+        if segm is None:
+            raise LVISInputError(
+                f"ground truth {gt.source}: annotation id {ann['id']} has no 'segmentation'; segm evaluation needs "
+                f"masks (or evaluate bbox only)."
+            )
+        if isinstance(segm, list) and segm and isinstance(segm[0], list) and len(segm[0]) > 4:
+            batch.setdefault(int(img_index[j]), []).append(j)
+        else:
+            out[j] = _gt_rle(ann, int(gt.img_hw[img_index[j], 0]), int(gt.img_hw[img_index[j], 1]))
+    for ii, js in batch.items():
+        h, w = int(gt.img_hw[ii, 0]), int(gt.img_hw[ii, 1])
+        polys = [p for j in js for p in anns[j]["segmentation"]]
+        rles = mask_utils.frPyObjects(polys, h, w)
+        k = 0
+        for j in js:
+            n = len(anns[j]["segmentation"])
+            out[j] = rles[k] if n == 1 else mask_utils.merge(rles[k : k + n])
+            k += n
+    return out  # type: ignore[return-value]
+
+
+_RLE_CHARS = bytes(range(48, 112))  # pycocotools' compressed RLE alphabet: 6 bits per character, offset by 48
+
+
+def _rle_areas(geo: List[dict], hw: np.ndarray) -> Tuple[np.ndarray, bool]:
+    """Mask areas of compressed RLE dicts (pycocotools), and whether every mask is well formed: counts strings of
+    the RLE alphabet whose last character closes its number, and an area within the image. False means: use the
+    slow path (`_det_mask`), which converts polygons and uncompressed RLE and names a bad record."""
+    import pycocotools.mask as mask_utils
+
+    if not geo:
+        return np.zeros(0), True
+    try:
+        counts = [g["counts"] for g in geo]
+        if not all(isinstance(c, bytes) for c in counts):
+            counts = [c.encode() if isinstance(c, str) else c for c in counts]
+        text = b"".join(counts)
+        if text.translate(None, _RLE_CHARS) or any(c and (c[-1] - 48) & 0x20 for c in counts):
+            return np.zeros(len(geo)), False  # a character outside the alphabet, or a number cut off
+        area = np.asarray(mask_utils.area(geo), dtype=np.float64)
+    except (TypeError, KeyError, AttributeError, ValueError):
+        return np.zeros(len(geo)), False
+    return area, bool((area <= hw[:, 0] * hw[:, 1]).all())
+
+
+def _mask_iou(
+    dgeo: List[dict], d_area: np.ndarray, g_rle: List[dict], det_pair: np.ndarray, pair_g: np.ndarray,
+    pair_gstart: np.ndarray, pair_img: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """Mask IoU entries (each detection against its pair's ground truth, pair-major); exact where it can be >= 0.5.
+
+    Only an IoU of at least 0.5 (the lowest threshold) can match, so an entry whose upper bound
+    min(area_d, area_g, box intersection) / max(area_d, area_g) is below 0.5 is set to 0 without decoding the
+    masks against each other (rounding is monotone: the computed IoU is at most the computed bound). The rest get
+    pycocotools' rleIou, one call per image on the masks that have such entries.
+    """
+    import pycocotools.mask as mask_utils
+
+    g_det = pair_g[det_pair]
+    e_det = np.repeat(np.arange(len(dgeo)), g_det)
+    e_gt = np.repeat(pair_gstart[det_pair], g_det) + _ranks(g_det)
+    out = np.zeros(len(e_det))
+    if len(e_det) == 0:
+        return out
+    db, gb = mask_utils.toBbox(dgeo), mask_utils.toBbox(g_rle)
+    g_area = np.asarray(mask_utils.area(g_rle), dtype=np.float64)
+    d, g = db[e_det], gb[e_gt]
+    w = np.minimum(d[:, 0] + d[:, 2], g[:, 0] + g[:, 2]) - np.maximum(d[:, 0], g[:, 0])
+    h = np.minimum(d[:, 1] + d[:, 3], g[:, 1] + g[:, 3]) - np.maximum(d[:, 1], g[:, 1])
+    a_d, a_g = d_area[e_det], g_area[e_gt]
+    bound = np.minimum(np.minimum(a_d, a_g), np.clip(w, 0, None) * np.clip(h, 0, None)) / np.maximum(a_d, a_g)
+    live = np.flatnonzero(bound >= _THRS.min())
+    if len(live) == 0:
+        return out
+    # the masks with live entries, grouped by image (detections and ground truth are pair-major, pairs by image)
+    dset, drow = np.unique(e_det[live], return_inverse=True)
+    gset, gcol = np.unique(e_gt[live], return_inverse=True)
+    gt_pair = np.repeat(np.arange(len(pair_g)), pair_g)
+    e_bounds = zip(*_groups(pair_img[det_pair[e_det[live]]]))
+    d_bounds = zip(*_groups(pair_img[det_pair[dset]]))
+    g_bounds = zip(*_groups(pair_img[gt_pair[gset]]))
+    d_sub = [dgeo[j] for j in dset.tolist()]
+    g_sub = [g_rle[j] for j in gset.tolist()]
+    for (s, e), (d0, d1), (g0, g1) in zip(e_bounds, d_bounds, g_bounds):
+        m = np.asarray(mask_utils.iou(d_sub[d0:d1], g_sub[g0:g1], [0] * (g1 - g0)))
+        out[live[s:e]] = m[drow[s:e] - d0, gcol[s:e] - g0]
+    return out
+
+
 def _accumulate_class(state: np.ndarray, area_ignored: np.ndarray, num_gt: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """lvis-api's accumulate for one class: precision [T, R, A] and recall [T, A] (-1 where num_gt is 0).
 
@@ -410,9 +520,6 @@ def _accumulate_class(state: np.ndarray, area_ignored: np.ndarray, num_gt: np.nd
 @gc_paused
 def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, Tuple[int, int]]:
     """Precision [T, R, k, A] and recall [T, k, A] of the chunk's k classes."""
-    import faster_coco_eval.mask_api_new_cpp as _mask
-    import pycocotools.mask as mask_utils  # lvis-api's IoU
-
     gt: LVISGroundTruth = _SHARED["gt"]  # type: ignore[assignment]
     dets: Detections = _SHARED["dets"]  # type: ignore[assignment]
     iou_type: str = _SHARED["iou_type"]  # type: ignore[assignment]
@@ -428,12 +535,8 @@ def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, Tu
         seg_col = dets.segmentation
         d_geo = seg_col.dicts(lo, hi) if isinstance(seg_col, RLEColumn) else list(seg_col[lo:hi])  # type: ignore
         hw = gt.img_hw[d_img]
-        try:  # faster-coco-eval's area rejects malformed RLE strings (pycocotools decodes them to garbage)
-            d_area = np.asarray(_mask.area(d_geo), dtype=np.float64) if d_geo else np.zeros(0)
-            valid = bool(((d_area >= 0) & (d_area <= hw[:, 0] * hw[:, 1])).all())
-        except Exception:
-            valid = False
-        if not valid or any(isinstance(g, list) for g in d_geo):  # polygons, or a bad mask to find
+        d_area, valid = _rle_areas(d_geo, hw)
+        if not valid:  # polygons, uncompressed RLE, or a bad mask to find
             d_area = np.zeros(len(d_geo))
             for j, g in enumerate(d_geo):
                 d_geo[j], d_area[j] = _det_mask(g, int(hw[j, 0]), int(hw[j, 1]), int(dets.index[lo + j]))
@@ -459,7 +562,9 @@ def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, Tu
     d_start, d_end = _groups(o_key[by_pair])
     g_by_pair = np.argsort(g_key, kind="stable")  # json order kept within a pair
     gs, ge = _groups(g_key[g_by_pair])
-    _, ia, ib = np.intersect1d(o_key[by_pair][d_start], g_key[g_by_pair][gs], assume_unique=True, return_indices=True)
+    common, ia, ib = np.intersect1d(
+        o_key[by_pair][d_start], g_key[g_by_pair][gs], assume_unique=True, return_indices=True
+    )
     pair_d = d_end[ia] - d_start[ia]
     pair_g = ge[ib] - gs[ib]
     det_pair = np.repeat(np.arange(len(ia)), pair_d)
@@ -471,28 +576,9 @@ def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, Tu
     e_start = np.cumsum(g_det) - g_det
     e_gt = gt_rows[np.repeat(pair_gstart[det_pair], g_det) + _ranks(g_det)]
     if segm:
-        iou = np.zeros(int(g_det.sum()))
-        hw_g = gt.img_hw[cols.img_index[g_lo:g_hi]]
-        g_rle: Dict[int, object] = {}
-        for r in gt_rows.tolist():
-            ann = cols.anns[g_lo + r]
-            if "segmentation" not in ann:
-                raise LVISInputError(
-                    f"ground truth {gt.source}: annotation id {ann['id']} has no 'segmentation'; segm "
-                    f"evaluation needs masks (or evaluate bbox only)."
-                )
-            g_rle[r] = _gt_rle(ann, int(hw_g[r, 0]), int(hw_g[r, 1]))
-        dl = det_rows.tolist()
-        dgeo = [d_geo[j] for j in order.tolist()]
-        gl = gt_rows.tolist()
-        ds = (np.cumsum(pair_d) - pair_d).tolist()
-        e0 = 0
-        for p, (nd, ng) in enumerate(zip(pair_d.tolist(), pair_g.tolist())):
-            g0 = pair_gstart[p]
-            block = mask_utils.iou([dgeo[j] for j in dl[ds[p] : ds[p] + nd]], [g_rle[r] for r in gl[g0 : g0 + ng]],
-                                   [0] * ng)  # fmt: skip
-            iou[e0 : e0 + nd * ng] = np.asarray(block).ravel()
-            e0 += nd * ng
+        g_rle = _gt_rles([cols.anns[g_lo + r] for r in gt_rows.tolist()], gt, cols.img_index[g_lo:g_hi][gt_rows])
+        dgeo = [d_geo[j] for j in order[det_rows].tolist()]
+        iou = _mask_iou(dgeo, o_area[det_rows], g_rle, det_pair, pair_g, pair_gstart, common // num_cats)
     else:
         iou = _box_iou(boxes[order[np.repeat(det_rows, g_det)]], cols.bbox[g_lo:g_hi][e_gt])
     gt_ig = (g_area[gt_rows, None] < _AREA_LO) | (g_area[gt_rows, None] > _AREA_HI)

@@ -185,6 +185,8 @@ def load_ground_truth(source: JsonLike) -> LVISGroundTruth:
     if len(np.unique(img_ids)) != len(img_ids):
         raise _gt_error(name, "image ids repeat")
     num_cats = len(cat_ids)
+    img_pos = {int(v): i for i, v in enumerate(img_ids.tolist())}  # dict look-ups: one numpy call per id is slower
+    cat_pos = {int(v): i for i, v in enumerate(cat_ids.tolist())}
     anns_by_cat: List[List[dict]] = [[] for _ in range(num_cats)]
     pos: List[int] = []
     for i, ann in enumerate(data["annotations"]):
@@ -197,11 +199,11 @@ def load_ground_truth(source: JsonLike) -> LVISGroundTruth:
             raise _gt_error(name, f"annotations[{i}] has bbox {bbox!r}")
         if ann.get("ignore"):
             raise _gt_error(name, f"annotations[{i}] has 'ignore' set, which this evaluator does not support")
-        ii = int(np.searchsorted(img_ids, img_id))
-        ci = int(np.searchsorted(cat_ids, cat_id))
-        if ii >= len(img_ids) or img_ids[ii] != img_id:
+        ii = img_pos.get(img_id) if isinstance(img_id, (int, float)) else None
+        ci = cat_pos.get(cat_id) if isinstance(cat_id, (int, float)) else None
+        if ii is None:
             raise _gt_error(name, f"annotations[{i}] has image_id {img_id!r}, which is not in 'images'")
-        if ci >= num_cats or cat_ids[ci] != cat_id:
+        if ci is None:
             raise _gt_error(name, f"annotations[{i}] has category_id {cat_id!r}, which is not in 'categories'")
         if not area > 0 or math.isinf(area):
             continue  # lvis-api's get_ann_ids keeps 0 < area < inf only
@@ -212,8 +214,8 @@ def load_ground_truth(source: JsonLike) -> LVISGroundTruth:
     for ii, img in enumerate(images):
         for field_name, out in (("neg_category_ids", neg), ("not_exhaustive_category_ids", nel)):
             for c in img[field_name]:
-                ci = int(np.searchsorted(cat_ids, c))
-                if ci >= num_cats or cat_ids[ci] != c:
+                ci = cat_pos.get(c) if isinstance(c, (int, float)) else None
+                if ci is None:
                     raise _gt_error(name, f"image id {img['id']} lists {field_name} {c!r}, not in 'categories'")
                 out.append(ii * num_cats + ci)
     return LVISGroundTruth(
@@ -247,7 +249,7 @@ class Detections:
         return len(self.score)
 
     def subset(self, rows: np.ndarray) -> "Detections":
-        """The given rows, in that order (an `RLEColumn`'s mask strings are copied, see `RLEColumn.take`).
+        """The given rows, in that order (an `RLEColumn` keeps reading the same bytes, see `RLEColumn.view`).
 
         Args:
             rows: int row indices.
@@ -258,7 +260,7 @@ class Detections:
         if self.segmentation is None:
             seg = None
         elif isinstance(self.segmentation, RLEColumn):
-            seg = self.segmentation.take(rows)
+            seg = self.segmentation.view(rows)  # the strings are copied once, when a chunk builds its masks
         else:
             seg = [self.segmentation[i] for i in rows.tolist()]
         return Detections(
