@@ -14,6 +14,7 @@ from .registration import (
     ensure_lt_shapes,
     register_json_datasets,
     register_lt_shapes,
+    release_loaded_dataset_dicts,
 )
 from .stats import (
     attach_class_stats,
@@ -47,6 +48,7 @@ __all__ = [
     "plan_lt_shapes",
     "register_json_datasets",
     "register_lt_shapes",
+    "release_loaded_dataset_dicts",
     "validate_lvis_json",
 ]
 

@@ -27,6 +27,7 @@ __all__ = [
     "ensure_lt_shapes",
     "ensure_datasets",
     "dataset_dicts_loaded_once",
+    "release_loaded_dataset_dicts",
     "LT_SHAPES_SPLITS",
 ]
 
@@ -61,6 +62,17 @@ def dataset_dicts_loaded_once() -> Iterator[Dict[str, list]]:
         yield cache
     finally:
         del DatasetCatalog.get, DatasetCatalog._lt_loaded_once
+        cache.clear()
+
+
+def release_loaded_dataset_dicts() -> None:
+    """Drop the lists `dataset_dicts_loaded_once` holds (a later `get` in its block loads again).
+
+    A trainer calls it once its loader holds the serialized copy: stock Detectron2 frees the dicts at that point, so
+    what is built next (the DDP wrapper's buffers) does not add to the memory peak of the parse.
+    """
+    cache = getattr(DatasetCatalog, "_lt_loaded_once", None)
+    if cache is not None:
         cache.clear()
 
 

@@ -13,7 +13,7 @@ from detectron2.engine.hooks import EvalHook
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, LVISEvaluator
 from detectron2.utils import comm
 
-from lt_detectron.data import dataset_dicts_loaded_once
+from lt_detectron.data import dataset_dicts_loaded_once, release_loaded_dataset_dicts
 from lt_detectron.utils.checkpoint import AtomicCheckpointerMixin
 from lt_detectron.utils.io import remove_stale_temporaries
 
@@ -117,7 +117,9 @@ class LTTrainer(MetaWeightingTrainerMixin, DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         """Detectron2's train loader, whose sampler can start where a checkpoint stopped (exact --resume)."""
-        return build_resumable_train_loader(cfg)
+        loader = build_resumable_train_loader(cfg)
+        release_loaded_dataset_dicts()  # the loader holds its serialized copy; the DDP wrapper is built next
+        return loader
 
     def resume_or_load(self, resume: bool = True) -> None:
         super().resume_or_load(resume=resume)
