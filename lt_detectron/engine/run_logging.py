@@ -85,13 +85,30 @@ class _ConsoleHandler(logging.StreamHandler):
         super().emit(record)
 
 
-def _root_prints_to_console() -> bool:
-    """Whether the root logger already writes to stdout or stderr (logging.basicConfig): records that reach it
-    must not get a second console handler of ours."""
-    return any(
-        isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in (sys.stdout, sys.stderr)
-        for h in logging.getLogger().handlers
-    )
+def _is_project_record(record: logging.LogRecord) -> bool:
+    return record.name == PROJECT_LOGGER or record.name.startswith(PROJECT_LOGGER + ".")
+
+
+class _NotProjectRecords(logging.Filter):
+    """On the root logger's console handlers: the project's records are printed by its own handler already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _is_project_record(record)
+
+
+def _root_console_handlers_skip_project_records() -> None:
+    """Records of `lt_detectron` propagate to the root logger (pytest's caplog and an application's handlers see
+    them), whose console handlers would print them a second time: lvis-api calls logging.basicConfig (stderr) when
+    imported, tools/demo.py does too. lvis is imported first so that its handler exists to be filtered."""
+    try:
+        import lvis  # noqa: F401  (its logging.basicConfig side effect)
+    except ImportError:
+        pass
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "stream", None) not in (sys.stdout, sys.stderr):
+            continue
+        if not any(isinstance(f, _NotProjectRecords) for f in handler.filters):
+            handler.addFilter(_NotProjectRecords())
 
 
 def setup_run_logging(output_dir: str | None = None, rank: int | None = None) -> logging.Logger:
@@ -100,15 +117,15 @@ def setup_run_logging(output_dir: str | None = None, rank: int | None = None) ->
     (the launcher before the config is known, then each process with OUTPUT_DIR) replaces what the last call added.
     Also makes Detectron2's and fvcore's console output plain when redirected. Returns the logger.
 
-    Records still propagate to the root logger (pytest's caplog and an application's own handlers see them); where
-    the root logger already prints to the console (logging.basicConfig), no console handler is added here."""
+    Records still propagate to the root logger (pytest's caplog and an application's own handlers see them); its
+    console handlers (logging.basicConfig's) skip them, so no line is printed twice."""
     rank = comm.get_rank() if rank is None else rank
     logger = logging.getLogger(PROJECT_LOGGER)
     for handler in [h for h in logger.handlers if getattr(h, _OWN, False)]:
         logger.removeHandler(handler)  # the file streams are Detectron2's shared, cached ones: not closed here
     logger.setLevel(logging.INFO)
     handlers = []
-    if rank == 0 and not _root_prints_to_console():
+    if rank == 0:
         console = _ConsoleHandler(sys.stdout)
         console.setFormatter(_console_formatter(sys.stdout, PROJECT_LOGGER))
         handlers.append(console)
@@ -122,5 +139,6 @@ def setup_run_logging(output_dir: str | None = None, rank: int | None = None) ->
     for handler in handlers:
         setattr(handler, _OWN, True)
         logger.addHandler(handler)
+    _root_console_handlers_skip_project_records()
     plain_console_when_redirected()
     return logger
