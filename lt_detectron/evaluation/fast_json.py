@@ -1,19 +1,20 @@
 """Read a results file written by Detectron2 (`json.dumps` of `instances_to_coco_json` records) straight into columns.
 
 `json.load` builds a dict, a list and five number objects per detection: on 1.4 M detections that alone costs more
-than the whole evaluation. Detectron2 writes every record with the same key order, so one regular expression reads
-each record into (image_id, category_id[, bbox], score[, mask size]) and numpy converts the numbers in bulk.
-The fast path is taken only if every record matches (the match count equals the number of `"image_id"` keys);
-anything else returns None and the caller falls back to `json.load` and the per-record checks.
+than the whole evaluation. Detectron2 writes every record with the same keys in the same order, so the file is
+turned into CSV text by whole-buffer byte operations (a regular expression cuts out the masks' counts strings, each
+key becomes one marker byte, then `bytes.translate`), and numpy's C text reader converts the numbers. The sequence
+of marker bytes and commas must repeat exactly once per record (keys in order, no other key or entry); anything else
+returns None and the caller falls back to `json.load` and the per-record checks.
 
-Mask strings are not copied out of the file: the regular expression checks their layout, one pass over the bytes
-finds where each record's mask ends, and `RLEColumn.take` copies the strings of the rows asked for only (the LVIS
-protocol evaluates about a fifth of the detections: the per-image top 300 whose class is annotated or a negative
-in the image).
+Mask strings are not copied out of the file: one pass over the bytes finds where each record's mask ends, and
+`RLEColumn.view` / `RLEColumn.dicts` read the strings of the rows asked for only (the LVIS protocol evaluates about a
+fifth of the detections: the per-image top 300 whose class is annotated or a negative in the image).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
@@ -25,15 +26,6 @@ import numpy as np
 from .gc_pause import gc_paused
 
 __all__ = ["RLEColumn", "ResultColumns", "read_results_columns"]
-
-
-def _record_pattern(with_boxes: bool, with_masks: bool) -> "re.Pattern[bytes]":
-    box = rb"([^\]]*)" if with_boxes else rb"[^\]]*"
-    size = rb"(\d+, \d+)" if with_masks else rb"\d+, \d+"
-    return re.compile(
-        rb'\{"image_id": (\d+), "category_id": (\d+), "bbox": \[' + box + rb'\], "score": ([^,}\s]+)'
-        rb'(?:, "segmentation": \{"size": \[' + size + rb'\], "counts": "[^"]*"\})?\}'
-    )
 
 
 _BLOCK = 32 << 20  # bytes per regex pass (bounds the memory of the matched strings)
@@ -127,29 +119,48 @@ class ResultColumns:
     segmentation: Optional[RLEColumn]
 
 
-def _split_points(data: bytes, block: int) -> List[int]:
-    """Offsets at record starts (just before a `{"image_id"`), about `block` bytes apart."""
-    points = [0]
-    while points[-1] + block < len(data):
-        nxt = data.find(b'{"image_id"', points[-1] + block)
-        if nxt < 0:
-            break
-        points.append(nxt)
-    points.append(len(data))
-    return points
+_COUNTS = re.compile(rb'\], "counts": "[^"]*"\}\}')  # a mask's counts string and the record's end, as Detectron2 writes
+# Detectron2's keys in its order (json.dumps of instances_to_coco_json records), each replaced by one marker byte
+_TOKENS = (
+    (b', {"image_id": ', b"\n"),
+    (b', "category_id": ', b"\x02"),
+    (b', "bbox": [', b"\x03"),
+    (b'], "score": ', b"\x04"),
+    (b', "segmentation": {"size": [', b"\x05"),
+)
+_STRUCTURE = b"\n\x02\x03\x04\x05,}"
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(_STRUCTURE)))
+_RECORD = {True: b"\n\x02\x03,,,\x04\x05,", False: b"\n\x02\x03,,,\x04}"}  # the structure bytes of one record
+_TO_CSV = bytes.maketrans(b"\x02\x03\x04\x05", b",,,,")
 
 
-def _numbers(strings: Sequence[bytes], dtype: type, per_row: int) -> Optional[np.ndarray]:
-    """Parse `per_row` comma-separated numbers from each string; None if any does not parse."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # a bad number: fewer values, checked below
-        try:
-            out = np.fromstring(b",".join(strings).decode("ascii"), dtype=dtype, sep=",")
-        except (ValueError, UnicodeDecodeError):
-            return None
-    if out.size != per_row * len(strings):
+def _block_columns(block: bytes, with_masks: bool) -> Optional[np.ndarray]:
+    """The numbers of the records in `block` (each preceded by ', '), as a structured array; None if any record is
+    not in Detectron2's layout. The masks' counts strings are cut out first; the keys then become marker bytes
+    whose sequence, with the commas, must repeat exactly once per record (keys in order, no other key, no other
+    entry), and numpy's text reader converts the numbers (integers must be written as integers)."""
+    if with_masks:
+        block = _COUNTS.sub(b"", block)
+    for token, marker in _TOKENS[: 5 if with_masks else 4]:
+        block = block.replace(token, marker)
+    structure = block.translate(None, _NOT_STRUCTURE)
+    record = _RECORD[with_masks]
+    m = len(structure) // len(record)
+    if m == 0 or structure != record * m:
         return None
-    return out.reshape(-1, per_row) if per_row > 1 else out
+    fields = [("image_id", np.int64), ("category_id", np.int64), ("bbox", np.float64, (4,)), ("score", np.float64)]
+    if with_masks:
+        fields.append(("size", np.int64, (2,)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy reads "2.0" as the integer 2 with a DeprecationWarning: decline
+        try:
+            rows = np.loadtxt(
+                io.BytesIO(block.translate(_TO_CSV, b" }")), dtype=np.dtype(fields), delimiter=",", ndmin=1,
+                encoding="latin1", comments=None,
+            )  # fmt: skip
+        except (ValueError, Warning):
+            return None
+    return rows if len(rows) == m else None
 
 
 def _mask_ends(data: bytes, points: Sequence[int], n: int) -> Optional[np.ndarray]:
@@ -190,57 +201,41 @@ def read_results_columns(
     """
     with open(path, "rb") as f:
         data = f.read()
-    head = data[:64].lstrip()
-    if not head.startswith(b"["):
+    start = len(data) - len(data.lstrip())
+    end = len(data.rstrip())
+    # Only records in the list: it opens and closes on one, and records follow each other directly (checked per
+    # block: an entry that is not a record between two records breaks the structure). Anything else: json.load.
+    if not data.startswith(b'[{"image_id"', start) or data[end - 2 : end] != b"}]":
         return None
-    n_records = data.count(b'"image_id"')
-    n_masks = data.count(b'"segmentation"')
-    if n_records == 0 or n_masks not in (0, n_records):
-        return None
-    # Only records in the list: it opens and closes on one, and records follow each other directly. An entry that is
-    # not a record (a number, string, list or null between two records) has no "image_id" for the regular expression
-    # to miss, so without this check it would be skipped; json.load and the per-record checks then name it.
-    if not (head.startswith(b'[{"image_id"') and data[-64:].rstrip().endswith(b"}]")):
-        return None
-    if data.count(b'}, {"image_id"') != n_records - 1:
-        return None
-    with_masks = with_masks and n_masks > 0
-    points = _split_points(data, _BLOCK)
-    pattern = _record_pattern(with_boxes, with_masks)
-    ids, cats, scores, boxes, sizes = [], [], [], [], []
-    n = 0
+    first_end = data.find(b'}, {"image_id"', start, end)
+    has_masks = data.find(b'"segmentation"', start, first_end if first_end >= 0 else end) >= 0
+    with_masks = with_masks and has_masks
+    points = [start + 1]  # record starts about _BLOCK bytes apart ('{"image_id"' cannot occur in a mask string)
+    while points[-1] + _BLOCK < end - 1:
+        nxt = data.find(b'{"image_id"', points[-1] + _BLOCK, end)
+        if nxt < 0:
+            break
+        points.append(nxt)
+    points.append(end - 1)
+    parts = []
     for b, (lo, hi) in enumerate(zip(points[:-1], points[1:])):
-        rows = pattern.findall(data, lo, hi)
-        if not rows:
+        while hi > lo and data[hi - 1] in b", ":  # the separator before the next block
+            hi -= 1
+        rows = _block_columns(b"".join((b", ", memoryview(data)[lo:hi])), has_masks)  # one copy
+        if rows is None:
             return None
-        n += len(rows)
-        cols = list(zip(*rows))
-        del rows
-        parsed = [_numbers(cols[0], np.int64, 1), _numbers(cols[1], np.int64, 1)]
-        if with_boxes:
-            parsed.append(_numbers(cols[2], np.float64, 4))
-        parsed.append(_numbers(cols[len(parsed)], np.float64, 1))
-        if with_masks:
-            parsed.append(_numbers(cols[len(parsed)], np.int64, 2))
-        del cols
-        if any(p is None for p in parsed):
-            return None
-        ids.append(parsed.pop(0))
-        cats.append(parsed.pop(0))
-        if with_boxes:
-            boxes.append(parsed.pop(0))
-        scores.append(parsed.pop(0))
-        if with_masks:
-            sizes.append(parsed.pop(0))
+        parts.append(rows)
         if progress is not None:
             progress(b + 1, len(points) - 1)
-    if n != n_records:
-        return None
+    cols = np.concatenate(parts)
+    del parts
+    n = len(cols)
     seg = None
     if with_masks:
         ends = _mask_ends(data, points, n)
         if ends is None:
             return None
-        seg = RLEColumn(np.concatenate(sizes), source=data, ends=ends)
-    bbox = np.concatenate(boxes) if with_boxes else None
-    return ResultColumns(np.concatenate(ids), np.concatenate(cats), np.concatenate(scores), bbox, seg)
+        seg = RLEColumn(np.ascontiguousarray(cols["size"]), source=data, ends=ends)
+    bbox = np.ascontiguousarray(cols["bbox"]) if with_boxes else None
+    ids, cats, scores = (np.ascontiguousarray(cols[k]) for k in ("image_id", "category_id", "score"))
+    return ResultColumns(ids, cats, scores, bbox, seg)
