@@ -147,6 +147,7 @@ def _saved_run(tmp_path, cls=AtomicDetectionCheckpointer):
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "missing"])
 def test_resume_falls_back_to_the_newest_intact_checkpoint(tmp_path, damage, caplog):
     model, ckpt = _saved_run(tmp_path)
+    torch.save({"model": {}}, tmp_path / "backbone.pth")  # newest, intact, not one of the run's checkpoints
     last = tmp_path / "model_0000002.pth"
     if damage == "truncated":
         last.write_bytes(last.read_bytes()[:100])

@@ -121,7 +121,7 @@ def launched_main(args):
     try:
         return main(args)
     except UserError as err:
-        if comm.get_world_size() == 1 or args.debug or debug_requested():
+        if comm.get_world_size() == 1 or getattr(args, "debug", False) or debug_requested():
             raise
         report_user_error(err)
         sys.exit(USER_ERROR_STATUS)

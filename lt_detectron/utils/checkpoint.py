@@ -128,8 +128,11 @@ class AtomicCheckpointerMixin:
 
     Mix in before an fvcore `Checkpointer` subclass: ``class C(AtomicCheckpointerMixin, DetectionCheckpointer)``.
     Everything saved is passed through `weights_only_safe`. Loading a missing or unreadable file raises
-    `CheckpointError`; resuming from an unreadable last checkpoint falls back to the newest intact `*.pth` beside it.
+    `CheckpointError`; resuming from an unreadable last checkpoint falls back to the newest intact checkpoint beside
+    it (`FALLBACK_PATTERN`: Detectron2's periodic and final names).
     """
+
+    FALLBACK_PATTERN = "model_*.pth"
 
     def load(self, path: str, *args: Any, **kwargs: Any) -> Dict[str, Any]:
         # fvcore only asserts "Checkpoint ... not found!"; URIs are left to the path manager (it downloads them).
@@ -155,11 +158,11 @@ class AtomicCheckpointerMixin:
         return self.load(path, checkpointables=[])
 
     def _checkpoints_newest_first(self) -> List[str]:
-        files = glob.glob(os.path.join(glob.escape(self.save_dir), "*.pth"))
+        files = glob.glob(os.path.join(glob.escape(self.save_dir), self.FALLBACK_PATTERN))
         return sorted(files, key=lambda p: (os.path.getmtime(p), p), reverse=True)
 
     def _load_newest_intact(self, tagged: str) -> Dict[str, Any]:
-        """Load `tagged` (what last_checkpoint names) or, if it is missing or unreadable, the newest `*.pth` of the
+        """Load `tagged` (what last_checkpoint names) or, if it is missing or unreadable, the newest checkpoint of the
         save folder that can be read; a file is read before any state is restored, so a failed try changes nothing."""
         others = [p for p in self._checkpoints_newest_first() if os.path.abspath(p) != os.path.abspath(tagged)]
         candidates = [tagged] + others
