@@ -46,6 +46,9 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Dict, List, Optional  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import format_markdown_table, write_results  # noqa: E402
+
 MODES = {
     "sharded": ["TEST.LT_EVALUATOR", "fast", "TEST.LT_EVAL_SHARDS", "True"],
     "fast-gather": ["TEST.LT_EVALUATOR", "fast", "TEST.LT_EVAL_SHARDS", "False"],
@@ -215,8 +218,6 @@ def run_mode(mode: str, args: argparse.Namespace, work: str) -> Dict[str, Any]:
 
 
 def report(runs: List[Dict[str, Any]], args: argparse.Namespace) -> str:
-    from _results import format_markdown_table  # benchmarks/, this script's folder
-
     from lt_detectron.evaluation.report import format_lvis_table
 
     rows = []
@@ -280,8 +281,6 @@ def main(argv: Optional[List[str]] = None) -> None:
     runs = [run_mode(mode, args, work) for mode in args.modes]
     body = report(runs, args)
     print(body)
-    from _results import write_results
-
     command = "python benchmarks/sharded_inference_memory.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
     )

@@ -259,3 +259,30 @@ def test_one_process_keeps_detectron2s_path(tiny_root, tmp_path):
     assert got["bbox"]["AP"] > 1.0
     assert (tmp_path / "instances_predictions.pth").exists() and (tmp_path / RESULTS_FILE).exists()
     assert not _shard_files(str(tmp_path))
+
+
+def test_memory_benchmark_flags_different_tables_and_files():
+    """benchmarks/sharded_inference_memory.py says "NO" when the modes' tables or results files differ."""
+    from _scripts import load_script
+
+    bench = load_script("benchmarks/sharded_inference_memory.py", "lt_bench_sharded_memory")
+    metrics = {t: {m: 10.0 for m in D2_METRICS} for t in ("bbox", "segm")}
+    rank = {"ru_maxrss": 700 << 20, "rss_at_evaluate": 600 << 20, "peak_from_evaluate": 700 << 20, "evaluate_s": 1.0}
+
+    def run(mode, sha, ap):
+        results = {t: dict(m, AP=ap) for t, m in metrics.items()}
+        ranks = [dict(rank, results=results), dict(rank, results=None)]
+        return {"mode": mode, "ranks": ranks, "wall_s": 1.0, "results_bytes": 1 << 20, "results_sha256": sha,
+                "detections": 10}  # fmt: skip
+
+    args = bench.parse_args(["--weights", "w.pth"])
+    same = bench.report([run("sharded", "a" * 64, 10.0), run("lvis-api", "a" * 64, 10.0)], args)
+    assert "byte-identical across modes: yes" in same and "identical across modes: yes" in same
+    assert "| sharded | 700 | 600 | 700 | +100 | 700 | 600 |" in same
+    other = bench.report([run("sharded", "a" * 64, 10.0), run("lvis-api", "b" * 64, 10.04)], args)
+    assert "byte-identical across modes: NO" in other and "tables identical across modes: yes" in other  # 10.0
+    other = bench.report([run("sharded", "a" * 64, 10.0), run("lvis-api", "a" * 64, 10.2)], args)
+    assert "tables identical across modes: NO" in other
+    # the child's train_net arguments after "--"
+    child = bench.parse_args(["--weights", "w", "--child", "d", "--", "--num-gpus", "2", "MODEL.DEVICE", "cpu"])
+    assert child.child == "d" and child.train_net_args[-4:] == ["--num-gpus", "2", "MODEL.DEVICE", "cpu"]
