@@ -1,21 +1,31 @@
-"""LVIS evaluation end to end (results json -> printed table): lvis-api 0.5.3 vs the fast evaluator, side by side.
+"""LVIS evaluation end to end (results json -> summary): the fast evaluator vs hotcoco 1.3.0 vs lvis-api 0.5.3.
 
-    python benchmarks/lvis_eval_speed.py                      # 5,000 images x 1,203 classes, up to 300 dets/image
-    python benchmarks/lvis_eval_speed.py --images 300 --output /tmp/lvis_eval_speed.md   # a quick small run
+    python benchmarks/lvis_eval_speed.py --hotcoco-python /work/hotcoco-venv/bin/python     # 5,000 images
+    python benchmarks/lvis_eval_speed.py --images 19809 --repeats 1 --lvis-api-mem-cap 12 \
+        --hotcoco-python /work/hotcoco-venv/bin/python --output benchmarks/results/lvis_eval_speed_19809.md
+    python benchmarks/lvis_eval_speed.py --images 300 --output /tmp/lvis_eval_speed.md      # a quick small run
 
 The data are synthetic and deterministic (`lt_detectron.evaluation.synthetic`): LVIS-format ground truth with
 long-tailed (Zipf) class popularity, polygon masks, federated negative and not-exhaustive lists, r/c/f groups; and a
 detector-like results file in Detectron2's `lvis_instances_results.json` layout (box + RLE mask per detection).
 They are generated once into --data-dir and reused (file names carry the parameters).
 
-Each measurement runs in a fresh subprocess: the lvis-api runs (one per iou type) side by side, the fast runs (1 and
-2 workers per iou type) one after another while they run. Time: CPU seconds of the process and its workers, and wall
-clock from reading the json files to the summary table, as Detectron2
-uses lvis-api (LVIS(gt), LVISResults(gt, results, max_dets=300), LVISEval.run) and as `tools/evaluate_lvis.py`
-uses the fast evaluator. Memory: peak of the summed proportional set size (PSS, /proc/<pid>/smaps_rollup) over the
-subprocess and its workers, sampled every second (pages shared by forked workers are counted once); and, as an upper
-bound, the sum of each process's own peak RSS (getrusage; counts shared pages once per process). Both backends'
-numbers are compared (largest difference of every summary number and per-class AP).
+Each measurement is a fresh subprocess, from reading the json files to the summary, as Detectron2 uses lvis-api
+(LVIS(gt), LVISResults(gt, results, max_dets=300), LVISEval.run), as `tools/evaluate_lvis.py` uses the fast
+evaluator, and as hotcoco documents its lvis-api drop-in (hotcoco.LVIS, LVISResults(gt, path, max_dets=300),
+LVISEval(...).run()). hotcoco is not a dependency of this project: --hotcoco-python names an interpreter that has
+hotcoco==1.3.0 (e.g. a side venv: `python -m venv /work/hotcoco-venv && /work/hotcoco-venv/bin/pip install
+hotcoco==1.3.0 "numpy<2"`); without it the hotcoco rows are left out.
+
+The fast evaluator (1 worker and the default workers) and hotcoco run one after another, --repeats times in turn, on
+an otherwise idle set of our processes (lvis-api runs first, alone); the table gives the median. CPU: user + system
+seconds of the process and its workers (os.wait4). Wall: seconds on the clock from start to exit. Peak memory: the
+peak RSS of a single-process run (getrusage); with workers, the peak of the process tree's summed PSS, sampled every
+0.2 s (pages shared by forked workers counted once). Every summary number and per-class AP is compared with lvis-api's
+(largest absolute difference). lvis-api takes minutes per iou type: --reuse-lvis-api takes its numbers from an
+earlier run of this script on the same data files (checked by sha256) and the same lvis version, and the report
+says so and when that run was; --lvis-api-mem-cap runs it under `prlimit --as` and reports where it stopped if the
+cap ends it.
 """
 
 from __future__ import annotations
@@ -27,15 +37,19 @@ import hashlib
 import json
 import os
 import platform
+import resource
+import statistics
 import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+
+IOU_TYPES = ("bbox", "segm")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,17 +59,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-dets", type=int, default=300, help="detections per image are drawn in [min, max]")
     p.add_argument("--min-dets", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--iou-types", nargs="+", default=["bbox", "segm"], choices=("bbox", "segm"))
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 0], help="fast evaluator's workers; 0 = default")
+    p.add_argument("--iou-types", nargs="+", default=list(IOU_TYPES), choices=IOU_TYPES)
+    p.add_argument("--repeats", type=int, default=3, help="runs of the fast evaluator and hotcoco (median reported)")
+    p.add_argument("--hotcoco-python", default=None, help="a Python interpreter with hotcoco==1.3.0 installed")
+    p.add_argument(
+        "--reuse-lvis-api",
+        action="store_true",
+        help="reuse lvis-api's numbers from an earlier run on the same data files (sha256-checked)",
+    )
+    p.add_argument("--no-lvis-api", action="store_true", help="leave lvis-api out (no differences reported)")
+    p.add_argument("--lvis-api-mem-cap", type=float, default=None, help="GiB of address space for lvis-api (prlimit)")
     p.add_argument("--data-dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "lt_detectron_lvis_bench"))
     p.add_argument("--output", default=os.path.join(REPO, "benchmarks", "results", "lvis_eval_speed.md"))
     p.add_argument("--generate-only", action="store_true", help="write the data files and stop")
-    p.add_argument(
-        "--keep-other-rows",
-        action="store_true",
-        help="keep the rows of the iou types not measured now from the existing --output (marked as earlier runs)",
-    )
-    p.add_argument("--run-one", choices=("lvis-api", "fast"), help=argparse.SUPPRESS)  # internal: one measurement
+    p.add_argument("--run-one", choices=("lvis-api", "fast", "hotcoco"), help=argparse.SUPPRESS)  # one measurement
     p.add_argument("--iou", help=argparse.SUPPRESS)
     p.add_argument("--one-workers", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--gt", help=argparse.SUPPRESS)
@@ -93,24 +111,37 @@ def generate(args) -> Dict[str, str]:
     return files
 
 
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 # ---------------------------------------------------------------------------------------------------------------
-# one measurement (runs in a subprocess)
-
-
-def _peak_rss_self() -> int:
-    import resource
-
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+# one measurement (runs in a subprocess; the hotcoco one in --hotcoco-python, without this project's packages)
 
 
 def run_one(args) -> None:
-    t0 = time.perf_counter()
-    out: Dict[str, object] = {"backend": args.run_one, "iou": args.iou, "workers": args.one_workers}
-    if args.run_one == "lvis-api":
-        import numpy as np
+    """Evaluate once and dump the summary, the precision of area 'all' ([T, R, K], for per-class AP) and counts."""
+    import numpy as np
 
+    out: Dict[str, object] = {"backend": args.run_one, "iou": args.iou, "workers": args.one_workers}
+    if args.run_one == "hotcoco":
+        import hotcoco
+
+        gt = hotcoco.LVIS(args.gt)
+        dt = hotcoco.LVISResults(gt, args.results, max_dets=300)
+        ev = hotcoco.LVISEval(gt, dt, args.iou)
+        ev.run()
+        summary = {k: float(v) for k, v in ev.get_results().items()}
+        precision = np.asarray(ev.eval["precision"])
+        precision = precision[..., 0] if precision.ndim == 5 else precision  # [T, R, K, A, M] -> [T, R, K, A]
+        out["version"] = getattr(hotcoco, "__version__", "1.3.0")
+    elif args.run_one == "lvis-api":
         # lvis 0.5.3 uses np.float, removed in NumPy 1.24 (what lt_detectron.data.patch_lvis_numpy_aliases fixes;
-        # set here directly so that this process does not import Detectron2 and torch, which the fast one does not)
+        # set here directly so that this process does not import Detectron2 and torch)
         np.float = float  # type: ignore[attr-defined]
         from lvis import LVIS, LVISEval, LVISResults
 
@@ -123,31 +154,24 @@ def run_one(args) -> None:
         dt = LVISResults(gt, results, max_dets=300)
         ev = LVISEval(gt, dt, args.iou)
         ev.run()
-        ev.print_results()
-        from lt_detectron.evaluation.fast_lvis import per_class_ap
-
         summary = {k: float(v) for k, v in ev.get_results().items()}
-        pc = per_class_ap(np.asarray(ev.eval["precision"])).tolist()
+        precision = np.asarray(ev.eval["precision"])
         out["detections"] = len(results)
-        out["peak_rss_sum"] = _peak_rss_self()
     else:
         from lt_detectron.evaluation.fast_lvis import evaluate_detections
         from lt_detectron.evaluation.inputs import load_detections, load_ground_truth
-        from lt_detectron.evaluation.report import format_table
 
         gt = load_ground_truth(args.gt)
         dets = load_detections(args.results, gt, need_bbox=args.iou == "bbox", need_segm=args.iou == "segm")
         stats: Dict[str, float] = {}
-        res = evaluate_detections(gt, dets, args.iou, workers=args.one_workers, stats=stats)
-        print(format_table({args.iou: res}))
+        res = evaluate_detections(gt, dets, args.iou, workers=args.one_workers or None, stats=stats)
         summary = res.summary_lvis_names()
-        pc = res.per_class_ap.tolist()
+        precision = res.precision
         out.update(stats)
         out["timings"] = res.timings
-        out["peak_rss_sum"] = _peak_rss_self() + int(stats.get("worker_peak_rss_sum", 0))
-    out["seconds"] = time.perf_counter() - t0
+    out["peak_rss_self"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
     out["summary"] = summary
-    out["per_class_ap"] = pc
+    np.save(args.dump + ".npy", precision[:, :, :, 0])
     with open(args.dump, "w") as f:
         json.dump(out, f)
 
@@ -182,47 +206,85 @@ def _pss(pid: int) -> int:
 
 
 class Measurement:
-    """One backend run in a fresh subprocess; PSS of its process tree sampled every second until it exits."""
+    """One backend run in a fresh subprocess; PSS of its process tree sampled every 0.2 s until it exits."""
 
-    def __init__(self, args, files, backend: str, iou: str, workers: int):
-        self.label = backend if backend == "lvis-api" else f"fast, {workers} worker(s)"
-        self.iou = iou
+    def __init__(self, args, files, backend: str, iou: str, workers: int = 1, python: Optional[str] = None):
+        from lt_detectron.evaluation import default_workers
+
+        self.backend, self.iou, self.workers = backend, iou, workers
+        self.label = {"fast": "fast (this repo)", "hotcoco": "hotcoco 1.3.0", "lvis-api": "lvis-api 0.5.3"}[backend]
+        self.workers_label = (
+            "1" if backend != "fast" else (f"default ({default_workers()})" if workers == 0 else str(workers))
+        )
         self.dump = os.path.join(args.data_dir, f"run_{backend}_{iou}_{workers}.json")
-        self.cmd = [sys.executable, os.path.abspath(__file__), "--run-one", backend, "--iou", iou, "--one-workers",
-                    str(workers), "--gt", files["gt"], "--results", files["results"], "--dump", self.dump]  # fmt: skip
+        if os.path.exists(self.dump):
+            os.remove(self.dump)
+        self.cmd = [
+            python or sys.executable,
+            os.path.abspath(__file__),
+            "--run-one",
+            backend,
+            "--iou",
+            iou,
+            "--one-workers",
+            str(workers),
+            "--gt",
+            files["gt"],
+            "--results",
+            files["results"],
+            "--dump",
+            self.dump,
+        ]
+        if backend == "lvis-api" and args.lvis_api_mem_cap:
+            self.cmd = ["prlimit", f"--as={int(args.lvis_api_mem_cap * 2**30)}", "--"] + self.cmd
         env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.start = time.perf_counter()
-        self.proc = subprocess.Popen(self.cmd, env=env, stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.peak = 0
         self.done = threading.Event()
         self.sampler = threading.Thread(target=self._sample, daemon=True)
         self.sampler.start()
 
     def _sample(self) -> None:
-        # PSS reads walk the page tables: once a second keeps the sampler's own cost small
-        while not self.done.wait(1.0):
+        while not self.done.wait(0.2):
             self.peak = max(self.peak, sum(_pss(p) for p in _tree_pids(self.proc.pid)))
 
-    def finish(self) -> Dict[str, object]:
+    def finish(self, allow_fail: bool = False) -> Dict[str, object]:
+        import numpy as np
+
+        from lt_detectron.evaluation.fast_lvis import per_class_ap
+
+        stderr = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
         _, status, usage = os.wait4(self.proc.pid, 0)  # usage: the subprocess and its reaped workers
         wall = time.perf_counter() - self.start
         self.done.set()
         self.sampler.join()
         self.proc.returncode = os.waitstatus_to_exitcode(status)
-        if self.proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(self.cmd)} failed with exit status {self.proc.returncode}")
-        with open(self.dump) as f:
-            out = json.load(f)
+        out: Dict[str, object] = {"cpu_seconds": usage.ru_utime + usage.ru_stime, "wall_seconds": wall}
         out["peak_pss"] = self.peak
-        out["cpu_seconds"] = usage.ru_utime + usage.ru_stime
-        out["wall_seconds"] = wall
-        print(f"[bench] {self.iou:4s} {self.label:20s} cpu {out['cpu_seconds']:7.1f} s  wall {wall:7.1f} s  "
-              f"peak PSS {self.peak / 2**30:5.2f} GiB  sum of peak RSS {out['peak_rss_sum'] / 2**30:5.2f} GiB",
-              flush=True)  # fmt: skip
+        if self.proc.returncode != 0:
+            last = [ln for ln in stderr.strip().splitlines() if ln.strip()][-1:] or ["(no message)"]
+            msg = f"{' '.join(self.cmd)} failed with exit status {self.proc.returncode}: {last[0]}"
+            if not allow_fail:
+                raise RuntimeError(msg)
+            out["failed"] = f"exit status {self.proc.returncode} ({last[0][:120]})"
+            print(f"[bench] {self.iou:4s} {self.label:18s} FAILED after {wall:.0f} s: {out['failed']}", flush=True)
+            return out
+        with open(self.dump) as f:
+            out.update(json.load(f))
+        out["per_class_ap"] = per_class_ap(np.load(self.dump + ".npy")[:, :, :, None]).tolist()
+        single = self.backend != "fast" or self.workers == 1
+        out["peak"] = out["peak_rss_self"] if single else self.peak
+        print(
+            f"[bench] {self.iou:4s} {self.label:18s} workers {self.workers_label:12s} cpu {out['cpu_seconds']:6.1f} s  "
+            f"wall {wall:6.1f} s  peak {out['peak'] / 2**30:5.2f} GiB",
+            flush=True,
+        )
         return out
 
 
 def _max_diff(a: Dict[str, object], b: Dict[str, object]) -> float:
+    """Largest absolute difference of any summary number or per-class AP (inf if the defined classes differ)."""
     import numpy as np
 
     s = max(abs(a["summary"][k] - b["summary"][k]) for k in b["summary"])
@@ -232,6 +294,10 @@ def _max_diff(a: Dict[str, object], b: Dict[str, object]) -> float:
         return float("inf")
     ok = ~np.isnan(pa)
     return float(max(s, np.max(np.abs(pa[ok] - pb[ok])) if ok.any() else 0.0))
+
+
+def _lvis_api_cache(args, files, iou: str) -> str:
+    return os.path.join(args.data_dir, f"lvis_api_{iou}_{os.path.basename(files['results'])}")
 
 
 def _lock_hash() -> str:
@@ -276,21 +342,8 @@ def _environment() -> List[str]:
     ]
 
 
-def _earlier_rows(path: str, skip: Sequence[str]) -> List[str]:
-    """Table rows of the existing report for iou types not in `skip`, each marked with that report's date/commit."""
-    if not os.path.isfile(path):
-        return []
-    with open(path) as f:
-        text = f.read()
-    when = next((ln[len("- date: ") :] for ln in text.splitlines() if ln.startswith("- date: ")), "date unknown")
-    when = when.split(" (rows", 1)[0]
-    rows = []
-    for ln in text.splitlines():
-        cells = [c.strip() for c in ln.strip().strip("|").split("|")]
-        if ln.startswith("| ") and cells[0] in ("bbox", "segm") and cells[0] not in skip:
-            cells[0] = f"{cells[0]} (earlier run: {when})" if "earlier run" not in cells[0] else cells[0]
-            rows.append("| " + " | ".join(cells) + " |")
-    return rows
+def _median(runs: List[Dict[str, object]], key: str) -> float:
+    return float(statistics.median(float(r[key]) for r in runs))
 
 
 def main(argv=None) -> int:
@@ -302,73 +355,137 @@ def main(argv=None) -> int:
     files = generate(args)
     if args.generate_only:
         return 0
-    n_dets = os.path.getsize(files["results"])
+    import lvis
+
+    if args.hotcoco_python and not os.path.exists(args.hotcoco_python):
+        raise SystemExit(f"--hotcoco-python {args.hotcoco_python}: no such interpreter; create the side venv first")
+    size = os.path.getsize(files["results"])
+    hashes = {k: _sha256(v) for k, v in files.items()} if not args.no_lvis_api else {}
+    lvis_version = getattr(lvis, "__version__", "0.5.3")
     load_start = os.getloadavg()
-    # lvis-api runs take minutes: they run side by side (one per iou type), and the fast runs one after another
-    # meanwhile; CPU time (the process and its workers) is the comparison that sharing the cores does not change.
-    refs = {iou: Measurement(args, files, "lvis-api", iou, 1) for iou in args.iou_types}
-    fasts = {}
-    for iou in args.iou_types:
-        for w in args.workers:
-            fasts[iou, w] = Measurement(args, files, "fast", iou, w).finish()
-    ref_out = {iou: m.finish() for iou, m in refs.items()}
-    rows = [(iou, w, ref_out[iou], fasts[iou, w], _max_diff(fasts[iou, w], ref_out[iou])) for iou, w in fasts]
+
+    # lvis-api first and alone (one iou type at a time): minutes; or its numbers of an earlier run
+    ref: Dict[str, Dict[str, object]] = {}
+    if not args.no_lvis_api:
+        for iou in args.iou_types:
+            cache = _lvis_api_cache(args, files, iou)
+            if args.reuse_lvis_api and os.path.isfile(cache):
+                with open(cache) as f:
+                    old = json.load(f)
+                if old.get("hashes") == hashes and old.get("lvis_version") == lvis_version:
+                    old["reused"] = True
+                    ref[iou] = old
+        for iou in [i for i in args.iou_types if i not in ref]:  # one at a time: each holds several GiB
+            m = Measurement(args, files, "lvis-api", iou)
+            out = m.finish(allow_fail=True)
+            out.update(
+                hashes=hashes,
+                lvis_version=lvis_version,
+                date=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+                mem_cap_gib=args.lvis_api_mem_cap,
+            )
+            ref[m.iou] = out
+            if "failed" not in out:
+                from lt_detectron.utils import atomic_write
+
+                atomic_write(_lvis_api_cache(args, files, m.iou), lambda f, o=out: f.write(json.dumps(o).encode()))
+
+    # the fast evaluator and hotcoco, one after another, in turn
+    backends = [("fast", w, None) for w in args.workers]
+    if args.hotcoco_python:
+        backends.append(("hotcoco", 1, args.hotcoco_python))
+    runs: Dict[tuple, List[Dict[str, object]]] = {}
+    labels: Dict[tuple, tuple] = {}
+    for _ in range(args.repeats):
+        for iou in args.iou_types:
+            for backend, w, python in backends:
+                m = Measurement(args, files, backend, iou, w, python)
+                runs.setdefault((iou, backend, w), []).append(m.finish())
+                labels[iou, backend, w] = (m.label, m.workers_label)
     load_end = os.getloadavg()
-    first = rows[0][3]
+
+    first = next(r[0] for (i, b, w), r in runs.items() if b == "fast")
     lines = [
-        "# LVIS evaluation speed: lvis-api vs the fast evaluator",
+        "# LVIS evaluation speed: the fast evaluator vs hotcoco vs lvis-api",
         "",
         f"Command: `python benchmarks/lvis_eval_speed.py{' ' + ' '.join(argv) if argv else ''}` "
-        f"(written by the script).",
+        "(written by the script).",
         "",
         f"Data: {args.images:,} images x {args.classes:,} classes (synthetic, seed {args.seed}), "
         f"{first['detections']:,} detections ({args.min_dets}-{args.max_dets} per image on images with any), results "
-        f"file {n_dets / 2**20:.0f} MiB in Detectron2's layout. Per-image top-300 keeps {first['after_cap']:,}; the "
-        f"federated rule (class neither annotated in the image nor in its negative list) leaves "
-        f"{first['evaluated']:,} ({100 * first['evaluated'] / max(first['after_cap'], 1):.0f} %) for matching "
-        f"(lvis-api skips the same ones).",
+        f"file {size / 2**20:.0f} MiB in Detectron2's layout. Per-image top-300 keeps {first['after_cap']:,}; the "
+        f"federated rule leaves {first['evaluated']:,} ({100 * first['evaluated'] / max(first['after_cap'], 1):.0f} %) "
+        f"for matching.",
         "",
-        "End to end: from the json files to the summary table, each in a fresh process. CPU: user + system seconds "
-        "of the process and its workers (os.wait4). Wall: seconds on the clock; the lvis-api runs (one per iou type) "
-        "ran side by side, and the fast runs one after another while they ran, on a machine shared with other jobs, so "
-        "wall times include waiting for the cores. Peak memory: summed PSS of the process tree (sampled every second); "
-        "in brackets the sum of each process's own peak RSS (an upper bound: forked workers count shared pages again).",
+        f"Each number is the median of {args.repeats} run(s), from process start to exit (json files to summary); "
+        "the fast evaluator and hotcoco ran one after another in turn, after lvis-api "
+        "(which ran alone, one iou type at a time). CPU: user + system seconds of "
+        "the process and its workers. Peak memory: peak RSS of a single process; with workers, the peak summed PSS of "
+        "the process tree (sampled every 0.2 s). Largest difference: the largest absolute difference from lvis-api of "
+        "any summary number (AP, AP50, AP75, APs/m/l, APr/c/f, AR, ARs/m/l) or per-class AP (fractions, not %).",
         "",
-        "| iou type | workers | lvis-api CPU (s) | fast CPU (s) | CPU speed-up | lvis-api wall (s) | fast wall (s) "
-        "| wall speed-up | lvis-api peak (GiB) | fast peak (GiB) | memory ratio | largest difference |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| iou type | evaluator | workers | CPU (s) | wall (s) | peak memory (GiB) | CPU / hotcoco's "
+        "| wall / hotcoco's | largest difference from lvis-api |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    kept = _earlier_rows(args.output, args.iou_types) if args.keep_other_rows else []
-    lines += kept
-    for iou, w, ref, fast, diff in rows:
-        lines.append(
-            f"| {iou} | {w} | {ref['cpu_seconds']:.1f} | {fast['cpu_seconds']:.1f} "
-            f"| {ref['cpu_seconds'] / fast['cpu_seconds']:.1f}x | {ref['wall_seconds']:.0f} "
-            f"| {fast['wall_seconds']:.0f} | {ref['wall_seconds'] / fast['wall_seconds']:.1f}x "
-            f"| {ref['peak_pss'] / 2**30:.2f} ({ref['peak_rss_sum'] / 2**30:.2f}) "
-            f"| {fast['peak_pss'] / 2**30:.2f} ({fast['peak_rss_sum'] / 2**30:.2f}) "
-            f"| {fast['peak_pss'] / max(ref['peak_pss'], 1):.2f} | {diff:.1e} |"
-        )
-    if kept:
-        lines += [
-            "",
-            f"Rows marked 'earlier run' are copied from the previous report (this run measured "
-            f"{', '.join(args.iou_types)} only, with --keep-other-rows); their lvis-api and fast runs were made then, "
-            f"on the code of that report's commit.",
-        ]
+    notes = []
+    for iou in args.iou_types:
+        r = ref.get(iou)
+        hot = runs.get((iou, "hotcoco", 1))
+        if r is not None:
+            if "failed" in r:
+                cells = [
+                    f"stopped: {r['failed']}",
+                    f"{r['wall_seconds']:.0f} (until it stopped)",
+                    f"{r['peak_pss'] / 2**30:.2f} (PSS when it stopped; cap {r.get('mem_cap_gib')} GiB)",
+                ]
+                lines.append(f"| {iou} | lvis-api 0.5.3 | 1 | {cells[0]} | {cells[1]} | {cells[2]} | | | |")
+            else:
+                tag = f" (reused: run of {r['date']})" if r.get("reused") else ""
+                lines.append(
+                    f"| {iou} | lvis-api 0.5.3{tag} | 1 | {r['cpu_seconds']:.1f} | {r['wall_seconds']:.1f} "
+                    f"| {r['peak'] / 2**30:.2f} | | | reference |"
+                )
+                if r.get("reused"):
+                    notes.append(
+                        f"{iou} lvis-api row: reused from this script's run of {r['date']} on the same data "
+                        f"files (sha256 checked), lvis {r['lvis_version']}; its time is that run's."
+                    )
+        for backend, w, _ in backends:
+            rs = runs[iou, backend, w]
+            label, wl = labels[iou, backend, w]
+            cpu, wall = _median(rs, "cpu_seconds"), _median(rs, "wall_seconds")
+            peak = max(float(x["peak"]) for x in rs)
+            vs = ("", "")
+            if hot and backend != "hotcoco":
+                vs = (f"{cpu / _median(hot, 'cpu_seconds'):.2f}", f"{wall / _median(hot, 'wall_seconds'):.2f}")
+            diff = f"{_max_diff(rs[0], r):.1e}" if r is not None and "failed" not in r else "not compared"
+            lines.append(
+                f"| {iou} | {label} | {wl} | {cpu:.2f} | {wall:.2f} | {peak / 2**30:.2f} | {vs[0]} | {vs[1]} | {diff} |"
+            )
+    timing_lines = []
+    for (iou, backend, w), rs in runs.items():
+        if backend == "fast":
+            t = {k: statistics.median(x["timings"][k] for x in rs) for k in rs[0]["timings"]}
+            timing_lines.append(
+                f"- {iou}, workers {labels[iou, backend, w][1]}: " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
+            )
     lines += [
         "",
-        "lvis-api is measured once per iou type; each fast row is divided by that same run. With 2 workers the CPU "
-        "time includes the pool's start and the work the workers repeat (each builds its chunks' records); on a "
-        "machine with free cores its wall time is what drops.",
+        *notes,
+        "",
+        "Phases of the fast evaluator after loading (median wall seconds, `result.timings`):",
+        "",
+        *timing_lines,
         "",
         f"Load average (1, 5, 15 min) at start {tuple(round(x, 1) for x in load_start)}, at end "
-        f"{tuple(round(x, 1) for x in load_end)}: the machine is shared, so absolute times vary between runs; "
-        f"the ratios compare runs made minutes apart.",
+        f"{tuple(round(x, 1) for x in load_end)}: the machine is shared with other jobs, so absolute times vary "
+        "between runs; the runs within one row group were made minutes apart, in turn.",
         "",
         "Environment:",
         "",
         *_environment(),
+        f"- hotcoco: {args.hotcoco_python or 'not measured (no --hotcoco-python)'}",
         "",
     ]
     text = "\n".join(lines)

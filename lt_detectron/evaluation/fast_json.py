@@ -134,11 +134,11 @@ _RECORD = {True: b"\n\x02\x03,,,\x04\x05,", False: b"\n\x02\x03,,,\x04}"}  # the
 _TO_CSV = bytes.maketrans(b"\x02\x03\x04\x05", b",,,,")
 
 
-def _block_columns(block: bytes, with_masks: bool) -> Optional[np.ndarray]:
+def _block_columns(block: bytes, with_masks: bool, want_boxes: bool, want_sizes: bool) -> Optional[np.ndarray]:
     """The numbers of the records in `block` (each preceded by ', '), as a structured array; None if any record is
     not in Detectron2's layout. The masks' counts strings are cut out first; the keys then become marker bytes
     whose sequence, with the commas, must repeat exactly once per record (keys in order, no other key, no other
-    entry), and numpy's text reader converts the numbers (integers must be written as integers)."""
+    entry), and numpy's text reader converts the numbers asked for (integers must be written as integers)."""
     if with_masks:
         block = _COUNTS.sub(b"", block)
     for token, marker in _TOKENS[: 5 if with_masks else 4]:
@@ -148,15 +148,18 @@ def _block_columns(block: bytes, with_masks: bool) -> Optional[np.ndarray]:
     m = len(structure) // len(record)
     if m == 0 or structure != record * m:
         return None
-    fields = [("image_id", np.int64), ("category_id", np.int64), ("bbox", np.float64, (4,)), ("score", np.float64)]
-    if with_masks:
-        fields.append(("size", np.int64, (2,)))
+    # columns of a record: image_id, category_id, x, y, w, h, score[, height, width]
+    fields = [("image_id", np.int64, 0), ("category_id", np.int64, 1), ("score", np.float64, 6)]
+    if want_boxes:
+        fields += [(f"bbox{j}", np.float64, 2 + j) for j in range(4)]
+    if with_masks and want_sizes:
+        fields += [("height", np.int64, 7), ("width", np.int64, 8)]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy reads "2.0" as the integer 2 with a DeprecationWarning: decline
         try:
             rows = np.loadtxt(
-                io.BytesIO(block.translate(_TO_CSV, b" }")), dtype=np.dtype(fields), delimiter=",", ndmin=1,
-                encoding="latin1", comments=None,
+                io.BytesIO(block.translate(_TO_CSV, b" }")), dtype=np.dtype([f[:2] for f in fields]), delimiter=",",
+                ndmin=1, encoding="latin1", comments=None, usecols=[f[2] for f in fields],
             )  # fmt: skip
         except (ValueError, Warning):
             return None
@@ -187,7 +190,8 @@ def read_results_columns(
     """Columns of a Detectron2-written results file, or None if its layout is not exactly that.
 
     with_masks=False skips keeping the masks (bbox evaluation): `segmentation` is then None; with_boxes=False skips
-    converting the boxes (segm evaluation): `bbox` is then None. The layout of both is checked either way.
+    converting the boxes (segm evaluation): `bbox` is then None. The layout of both is checked either way (the
+    numbers not asked for are not converted).
 
     Args:
         path: the results json file.
@@ -221,7 +225,7 @@ def read_results_columns(
     for b, (lo, hi) in enumerate(zip(points[:-1], points[1:])):
         while hi > lo and data[hi - 1] in b", ":  # the separator before the next block
             hi -= 1
-        rows = _block_columns(b"".join((b", ", memoryview(data)[lo:hi])), has_masks)  # one copy
+        rows = _block_columns(b"".join((b", ", memoryview(data)[lo:hi])), has_masks, with_boxes, with_masks)
         if rows is None:
             return None
         parts.append(rows)
@@ -235,7 +239,7 @@ def read_results_columns(
         ends = _mask_ends(data, points, n)
         if ends is None:
             return None
-        seg = RLEColumn(np.ascontiguousarray(cols["size"]), source=data, ends=ends)
-    bbox = np.ascontiguousarray(cols["bbox"]) if with_boxes else None
+        seg = RLEColumn(np.stack([cols["height"], cols["width"]], axis=1), source=data, ends=ends)
+    bbox = np.stack([cols[f"bbox{j}"] for j in range(4)], axis=1) if with_boxes else None
     ids, cats, scores = (np.ascontiguousarray(cols[k]) for k in ("image_id", "category_id", "score"))
     return ResultColumns(ids, cats, scores, bbox, seg)

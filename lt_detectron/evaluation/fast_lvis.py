@@ -152,10 +152,12 @@ def per_class_ap(precision: np.ndarray) -> np.ndarray:
     """
     s = precision[:, :, :, 0]
     out = np.full(s.shape[2], np.nan)
-    for k in range(s.shape[2]):
-        valid = s[:, :, k][s[:, :, k] > -1]
-        if len(valid):
-            out[k] = float(np.mean(valid))
+    rows = np.ascontiguousarray(np.moveaxis(s, 2, 0)).reshape(s.shape[2], -1)  # [K, T * R], each in (t, r) order
+    valid = rows > -1
+    full = valid.all(axis=1)  # lvis-api defines a class's whole [T, R] block or none of it
+    out[full] = rows[full].mean(axis=1)  # the same pairwise sum as np.mean of each row alone
+    for k in np.flatnonzero(valid.any(axis=1) & ~full).tolist():
+        out[k] = float(np.mean(rows[k][valid[k]]))
     return out
 
 
