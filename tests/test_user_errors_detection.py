@@ -141,6 +141,15 @@ def test_missing_weights(train_net, tiny_root, tmp_path, capsys):
     assert 'MODEL.WEIGHTS ""' in err and not (tmp_path / "run").exists()  # failed before any dataset or model work
 
 
+def test_eval_only_without_weights(train_net, tiny_root, tmp_path, capsys):
+    rc, _, err = _call(capsys, train_net.invoke_main, ["--eval-only", *_args(tiny_root, tmp_path / "run")])
+    assert rc == 2
+    assert _error_line(err) == (
+        f"error: --eval-only needs trained weights: MODEL.WEIGHTS is empty and {tmp_path / 'run' / 'last_checkpoint'} "
+        "does not exist. Fix: pass MODEL.WEIGHTS path/to/model_final.pth, or OUTPUT_DIR of a finished training run."
+    )
+
+
 # ------------------------------------------------------------------------------------------ checkpoint files
 
 

@@ -47,6 +47,7 @@ from lt_detectron.utils.checkpoint import CheckpointError  # noqa: E402
 from lt_detectron.utils.cli import (  # noqa: E402
     USER_ERROR_STATUS,
     UserError,
+    UserFileNotFoundError,
     debug_requested,
     misplaced_options,
     report_user_error,
@@ -74,7 +75,7 @@ def _eval_weights(cfg) -> str:
     if os.path.isfile(tag):
         with open(tag) as f:
             return os.path.join(cfg.OUTPUT_DIR, f.read().strip())
-    raise UserError(
+    raise UserFileNotFoundError(
         f"--eval-only needs trained weights: MODEL.WEIGHTS is empty and {tag} does not exist. "
         f"Fix: pass MODEL.WEIGHTS path/to/model_final.pth, or OUTPUT_DIR of a finished training run."
     )

@@ -20,7 +20,7 @@ from typing import Any, Iterator, List, Mapping, Sequence, Tuple
 import yaml
 from detectron2.config import CfgNode
 
-from lt_detectron.utils.cli import UserError, config_error, error_message
+from lt_detectron.utils.cli import UserError, UserFileNotFoundError, config_error, error_message
 
 from .setup import build_cfg
 
@@ -99,7 +99,7 @@ def check_weights_exist(cfg: CfgNode, resume: bool = False) -> None:
         return
     if resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")):
         return
-    raise UserError(
+    raise UserFileNotFoundError(
         f"MODEL.WEIGHTS {weights} does not exist (relative paths are read from {os.getcwd()}); nothing was run. "
         f"Fix: {WEIGHTS_FIX}."
     )

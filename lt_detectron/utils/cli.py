@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence, Tuple, Type
 __all__ = [
     "USER_ERROR_STATUS",
     "UserError",
+    "UserFileNotFoundError",
     "debug_requested",
     "error_message",
     "config_error",
@@ -31,6 +32,10 @@ USER_ERROR_STATUS = 2  # argparse's status for a bad command line; distinct from
 
 class UserError(Exception):
     """A mistake in the user's input; the message says what is wrong, where, and the fix."""
+
+
+class UserFileNotFoundError(UserError, FileNotFoundError):
+    """A file the user named (or needs to pass) does not exist; also a FileNotFoundError for callers that catch it."""
 
 
 def debug_requested(argv: Sequence[str] | None = None) -> bool:
