@@ -29,6 +29,7 @@ from lt_detectron.data import generate_lt_shapes, register_lt_shapes
 from lt_detectron.data.lt_shapes import remove_stale_work_folders
 from lt_detectron.engine import build_cfg
 from lt_detectron.engine.run_guard import check_resume
+from lt_detectron.utils.cli import config_error
 from lt_detectron.utils.io import _host
 
 BASELINE = os.path.join(REPO, "configs", "demo", "lt_shapes_baseline.yaml")
@@ -107,6 +108,17 @@ def test_datasets_train_given_as_a_string(train_net, tiny_root, tmp_path, capsys
         "\"('lt_shapes_train',)\" on the command line, or TRAIN: (\"lt_shapes_train\",) in the YAML file."
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_a_string_of_several_names_gets_a_tuple_of_them_as_the_fix():
+    err = ValueError(
+        "Type mismatch (<class 'tuple'> vs. <class 'str'>) with values (('lt_shapes_train',) vs. a,b) for config "
+        "key: DATASETS.TRAIN"
+    )
+    assert str(config_error(err, "c.yaml")).endswith(
+        """Fix: write a tuple, with a trailing comma for one item: DATASETS.TRAIN "('a', 'b')" on the command line, """
+        """or TRAIN: ("a", "b") in the YAML file."""
+    )
 
 
 def test_unknown_key_reaches_the_one_line_error(train_net, tiny_root, tmp_path, capsys):

@@ -92,9 +92,12 @@ def config_error(err: BaseException, config_file: str, overrides: Sequence[str] 
         return UserError(text if source in text else f"{source}: {text}")
     key, old, new = match["key"], match["old"], match["new"]
     if "tuple" in match["old_type"] or "list" in match["old_type"]:
+        items = [item.strip(" '\"") for item in new.strip("()[] ").split(",") if item.strip(" '\"")]
+        on_line = "(" + ", ".join(f"'{i}'" for i in items) + ("," if len(items) == 1 else "") + ")"
+        in_yaml = "(" + ", ".join(f'"{i}"' for i in items) + ("," if len(items) == 1 else "") + ")"
         fix = (
-            f"write a tuple, with a trailing comma for one item: {key} \"('{new.strip('()')}',)\" on the command "
-            f'line, or {key.rsplit(".", 1)[-1]}: ("{new.strip("()")}",) in the YAML file'
+            f'write a tuple, with a trailing comma for one item: {key} "{on_line}" on the command line, or '
+            f"{key.rsplit('.', 1)[-1]}: {in_yaml} in the YAML file"
         )
     else:
         fix = f"give a value of that type, like {old}"
