@@ -80,7 +80,8 @@ class LTTrainer(MetaWeightingTrainerMixin, DefaultTrainer):
     `MetaWeightingTrainerMixin`.
 
     Multi-process (see docs/distributed.md): a CPU model is wrapped in DDP without `device_ids` (gloo), and
-    `--resume` is exact (the sampler skips the consumed indices, every iteration re-seeds from (SEED, rank,
+    `--resume` is exact with any number of loader workers (the sampler skips the consumed indices, each sample is
+    augmented from (SEED, rank, its stream position), every iteration re-seeds the model's sampling from (SEED, rank,
     iteration): lt_detectron.engine.resume).
     """
 
