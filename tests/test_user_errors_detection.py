@@ -260,9 +260,9 @@ def test_console_output_has_no_escape_codes(train_net, tiny_root, tmp_path, caps
 # ------------------------------------------------------------------------------------------ worker processes
 
 
-def test_user_error_in_a_launched_worker(train_net, monkeypatch, capsys):
-    """In a process of a multi-process run, a user error is said there in one line and the process exits with 2;
-    the launcher then exits with 2 without a traceback."""
+def test_user_error_in_a_launched_worker(train_net, tmp_path, monkeypatch, capsys):
+    """In a process of a multi-process run, a user error ends the process with status 2 and its message goes to the
+    launcher, which says it once, in one line, and exits with 2 (no relayed traceback)."""
     from torch.multiprocessing import ProcessExitedException
 
     monkeypatch.delenv("LT_DEBUG", raising=False)
@@ -272,18 +272,26 @@ def test_user_error_in_a_launched_worker(train_net, monkeypatch, capsys):
 
     monkeypatch.setattr(train_net, "main", failing_main)
     monkeypatch.setattr(train_net.comm, "get_world_size", lambda: 2)
-    with pytest.raises(SystemExit) as info:
-        train_net.launched_main(train_net.build_parser().parse_args([]))
-    assert info.value.code == 2
-    assert capsys.readouterr().err.startswith("error: checkpoint /w/model.pth cannot be read (RuntimeError: x).")
+    args = train_net.build_parser().parse_args([])
+    args.user_error_file = str(tmp_path / "user_error.txt")
+    for _ in range(2):  # the second rank finds the first one's message and leaves it
+        with pytest.raises(SystemExit) as info:
+            train_net.launched_main(args)
+        assert info.value.code == 2
+    message = "checkpoint /w/model.pth cannot be read (RuntimeError: x). Fix: " + train_net.CheckpointError("", "").fix
+    assert (tmp_path / "user_error.txt").read_text() == message + "."
+    assert capsys.readouterr().err == ""
 
-    def launch_fails(*args, **kwargs):
-        raise ProcessExitedException("process 1 terminated with exit code 2", 1, 123, 2)
+    def launch(main_func, num_processes, args=(), **kwargs):  # two workers, both failing as above
+        for _ in range(num_processes):
+            with pytest.raises(SystemExit):
+                main_func(*args)
+        raise ProcessExitedException("process 0 terminated with exit code 2", 0, 123, 2)
 
-    monkeypatch.setattr(train_net, "launch", launch_fails)
+    monkeypatch.setattr(train_net, "launch", launch)
     monkeypatch.setattr(train_net, "prepare_launch", lambda args, cfg: "")
-    assert train_net.invoke_main(["--config-file", BASELINE]) == 2
-    assert "Traceback" not in capsys.readouterr().err
+    rc, _, err = _call(capsys, train_net.invoke_main, ["--config-file", BASELINE, "--num-gpus", "2"])
+    assert rc == 2 and err == f"error: {message}.\n"
 
 
 def test_command_line_exit_status_and_debug(tiny_root, tmp_path):

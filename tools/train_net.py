@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import sys
+import tempfile
 from typing import Any, Callable
 
 from lt_detectron.utils.numerics import pin_cpu_numerics
@@ -49,6 +51,7 @@ from lt_detectron.utils.cli import (  # noqa: E402
     UserError,
     UserFileNotFoundError,
     debug_requested,
+    error_message,
     misplaced_options,
     report_user_error,
     run_cli,
@@ -116,16 +119,49 @@ def main(args):
 
 
 def launched_main(args):
-    """`main` in each launched process. In a worker of a multi-process run, a user error is said there in one line
-    and ends the process with status 2 (the launcher would otherwise relay its traceback); `invoke_main` then
-    exits with 2 too. With one process, `invoke_main` reports it."""
+    """`main` in each launched process. In a worker of a multi-process run, a user error ends the process with status
+    2 instead of a traceback the launcher would relay: its message goes to `args.user_error_file` (the first one
+    written wins), which `invoke_main` prints once; without that file (another machine) the worker prints it. With
+    one process, `invoke_main` reports it."""
     try:
         return main(args)
     except UserError as err:
         if comm.get_world_size() == 1 or getattr(args, "debug", False) or debug_requested():
             raise
-        report_user_error(err)
+        try:
+            with open(getattr(args, "user_error_file", ""), "x") as f:
+                f.write(error_message(err))
+        except FileExistsError:
+            pass  # another process's message is already there (ranks usually fail alike)
+        except OSError:
+            report_user_error(err)
         sys.exit(USER_ERROR_STATUS)
+
+
+def _launch(args: argparse.Namespace, device: str) -> None:
+    """`launch` of `launched_main`; a launched process's user error is raised here as a UserError."""
+    folder = tempfile.mkdtemp(prefix="lt_train_net_errors.")
+    args.user_error_file = os.path.join(folder, "user_error.txt")
+    try:
+        # The model's device picks the backend: gloo processes for a CPU model, Detectron2's NCCL launch for GPUs.
+        launch(
+            launched_main,
+            args.num_gpus,
+            device=device,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except ProcessExitedException as err:
+        if err.exit_code != USER_ERROR_STATUS:
+            raise
+        if not os.path.isfile(args.user_error_file):
+            raise UserError(f"process {err.error_index} stopped on a user error (its message is above)") from None
+        with open(args.user_error_file) as f:
+            raise UserError(f.read()) from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
@@ -146,21 +182,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
     # Datasets checked and class statistics computed once here, not in every launched process.
     with dataset_errors():
         args.class_stats_file = prepare_launch(args, cfg)
-    try:
-        # The model's device picks the backend: gloo processes for a CPU model, Detectron2's NCCL launch for GPUs.
-        launch(
-            launched_main,
-            args.num_gpus,
-            device=cfg.MODEL.DEVICE,
-            num_machines=args.num_machines,
-            machine_rank=args.machine_rank,
-            dist_url=args.dist_url,
-            args=(args,),
-        )
-    except ProcessExitedException as err:
-        if err.exit_code == USER_ERROR_STATUS:  # the worker said what is wrong
-            return USER_ERROR_STATUS
-        raise
+    _launch(args, cfg.MODEL.DEVICE)
     return 0
 
 
