@@ -160,3 +160,18 @@ def test_fixed_ap_toy_case_by_hand():
     assert fixed.summary["APf"] == fixed.summary["AP"] and fixed.summary["APr"] == -1
     assert np.isnan(fixed.per_class_ap[1]) and fixed.per_class_ap[0] == pytest.approx(56 / 101, abs=1e-12)
     _assert_same(fixed, *_lvis_api(gt, res, "bbox", fixed_k=10_000))
+
+
+def test_lvis_api_quirks_are_kept():
+    """lvis-api stores a match as the ground truth's id, so a match to an annotation with id 0 counts as no match
+    (a false positive that still uses up that annotation); of ground truths with equal IoU the later one is taken."""
+    gt, res = copy.deepcopy(_toy())
+    gt["annotations"][0]["id"] = 0  # box A: the detection at score 0.5 (kept by Fixed AP) matches it
+    twin = dict(gt["annotations"][1], id=4)  # a second annotation on box B: equal IoU for a detection on B
+    gt["annotations"].append(twin)
+    res.append({"image_id": 1, "category_id": 1, "bbox": [50, 50, 20, 20], "score": 0.55})
+    fixed = evaluate_lvis(gt, res, ["bbox"], fixed_ap=True, workers=1)["bbox"]
+    ref_summary, ref_per_class = _lvis_api(gt, res, "bbox", fixed_k=10_000)
+    _assert_same(fixed, ref_summary, ref_per_class)
+    # had the id-0 match counted as a true positive, class 1 would have 3 true positives among its 4 detections
+    assert fixed.recall[0, 0, 0] == pytest.approx(2 / 4)
