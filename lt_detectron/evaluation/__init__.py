@@ -1,4 +1,4 @@
-"""LVIS evaluation: lvis-api's numbers from faster-coco-eval's C++ core, sharded by class over processes, with
+"""LVIS evaluation: lvis-api's numbers computed with numpy, sharded by class over processes, with
 Fixed AP, per-class reports and Detectron2 integration."""
 
 from .fast_lvis import FIXED_AP_DEFAULT_K, LVISEvalResult, default_workers, evaluate_lvis, summarize_lvis

@@ -1,20 +1,24 @@
-"""LVIS AP with lvis-api 0.5.3's exact numbers on faster-coco-eval's C++ matching, sharded by class over processes.
+"""LVIS AP with lvis-api 0.5.3's exact numbers, in numpy, sharded by class over processes.
 
-lvis-api (`lvis.LVISEval`) is the reference. The protocol it applies around COCO-style matching is applied here
-around faster-coco-eval's C++ `COCOevalEvaluateAccumulate`:
+lvis-api (`lvis.LVISEval`) is the reference; this module applies its protocol (in this one place):
 
 1. per image, keep the 300 highest-scoring detections (a stable sort, as `lvis.LVISResults`); Fixed AP (Dave et al.
    2021, arXiv 2102.01066) instead keeps the K (10,000) highest-scoring detections of each class over the dataset
    and no per-image cap;
 2. drop detections with area <= 0 (lvis-api's `get_ann_ids` keeps 0 < area < inf) and detections of a class that is
    neither annotated in the image nor in its `neg_category_ids` (the federated rule; lvis-api skips them too);
-3. mark unmatched detections of a class in the image's `not_exhaustive_category_ids` as ignored (`lvis_mark`);
+3. an unmatched detection of a class in the image's `not_exhaustive_category_ids` is ignored, as is an unmatched one
+   outside the area range;
 4. for segm, a detection's area is its mask area (Detectron2 drops the result's box before LVISResults).
 
-AP of one class depends only on that class's ground truth and detections, so classes are split into chunks and
-evaluated in a process pool; each worker builds the records of its chunk only. The summary (AP, AP50, AP75,
-APs/m/l, APr/c/f, AR) is lvis-api's `_summarize` over the reassembled precision/recall arrays, so even the order of
-the floating-point sums is lvis-api's.
+The work is array operations over all detections of a chunk of classes, not a record per detection: IoUs (boxes:
+pycocotools' bbIou arithmetic, vectorised; masks: pycocotools' rleIou, only for entries that can reach IoU 0.5),
+lvis-api's greedy matching stepped one detection rank at a time over all (image, class) pairs at once, and its
+accumulation (cumulative sums, right-to-left maximum, recall-threshold look-up) per class. Each step repeats lvis-api's
+floating-point operations, so the numbers are its numbers (tests/test_eval_fast_lvis.py: every summary value and
+per-class AP to 1e-9). AP of one class depends only on that class's ground truth and detections, so classes are split
+into chunks evaluated in a process pool. The summary (AP, AP50, AP75, APs/m/l, APr/c/f, AR) is lvis-api's
+`_summarize` over the reassembled precision/recall arrays, so even the order of the floating-point sums is lvis-api's.
 """
 
 from __future__ import annotations
