@@ -175,3 +175,27 @@ def test_lvis_api_quirks_are_kept():
     _assert_same(fixed, ref_summary, ref_per_class)
     # had the id-0 match counted as a true positive, class 1 would have 3 true positives among its 4 detections
     assert fixed.recall[0, 0, 0] == pytest.approx(2 / 4)
+
+
+def test_fast_reader_boxes_only_file(tmp_path):
+    """A results file without masks takes the fast reader too (its own record ending), with json.load's numbers;
+    an id written as a float or a record with its keys in another order sends the file to json.load."""
+    import json
+
+    from lt_detectron.evaluation.fast_json import read_results_columns
+
+    gt, res = _data("small")
+    res = [{k: v for k, v in r.items() if k != "segmentation"} for r in res]
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps(res))
+    cols = read_results_columns(path)
+    assert cols is not None and cols.segmentation is None
+    assert np.array_equal(cols.bbox, np.array([r["bbox"] for r in res], dtype=float))
+    assert np.array_equal(cols.score, [r["score"] for r in res])
+    assert np.array_equal(cols.image_id, [r["image_id"] for r in res])
+    assert np.array_equal(cols.category_id, [r["category_id"] for r in res])
+    for change in ({"category_id": float(res[3]["category_id"])}, "reorder"):
+        bad = copy.deepcopy(res)
+        bad[3] = dict(reversed(list(bad[3].items()))) if change == "reorder" else dict(bad[3], **change)
+        path.write_text(json.dumps(bad))
+        assert read_results_columns(path) is None

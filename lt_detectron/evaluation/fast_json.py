@@ -119,29 +119,31 @@ class ResultColumns:
     segmentation: Optional[RLEColumn]
 
 
-_COUNTS = re.compile(rb'\], "counts": "[^"]*"\}\}')  # a mask's counts string and the record's end, as Detectron2 writes
-# Detectron2's keys in its order (json.dumps of instances_to_coco_json records), each replaced by one marker byte
-_TOKENS = (
-    (b', {"image_id": ', b"\n"),
-    (b', "category_id": ', b"\x02"),
-    (b', "bbox": [', b"\x03"),
-    (b'], "score": ', b"\x04"),
-    (b', "segmentation": {"size": [', b"\x05"),
-)
+_START = b'{"image_id": '
+# a mask's counts string, the record's end and the next record's start, as Detectron2 writes them: one line end
+_COUNTS = re.compile(rb'\], "counts": "[^"]*"\}\}(?:, \{"image_id": )?')
+# Detectron2's other keys in its order (json.dumps of instances_to_coco_json records), each replaced by one marker
+_TOKENS = {
+    True: ((b', "category_id": ', b"\x02"), (b', "bbox": [', b"\x03"), (b'], "score": ', b"\x04"),
+           (b', "segmentation": {"size": [', b"\x05")),
+    False: ((b'}, {"image_id": ', b"\n"), (b', "category_id": ', b"\x02"), (b', "bbox": [', b"\x03"),
+            (b'], "score": ', b"\x04")),
+}  # fmt: skip
 _STRUCTURE = b"\n\x02\x03\x04\x05,}"
 _NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(_STRUCTURE)))
-_RECORD = {True: b"\n\x02\x03,,,\x04\x05,", False: b"\n\x02\x03,,,\x04}"}  # the structure bytes of one record
+_RECORD = {True: b"\x02\x03,,,\x04\x05,\n", False: b"\x02\x03,,,\x04\n"}  # the structure bytes of one record
 _TO_CSV = bytes.maketrans(b"\x02\x03\x04\x05", b",,,,")
 
 
 def _block_columns(block: bytes, with_masks: bool, want_boxes: bool, want_sizes: bool) -> Optional[np.ndarray]:
-    """The numbers of the records in `block` (each preceded by ', '), as a structured array; None if any record is
+    """The numbers of the records in `block` (records without their leading `{"image_id": `, the last one followed
+    by `, {"image_id": ` if the file has no masks), as a structured array; None if any record is
     not in Detectron2's layout. The masks' counts strings are cut out first; the keys then become marker bytes
     whose sequence, with the commas, must repeat exactly once per record (keys in order, no other key, no other
     entry), and numpy's text reader converts the numbers asked for (integers must be written as integers)."""
     if with_masks:
-        block = _COUNTS.sub(b"", block)
-    for token, marker in _TOKENS[: 5 if with_masks else 4]:
+        block = _COUNTS.sub(b"\n", block)
+    for token, marker in _TOKENS[with_masks]:
         block = block.replace(token, marker)
     structure = block.translate(None, _NOT_STRUCTURE)
     record = _RECORD[with_masks]
@@ -225,7 +227,12 @@ def read_results_columns(
     for b, (lo, hi) in enumerate(zip(points[:-1], points[1:])):
         while hi > lo and data[hi - 1] in b", ":  # the separator before the next block
             hi -= 1
-        rows = _block_columns(b"".join((b", ", memoryview(data)[lo:hi])), has_masks, with_boxes, with_masks)
+        if not data.startswith(_START, lo):
+            return None
+        tail = b"" if has_masks else b", " + _START  # every record then ends in the same bytes
+        rows = _block_columns(
+            b"".join((memoryview(data)[lo + len(_START) : hi], tail)), has_masks, with_boxes, with_masks
+        )
         if rows is None:
             return None
         parts.append(rows)
