@@ -9,7 +9,8 @@ Generates (once, cached in --data-dir) an LVIS v1-sized train json: 1,203 classe
 LVIS splits (an `lvis_v1_*` name loaded by Detectron2's `load_lvis_json`). Then, in a fresh process per run:
 
 - stock: Detectron2's model-zoo LVIS v1 Mask R-CNN R50-FPN config through `DefaultTrainer` + `resume_or_load`;
-- lt-detectron: `tools/train_net.py --config-file configs/lvis_lda.yaml` (its `invoke_main`: config, dataset checks
+- lt-detectron: `tools/train_net.py --config-file configs/lvis_lda.yaml`, and configs/lvis_baseline.yaml (stock's
+  model through lt-detectron's entry point) (its `invoke_main`: config, dataset checks
   before `launch`, then in each process the trainer: model with the LDA predictor's class counts, optimizer, the
   repeat-factor train loader, hooks), its training loop replaced by a stop;
 - with 1 process (in the launching process) and 2 processes (gloo workers on the CPU; the stock trainer's DDP
@@ -167,7 +168,9 @@ def _report(counts: dict, built_at: float) -> None:
 
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     record = {"rank": comm.get_rank(), "built_at": built_at, "peak_gib": peak_gib, **counts}
-    print("RESULT " + json.dumps(record), flush=True)
+    # A file per rank: the processes share one stdout, where their lines may interleave.
+    with open(os.path.join(_settings()["results"], f"rank{comm.get_rank()}.json"), "w") as f:
+        json.dump(record, f)
 
 
 def _load_train_net():
@@ -228,7 +231,7 @@ def child() -> None:
         args = default_argument_parser().parse_args(argv + [config, *COMMON_OPTS, "OUTPUT_DIR", out])
         launch(_stock_worker, args.num_gpus, device="cpu", args=(args,))
     else:
-        config = os.path.join(settings["repo"], "configs", settings["config"])
+        config = os.path.join(settings["repo"], "configs", settings["config"])  # kind "lt"
         counts = _instrument_and_register()  # the launching process: what it parses before `launch`
         train_net = _load_train_net()
         real_launch = train_net.launch
@@ -237,42 +240,56 @@ def child() -> None:
             if settings["processes"] == 1:
                 train_net.LTTrainer.train = lambda trainer: _report(counts, time.time())
                 return real_launch(main_func, *a, **kw)
-            print("LAUNCHER " + json.dumps(counts), flush=True)
+            with open(os.path.join(settings["results"], "launcher.json"), "w") as f:
+                json.dump(counts, f)
             return real_launch(_lt_worker, *a, **kw)
 
         train_net.launch = launch_measured
         train_net.invoke_main(argv + [config, *COMMON_OPTS, "OUTPUT_DIR", out])
-    print("START " + json.dumps({"start": start}), flush=True)
+    with open(os.path.join(settings["results"], "start.json"), "w") as f:
+        json.dump({"start": start}, f)
 
 
 # ----------------------------------------------------------------------------------------------------- parent
 def _measure(kind: str, processes: int, repo: str, json_file: str, image_root: str, config: str) -> dict:
-    settings = dict(kind=kind, processes=processes, repo=repo, json=json_file, image_root=image_root, config=config)
-    env = dict(
-        os.environ, PYTHONPATH=repo, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", **{_ENV: json.dumps(settings)}
+    results = tempfile.mkdtemp(prefix="startup_results_")
+    settings = dict(
+        kind=kind, processes=processes, repo=repo, json=json_file, image_root=image_root, config=config, results=results
     )
+    env = dict(os.environ, PYTHONPATH=repo, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE")
+    env[_ENV] = json.dumps(settings)
     cmd = [sys.executable, os.path.abspath(__file__), "--child"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    lines = proc.stdout.splitlines()
-    ranks = [json.loads(x[len("RESULT ") :]) for x in lines if x.startswith("RESULT ")]
-    starts = [json.loads(x[len("START ") :])["start"] for x in lines if x.startswith("START ")]
-    launcher = [json.loads(x[len("LAUNCHER ") :]) for x in lines if x.startswith("LAUNCHER ")]
-    if proc.returncode or len(ranks) != processes or not starts:
+
+    def read(name: str):
+        path = os.path.join(results, name)
+        if not os.path.isfile(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+
+    ranks = [read(f"rank{r}.json") for r in range(processes)]
+    start, launcher = read("start.json"), read("launcher.json")
+    if proc.returncode or None in ranks or start is None:
         raise RuntimeError(f"start-up run failed ({kind}, {processes} processes):\n{proc.stderr[-4000:]}")
-    before_launch = launcher[0]["json_loads"] if launcher else 0
     return {
-        "seconds": max(r["built_at"] for r in ranks) - starts[0],
+        "seconds": max(r["built_at"] for r in ranks) - start["start"],
         "peak_gib": max(r["peak_gib"] for r in ranks),
-        "json_loads": [r["json_loads"] for r in sorted(ranks, key=lambda r: r["rank"])],
-        "dataset_loads": [r["dataset_loads"] for r in sorted(ranks, key=lambda r: r["rank"])],
-        "before_launch": before_launch,
+        "json_loads": [r["json_loads"] for r in ranks],
+        "dataset_loads": [r["dataset_loads"] for r in ranks],
+        "before_launch": launcher["json_loads"] if launcher else 0,
     }
 
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=os.path.join(tempfile.gettempdir(), "lt_detectron_startup"))
-    parser.add_argument("--config", default="lvis_lda.yaml", help="lt-detectron config under configs/")
+    parser.add_argument(
+        "--configs",
+        default="lvis_lda.yaml,lvis_baseline.yaml",
+        help="comma-separated lt-detectron configs under configs/ (default: %(default)s; lvis_baseline is stock's "
+        "model through tools/train_net.py, so its row isolates the entry point's cost from the head's parameters)",
+    )
     parser.add_argument("--processes", default="1,2", help="comma-separated process counts (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=2, help="alternating stock / lt-detectron pairs per count")
     parser.add_argument("--output", default=os.path.join(REPO, "benchmarks", "results", "train_startup.md"))
@@ -301,25 +318,28 @@ def main(argv: list[str] | None = None) -> str:
     sys.path.insert(0, REPO)
     from _results import format_markdown_table, write_results
 
+    configs = [c for c in args.configs.split(",") if c]
     rows, ratios = [], []
     for processes in [int(p) for p in args.processes.split(",")]:
-        runs = {"stock": [], "lt-detectron": []}
+        runs = {"stock": [], **{config: [] for config in configs}}
         for repeat in range(args.repeats):
-            for kind in ("stock", "lt-detectron"):
-                result = _measure(kind, processes, REPO, json_file, image_root, args.config)
+            for kind in runs:
+                config = "" if kind == "stock" else kind
+                result = _measure("stock" if kind == "stock" else "lt", processes, REPO, json_file, image_root, config)
                 print(f"{processes} process(es), {kind}, run {repeat + 1}/{args.repeats}: {result}", flush=True)
                 runs[kind].append(result)
         medians = {k: statistics.median(r["seconds"] for r in v) for k, v in runs.items()}
-        ratio = medians["lt-detectron"] / medians["stock"]
-        ratios.append((processes, ratio))
         for kind, results in runs.items():
             last = results[-1]
+            ratio = medians[kind] / medians["stock"]
+            if kind != "stock":
+                ratios.append((processes, kind, ratio))
             rows.append(
                 [
-                    kind,
+                    "stock Detectron2" if kind == "stock" else f"tools/train_net.py, configs/{kind}",
                     processes,
                     f"{medians[kind]:.1f} ({', '.join('%.1f' % r['seconds'] for r in results)})",
-                    f"{ratio:.2f}x" if kind == "lt-detectron" else "1.00x",
+                    f"{ratio:.2f}x",
                     f"{max(r['peak_gib'] for r in results):.2f}",
                     last["before_launch"],
                     " / ".join(map(str, last["json_loads"])),
@@ -342,16 +362,16 @@ def main(argv: list[str] | None = None) -> str:
             f"Generated train json: {NUM_CLASSES:,} classes, {num_images:,} images, {num_annotations:,} annotations "
             f"(boxes with 4-point polygons), {size:.0f} MiB, registered as the builtin-style `{DATASET}`. Stock: "
             f"Detectron2's `{STOCK_CONFIG}` through `DefaultTrainer`; lt-detectron: `tools/train_net.py "
-            f"--config-file configs/{args.config}`. Both on the CPU, OMP_NUM_THREADS=1 per process, from the entry "
-            "point to the last process's built trainer (model, optimizer, train loader with repeat factor sampling, "
-            "hooks; no image read). Peak memory: the largest ru_maxrss of the processes. lvis-api's own json read "
-            "inside Detectron2's loader counts as a parse.",
+            "--config-file` with each config. All on the CPU, OMP_NUM_THREADS=1 per process, from the entry point to "
+            "the last process's built trainer (model, optimizer, train loader with repeat factor sampling, hooks; no "
+            "image read). Peak memory: the largest ru_maxrss of the processes. lvis-api's own json read inside "
+            "Detectron2's loader counts as a parse.",
             "",
             format_markdown_table(header, rows),
             "",
-            "Ratios (lt-detectron / stock, medians): "
-            + ", ".join(f"{p} process{'es' if p > 1 else ''}: {r:.2f}x" for p, r in ratios)
-            + ". The runs alternate, so a load change on the shared machine hits both.",
+            "Ratios to stock (medians): "
+            + "; ".join(f"{p} process{'es' if p > 1 else ''}, {c}: {r:.2f}x" for p, c, r in ratios)
+            + ". The runs alternate, so a load change on the shared machine hits every row.",
         ]
     )
     command = " ".join(["python benchmarks/train_startup.py", *(sys.argv[1:] if argv is None else argv)])
