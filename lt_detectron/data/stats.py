@@ -17,10 +17,11 @@ counts are stale cannot skew the class weights); a category-info file is trusted
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
-from typing import Dict, Iterable, List, Mapping, Sequence
+from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -66,24 +67,35 @@ def frequency_groups(image_counts: Sequence[int] | np.ndarray) -> np.ndarray:
     return np.where(counts <= RARE_MAX_IMAGES, "r", np.where(counts <= COMMON_MAX_IMAGES, "c", "f"))
 
 
+def _annotation_arrays(records: Sequence[dict]) -> Tuple[np.ndarray, np.ndarray]:
+    """(image index, category_id) of every annotation of Detectron2 dicts, in record order: the one Python-level pass
+    over the annotations (1.27 M for LVIS v1 train); everything after it is NumPy."""
+    per_image = [[a["category_id"] for a in r.get("annotations", ())] for r in records]
+    lengths = np.fromiter(map(len, per_image), dtype=np.int64, count=len(per_image))
+    cats = np.fromiter(itertools.chain.from_iterable(per_image), dtype=np.int64, count=int(lengths.sum()))
+    return np.repeat(np.arange(len(per_image), dtype=np.int64), lengths), cats
+
+
+def _per_class_counts(image: np.ndarray, cats: np.ndarray, num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(images containing each class, instances of each class) from `_annotation_arrays`."""
+    pairs = np.unique(image * num_classes + cats)  # distinct (image, class) pairs
+    images = np.bincount(pairs % num_classes, minlength=num_classes).astype(np.int64)
+    return images, np.bincount(cats, minlength=num_classes).astype(np.int64)
+
+
 def class_stats_from_records(records: Iterable[dict], num_classes: int, where: str) -> Dict[str, np.ndarray]:
     """Images containing each class and instances of each class, in one pass over Detectron2 dicts (contiguous
     0-based `category_id`s); `where` names the data in errors."""
-    images = np.zeros(num_classes, dtype=np.int64)
-    instances = np.zeros(num_classes, dtype=np.int64)
-    for record in records:
-        cats = [ann["category_id"] for ann in record.get("annotations", [])]
-        if not cats:
-            continue
-        present = np.asarray(cats, dtype=np.int64)
-        if present.min() < 0 or present.max() >= num_classes:
-            bad = int(present[(present < 0) | (present >= num_classes)][0])
-            raise ValueError(
-                f"{where}: image {record.get('file_name', record.get('image_id'))} has category_id {bad}, "
-                f"outside the {num_classes} thing_classes; the dataset and its metadata disagree"
-            )
-        np.add.at(instances, present, 1)
-        images[np.unique(present)] += 1
+    records = records if isinstance(records, Sequence) else list(records)
+    image, cats = _annotation_arrays(records)
+    bad = np.flatnonzero((cats < 0) | (cats >= num_classes))
+    if bad.size:
+        record = records[int(image[bad[0]])]
+        raise ValueError(
+            f"{where}: image {record.get('file_name', record.get('image_id'))} has category_id {int(cats[bad[0]])}, "
+            f"outside the {num_classes} thing_classes; the dataset and its metadata disagree"
+        )
+    images, instances = _per_class_counts(image, cats, num_classes)
     return {"image_count": images, "instance_count": instances}
 
 
@@ -296,15 +308,17 @@ def repeat_factor_summary(records: Sequence[dict], factors: Sequence[float], num
     factors = np.asarray(factors, dtype=np.float64)
     if len(factors) != len(records):
         raise ValueError(f"repeat_factor_summary: {len(factors)} factors for {len(records)} images")
-    ids_per_image = [{a["category_id"] for a in r.get("annotations", ())} for r in records]
-    # Counted here, not with class_stats_from_records: that is the training statistics' one pass per dataset
-    # (tests/test_data_class_stats.py counts its calls), and this summary needs only the image counts.
-    image_counts = np.zeros(num_classes, dtype=np.int64)
-    for ids in ids_per_image:
-        image_counts[list(ids)] += 1
+    image, cats = _annotation_arrays(records)
+    # Not class_stats_from_records: that is the training statistics' one pass per dataset, whose calls
+    # tests/test_data_class_stats.py counts; this summary needs only the image counts.
+    image_counts, _ = _per_class_counts(image, cats, num_classes)
     groups = frequency_groups(image_counts)
-    rank = {"r": 0, "c": 1, "f": 2}
-    image_group = np.array([min((groups[c] for c in ids), key=rank.get) if ids else "none" for ids in ids_per_image])
+    rank_of_class = np.select([groups == "r", groups == "c"], [0, 1], default=2)  # the rarest group ranks lowest
+    rarest = np.full(len(records), 3, dtype=np.int64)  # 3: no annotation
+    if cats.size:
+        starts = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])
+        rarest[image[starts]] = np.minimum.reduceat(rank_of_class[cats], starts)
+    image_group = np.array(["r", "c", "f", "none"])[rarest]
     summary: Dict[str, object] = {
         "images": len(records),
         "effective_epoch_images": float(factors.sum()),
@@ -318,7 +332,7 @@ def repeat_factor_summary(records: Sequence[dict], factors: Sequence[float], num
                 "mean_factor": float(factors[mask].mean()),
                 "max_factor": float(factors[mask].max()),
             }
-    has_rare = np.array([any(groups[c] == "r" for c in ids) for ids in ids_per_image], dtype=bool)
+    has_rare = rarest == 0
     summary["rare_image_share"] = float(has_rare.mean()) if len(records) else 0.0
     summary["rare_image_share_sampled"] = float(factors[has_rare].sum() / factors.sum()) if len(records) else 0.0
     return summary
