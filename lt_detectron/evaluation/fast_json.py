@@ -120,33 +120,35 @@ class ResultColumns:
 
 
 _START = b'{"image_id": '
-# a mask's counts string, the record's end and the next record's start, as Detectron2 writes them: one line end
-_COUNTS = re.compile(rb'\], "counts": "[^"]*"\}\}(?:, \{"image_id": )?')
-# Detectron2's other keys in its order (json.dumps of instances_to_coco_json records), each replaced by one marker
-_TOKENS = {
-    True: ((b', "category_id": ', b"\x02"), (b', "bbox": [', b"\x03"), (b'], "score": ', b"\x04"),
-           (b', "segmentation": {"size": [', b"\x05")),
-    False: ((b'}, {"image_id": ', b"\n"), (b', "category_id": ', b"\x02"), (b', "bbox": [', b"\x03"),
-            (b'], "score": ', b"\x04")),
+_NEXT = rb'(?:, \{"image_id": )?'  # the next record's start, if any: the record's end becomes one line end
+_CATEGORY, _BBOX, _SCORE = (b', "category_id": ', b"\x02"), (b', "bbox": [', b"\x03"), (b'], "score": ', b"\x04")
+# Per layout: the regular expression that cuts out the masks (and ends the line), Detectron2's other keys in its
+# order (json.dumps of instances_to_coco_json records) each replaced by one marker byte, and the structure bytes
+# (markers and commas) of one record. "masks" keeps the masks' sizes; "masks dropped" (bbox evaluation) cuts the
+# whole segmentation out; "boxes" is a file without masks.
+_LAYOUTS = {
+    "masks": (re.compile(rb'\], "counts": "[^"]*"\}\}' + _NEXT),
+              (_CATEGORY, _BBOX, _SCORE, (b', "segmentation": {"size": [', b"\x05")), b"\x02\x03,,,\x04\x05,\n"),
+    "masks dropped": (re.compile(rb', "segmentation": \{"size": \[\d+, \d+\], "counts": "[^"]*"\}\}' + _NEXT),
+                      (_CATEGORY, _BBOX, _SCORE), b"\x02\x03,,,\x04\n"),
+    "boxes": (None, ((b'}, {"image_id": ', b"\n"), _CATEGORY, _BBOX, _SCORE), b"\x02\x03,,,\x04\n"),
 }  # fmt: skip
-_STRUCTURE = b"\n\x02\x03\x04\x05,}"
-_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(_STRUCTURE)))
-_RECORD = {True: b"\x02\x03,,,\x04\x05,\n", False: b"\x02\x03,,,\x04\n"}  # the structure bytes of one record
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b"\n\x02\x03\x04\x05,}")))
 _TO_CSV = bytes.maketrans(b"\x02\x03\x04\x05", b",,,,")
 
 
-def _block_columns(block: bytes, with_masks: bool, want_boxes: bool, want_sizes: bool) -> Optional[np.ndarray]:
+def _block_columns(block: bytes, layout: str, want_boxes: bool) -> Optional[np.ndarray]:
     """The numbers of the records in `block` (records without their leading `{"image_id": `, the last one followed
-    by `, {"image_id": ` if the file has no masks), as a structured array; None if any record is
-    not in Detectron2's layout. The masks' counts strings are cut out first; the keys then become marker bytes
-    whose sequence, with the commas, must repeat exactly once per record (keys in order, no other key, no other
-    entry), and numpy's text reader converts the numbers asked for (integers must be written as integers)."""
-    if with_masks:
-        block = _COUNTS.sub(b"\n", block)
-    for token, marker in _TOKENS[with_masks]:
+    by `, {"image_id": ` if the file has no masks), as a structured array; None if any record is not in
+    Detectron2's layout. The masks' counts strings are cut out first; the keys then become marker bytes whose
+    sequence, with the commas, must repeat exactly once per record (keys in order, no other key, no other entry),
+    and numpy's text reader converts the numbers asked for (integers must be written as integers)."""
+    cut, tokens, record = _LAYOUTS[layout]
+    if cut is not None:
+        block = cut.sub(b"\n", block)
+    for token, marker in tokens:
         block = block.replace(token, marker)
     structure = block.translate(None, _NOT_STRUCTURE)
-    record = _RECORD[with_masks]
     m = len(structure) // len(record)
     if m == 0 or structure != record * m:
         return None
@@ -154,7 +156,7 @@ def _block_columns(block: bytes, with_masks: bool, want_boxes: bool, want_sizes:
     fields = [("image_id", np.int64, 0), ("category_id", np.int64, 1), ("score", np.float64, 6)]
     if want_boxes:
         fields += [(f"bbox{j}", np.float64, 2 + j) for j in range(4)]
-    if with_masks and want_sizes:
+    if layout == "masks":
         fields += [("height", np.int64, 7), ("width", np.int64, 8)]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy reads "2.0" as the integer 2 with a DeprecationWarning: decline
@@ -216,6 +218,7 @@ def read_results_columns(
     first_end = data.find(b'}, {"image_id"', start, end)
     has_masks = data.find(b'"segmentation"', start, first_end if first_end >= 0 else end) >= 0
     with_masks = with_masks and has_masks
+    layout = "boxes" if not has_masks else "masks" if with_masks else "masks dropped"
     points = [start + 1]  # record starts about _BLOCK bytes apart ('{"image_id"' cannot occur in a mask string)
     while points[-1] + _BLOCK < end - 1:
         nxt = data.find(b'{"image_id"', points[-1] + _BLOCK, end)
@@ -230,9 +233,7 @@ def read_results_columns(
         if not data.startswith(_START, lo):
             return None
         tail = b"" if has_masks else b", " + _START  # every record then ends in the same bytes
-        rows = _block_columns(
-            b"".join((memoryview(data)[lo + len(_START) : hi], tail)), has_masks, with_boxes, with_masks
-        )
+        rows = _block_columns(b"".join((memoryview(data)[lo + len(_START) : hi], tail)), layout, with_boxes)
         if rows is None:
             return None
         parts.append(rows)
