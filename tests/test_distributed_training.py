@@ -445,6 +445,6 @@ def test_train_net_launches_cpu_processes_for_a_cpu_model(monkeypatch):
     for device in ("cpu", "cuda"):
         train_net.invoke_main(["--num-gpus", "2", "--config-file", config, "MODEL.DEVICE", device])
     assert [(main, num, kw["device"]) for main, num, kw in calls] == [
-        (train_net.main, 2, "cpu"),
-        (train_net.main, 2, "cuda"),
+        (train_net.launched_main, 2, "cpu"),  # `main`, with a worker's user error reported once by the launcher
+        (train_net.launched_main, 2, "cuda"),
     ]
