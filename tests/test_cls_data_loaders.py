@@ -4,6 +4,7 @@ import json
 import math
 import os
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 from PIL import Image
 
 from lt_detectron.classification.datasets import build_dataset, long_tail_counts
+from lt_detectron.classification.datasets.cifar import CifarDataError
 
 
 # ------------------------------------------------------- the long-tailed profile (docs/methods.md#data-and-metrics)
@@ -74,7 +76,10 @@ def test_cifar10_lt_from_pickles(tmp_path):
 
 def test_cifar_md5_is_checked_by_default(tmp_path):
     _write_cifar10(tmp_path)
-    with pytest.raises(RuntimeError):  # torchvision's integrity check: these files are not the real archive
+    # these files are not the real archive's: the first one is named with the official md5 (no download suggested)
+    first = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    expected = re.escape(f"{first} fails the md5 check: ") + ".*, expected c99cafc152244af753f735de768cd75f"
+    with pytest.raises(CifarDataError, match=expected):
         build_dataset("cifar10_lt", root=str(tmp_path), imbalance_factor=10)
 
 

@@ -2,7 +2,8 @@
 
 On-disk layout under `root` (default: $LT_DATASETS, else ./datasets); nothing is ever downloaded:
 
-    cifar-10-batches-py/   cifar-100-python/          the CIFAR python archives, extracted
+    cifar-10-batches-py/   cifar-100-python/          cifar-10-python.tar.gz / cifar-100-python.tar.gz, extracted
+                                                      (md5-checked against the official files: datasets/cifar.py)
     ImageNet_LT/ImageNet_LT_{train,val,test}.txt      images under ImageNet_LT/ (or image_root=...)
     Places_LT/Places_LT_{train,val,test}.txt          images under Places_LT/ (or image_root=...)
     iNat2017/{train,val}2017.json   iNat2018/{train,val}2018.json   images under the same folder (or image_root=...)
