@@ -5,6 +5,9 @@ Item 3, the classification CLI: a used OUTPUT_DIR is resumed only with the same 
 --resume, another run's outputs are refused naming the folder, the differing keys and the fix; count and size keys
 are checked; re-running a finished run writes nothing (no duplicate final rows in metrics.csv); --eval-only keeps
 working and leaves the training's files alone.
+Item 5, the classification CLI's unclear errors: CIFAR files that fail the md5 check or are not CIFAR pickles (named,
+with the official md5 and the archive layout, no download suggested), `DEVICE cuda` on a machine without CUDA (the
+shipped CIFAR configs say `DEVICE: auto`), and a truncated last.pth (named, with the fix; not blamed on RNG storage).
 Item 4, tools/evaluate_lvis.py: numeric flags, non-record entries, scores that are not JSON numbers, missing files,
 an --output that is a file, a bad --train-gt, --lvis-api's input checks, and the training run's reports kept.
 """
@@ -16,10 +19,13 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 from _cls_train_helpers import TINY
 from _scripts import REPO, load_script
 
@@ -216,6 +222,183 @@ def test_command_line_exit_status(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert _first_line(proc.stderr).startswith("error: SOLVER.EPOCHS=-3: must be a number >= 1")
     assert "Traceback" not in proc.stderr and not out.exists()
+
+
+# ----------------------------------------------------------------------------- item 5: classification, unclear errors
+
+CIFAR10_MD5 = {"data_batch_1": "c99cafc152244af753f735de768cd75f"}  # torchvision's record of the official archive
+
+
+def _write_cifar(root, num_classes: int) -> str:
+    """Tiny files in the CIFAR python format (2 training, 1 test image per class) under `root`; returns the folder."""
+    rng = np.random.default_rng(0)
+    labels_key = "labels" if num_classes == 10 else "fine_labels"
+    if num_classes == 10:
+        folder = root / "cifar-10-batches-py"
+        batches = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+        meta = ("batches.meta", {"label_names": [f"c{i}" for i in range(10)]})
+    else:
+        folder = root / "cifar-100-python"
+        batches = ["train", "test"]
+        meta = ("meta", {"fine_label_names": [f"c{i}" for i in range(100)]})
+    folder.mkdir(parents=True)
+    for name in batches:
+        labels = list(range(num_classes)) * (1 if "test" in name else 2)
+        data = rng.integers(0, 256, (len(labels), 3072), dtype=np.uint8)
+        (folder / name).write_bytes(pickle.dumps({"data": data, labels_key: labels}))
+    (folder / meta[0]).write_bytes(pickle.dumps(meta[1]))
+    return str(folder)
+
+
+def _cifar_args(config: str, root, out, *overrides: str) -> list:
+    """A shipped CIFAR config as the README runs it (DATASET.ROOT /data), with DATASET.ROOT and OUTPUT_DIR in tmp."""
+    return ["--config", os.path.join(CONFIGS, config), "DATASET.ROOT", str(root), "OUTPUT_DIR", str(out), *overrides]
+
+
+def test_cifar_file_that_fails_the_md5_check(tmp_path, capsys):
+    """The issue: torchvision's "Dataset not found or corrupted. You can use download=True", no file named."""
+    folder = _write_cifar(tmp_path / "data", 10)
+    before = _hashes(tmp_path)
+    got = hashlib.md5(open(os.path.join(folder, "data_batch_1"), "rb").read()).hexdigest()
+    rc, out, err = _cls(capsys, *_cifar_args("cifar10_lt_meta.yaml", tmp_path / "data", tmp_path / "out"))
+    assert rc == 2 and out == ""
+    assert _first_line(err) == (
+        f"error: cifar10_lt: {folder}/data_batch_1 fails the md5 check: md5 {got}, expected "
+        f"{CIFAR10_MD5['data_batch_1']} (the file in the official cifar-10-python.tar.gz)."
+    )
+    source = "https://www.cs.toronto.edu/~kriz/cifar.html"
+    assert f"Fix: extract the official cifar-10-python.tar.gz ({source}) into {tmp_path / 'data'}" in err
+    assert (
+        f"{folder}/{{data_batch_1, data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch, batches.meta}}"
+        in err
+    )
+    assert "Also failing: test_batch (md5 " in err and "DATASET.ARGS.VERIFY_MD5 False" in err
+    assert "download=True" not in err and "Traceback" not in err
+    assert _hashes(tmp_path) == before  # OUTPUT_DIR not even created
+
+
+def _truncate(path) -> None:
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+
+
+CORRUPT_PICKLES = [
+    # (name, file, how it is spoiled, the problem the first line names)
+    ("garbage", "train", lambda p: open(p, "wb").write(b"not a pickle\n"),
+     "UnpicklingError: invalid load key, 'n'.; 13 bytes"),
+    ("truncated", "test", _truncate, "UnpicklingError: pickle data was truncated"),
+    ("other pickle", "meta", lambda p: open(p, "wb").write(pickle.dumps({"label_names": ["a", "b"]})),
+     "it has no 'fine_label_names' entry (keys: ['label_names'])"),
+    ("empty batch", "train", lambda p: open(p, "wb").write(pickle.dumps({"data": [], "fine_labels": []})),
+     "its 'data' (0 values) is not one 3072-value row per label (0 labels)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name,file,spoil,problem", CORRUPT_PICKLES, ids=[c[0] for c in CORRUPT_PICKLES])
+def test_cifar_file_that_is_not_a_cifar_pickle(tmp_path, capsys, name, file, spoil, problem):
+    """The issue: raw pickle errors with the file never named. The md5 check is off (re-pickled copies), so the file
+    is read and found not to be a CIFAR-100 pickle."""
+    folder = _write_cifar(tmp_path / "data", 100)
+    spoil(os.path.join(folder, file))
+    before = _hashes(tmp_path)
+    args = _cifar_args("cifar100_lt_lade.yaml", tmp_path / "data", tmp_path / "out", "DATASET.ARGS.VERIFY_MD5", "False")
+    rc, out, err = _cls(capsys, *args)
+    assert rc == 2 and out == ""
+    first = _first_line(err)
+    assert first.startswith(f"error: cifar100_lt: {folder}/{file} is not a CIFAR-100 python pickle ({problem}"), err
+    assert "Fix: extract the official cifar-100-python.tar.gz" in err and f"{folder}/{{train, test, meta}}" in err
+    assert "download" not in err.replace("Nothing is downloaded", "") and "Traceback" not in err
+    assert _hashes(tmp_path) == before
+
+
+def test_cifar_folder_missing(tmp_path, capsys, caplog):
+    """The shipped config on this machine with no data: `DEVICE: auto` picks a device in one line, then the missing
+    folder is named with the archive to extract."""
+    (tmp_path / "data").mkdir()
+    with caplog.at_level(logging.INFO):
+        rc, _, err = _cls(capsys, *_cifar_args("cifar100_lt_lade.yaml", tmp_path / "data", tmp_path / "out"))
+    assert rc == 2
+    assert _first_line(err) == f"error: cifar100_lt: folder {tmp_path / 'data' / 'cifar-100-python'} does not exist."
+    assert "tar -xzf cifar-100-python.tar.gz" in err
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    auto = [r.getMessage() for r in caplog.records if r.getMessage().startswith("DEVICE auto")]
+    assert len(auto) == 1 and auto[0].endswith(f"found, using {device}")
+    assert os.listdir(tmp_path) == ["data"]
+
+
+def test_shipped_cifar_configs_pick_the_device():
+    from lt_detectron.classification.config import load_config
+
+    for name in ("cifar_lt_base.yaml", "cifar10_lt_meta.yaml", "cifar100_lt_lade.yaml", "imagenet_lt_lade.yaml"):
+        assert load_config(os.path.join(CONFIGS, name)).DEVICE == "auto", name
+
+
+@pytest.mark.parametrize(
+    "value,first",
+    [
+        ("cuda", "error: DEVICE='cuda': this machine has no CUDA device (torch.cuda.is_available() is False). Fix: "
+         "set DEVICE cpu, or DEVICE auto (cuda when available, else cpu), in the config file or as an override"),
+        ("cuda:1", "error: DEVICE='cuda:1': this machine has no CUDA device"),
+        ("gpu", "error: DEVICE='gpu' is not a device torch knows (Expected one of cpu, cuda,"),
+    ],
+)  # fmt: skip
+def test_device_this_machine_lacks(tmp_path, capsys, monkeypatch, value, first):
+    """The issue: `DEVICE: cuda` of the CIFAR configs on a CPU machine ended in a traceback. CUDA is hidden, so the
+    case replays on a GPU machine too; checked before the data is read (there is none here) or anything written."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    rc, out, err = _cls(
+        capsys, *_cifar_args("cifar100_lt_lade.yaml", tmp_path / "data", tmp_path / "out", "DEVICE", value)
+    )
+    assert rc == 2 and out == ""
+    assert _first_line(err).startswith(first), err
+    assert len(err.strip().splitlines()) == 1 and os.listdir(tmp_path) == []
+
+
+@pytest.fixture
+def finished_ce_run(tmp_path):
+    out = tmp_path / "ce"
+    assert cls_cli.cli(_cls_args(out, "ce", "SOLVER.EPOCHS", "1")) == 0
+    return out
+
+
+def test_truncated_last_checkpoint(finished_ce_run, capsys):
+    """The issue: last.pth cut short was blamed on RNG-state storage. Re-running the same command (a same-config
+    resume) names the file, says it is truncated and gives the fix; following the fix works."""
+    out = finished_ce_run
+    last = out / "last.pth"
+    _truncate(last)
+    capsys.readouterr()
+    before = _hashes(out)
+    rc, stdout, err = _cls(capsys, *_cls_args(out, "ce", "SOLVER.EPOCHS", "1"))
+    assert rc == 2 and stdout == ""
+    first = _first_line(err)
+    assert first.startswith(f"error: checkpoint {last} cannot be read ("), err
+    assert f"; {last.stat().st_size} bytes: it is truncated (an interrupted copy, download or save) or not a " in first
+    assert first.endswith(
+        f"Fix: delete it to start this run over in {out}, or pass --overwrite to delete all of the run's outputs and "
+        "start over (or put an intact copy of the file back to continue)."
+    )
+    assert "RNG" not in err and "Traceback" not in err
+    assert _hashes(out) == before
+
+    last.unlink()  # the fix
+    rc, stdout, _ = _cls(capsys, *_cls_args(out, "ce", "SOLVER.EPOCHS", "1"))
+    assert rc == 0 and json.loads(stdout.strip().splitlines()[-1])["method"] == "ce"
+    assert [int(r[0]) for r in _metric_rows(out) if r[2] == "train/loss"] == [1]  # started over, not appended
+
+
+def test_checkpoint_the_safe_loader_refuses(finished_ce_run, capsys):
+    """What the old message was for: a file holding numpy objects (RNG states as this trainer stored them before)."""
+    last = finished_ce_run / "last.pth"
+    torch.save({"model": {}, "rng": np.random.get_state()}, last)
+    before = _hashes(finished_ce_run)
+    rc, _, err = _cls(capsys, *_cls_args(finished_ce_run, "ce", "SOLVER.EPOCHS", "1"))
+    assert rc == 2
+    assert _first_line(err).startswith(
+        f"error: checkpoint {last} holds objects torch.load(weights_only=True) refuses (Unsupported "
+    ), err
+    assert "before RNG states were stored as tensors. Fix: delete it" in err
+    assert _hashes(finished_ce_run) == before
 
 
 # ------------------------------------------------------------------------------------------ item 4: evaluate_lvis.py

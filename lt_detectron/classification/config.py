@@ -9,6 +9,7 @@ config (`lt_detectron/config.py`) where detection has the method.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Iterable, Sequence
 
@@ -20,7 +21,9 @@ from lt_detectron.utils.config_keys import unknown_key, unknown_key_hint
 
 from .m2m import M2M_DEFAULTS
 
-__all__ = ["CfgNode", "ConfigError", "check_config", "get_cfg", "load_config"]
+__all__ = ["CfgNode", "ConfigError", "check_config", "get_cfg", "load_config", "resolve_device"]
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -85,6 +88,8 @@ def get_cfg() -> CfgNode:
     _C.SEED = 0
     # Run directory: config.yaml, metrics.csv, TensorBoard events, checkpoints, evaluations.
     _C.OUTPUT_DIR = "output/classification/run"
+    # "cpu", "cuda", "cuda:N", or "auto": cuda when a CUDA device is available, else cpu (said in one log line; the
+    # CIFAR and ImageNet configs use it). "cuda" on a machine without one is refused before anything loads.
     _C.DEVICE = "cpu"
 
     _C.DATASET = CfgNode()
@@ -264,3 +269,34 @@ def load_config(config_file: str | None = None, overrides: Sequence[str] | Itera
         cfg.merge_from_list(pairs)
     cfg.freeze()
     return check_config(cfg)
+
+
+def resolve_device(name: str, log: bool = False):
+    """The torch.device for the DEVICE key: "auto" is cuda when a CUDA device is available, else cpu (`log`: say
+    which in one line). A device this machine lacks, or a name torch does not know, is a ConfigError with the fix."""
+    import torch
+
+    fix = "Fix: set DEVICE cpu, or DEVICE auto (cuda when available, else cpu), in the config file or as an override"
+    if name == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if log:
+            found = (
+                f"a CUDA device ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "no CUDA device"
+            )
+            logger.info("DEVICE auto: %s found, using %s", found, device)
+        return device
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"DEVICE={name!r} is not a device torch knows ({str(err).splitlines()[0]}). {fix}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(
+                f"DEVICE={name!r}: this machine has no CUDA device (torch.cuda.is_available() is False). {fix}"
+            )
+        if device.index is not None and device.index >= count:
+            raise ConfigError(
+                f"DEVICE={name!r}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}. {fix}"
+            )
+    return device

@@ -19,6 +19,8 @@ import io
 import json
 import logging
 import os
+import pickle
+import re
 from collections import defaultdict
 from typing import Any, Iterator
 
@@ -32,14 +34,17 @@ from torch.utils.data import BatchSampler, DataLoader, Sampler, Subset
 
 from lt_detectron.utils.checkpoint import (
     AtomicCheckpointer,
+    CheckpointError,
+    read_checkpoint_file,
     rng_states,
     save_through,
     set_rng_states,
     weights_only_safe,
 )
+from lt_detectron.utils.cli import UserFileNotFoundError
 from lt_detectron.utils.io import remove_stale_temporaries, write_text_atomic
 
-from .config import CfgNode, ConfigError, check_config
+from .config import CfgNode, ConfigError, check_config, resolve_device
 from .methods import ClassificationMethod, StepContext, build_method, prepare_method
 
 __all__ = ["ClassificationTrainer", "EpochSampler", "build_lr_multiplier", "CHECKPOINT", "FINAL_WEIGHTS"]
@@ -135,13 +140,14 @@ class ClassificationTrainer:
 
         self.cfg = check_config(cfg)
         self.output_dir = cfg.OUTPUT_DIR
-        os.makedirs(self.output_dir, exist_ok=True)
-        remove_stale_temporaries(self.output_dir)  # checkpoints or reports of a run killed mid-write
-        self.device = torch.device(cfg.DEVICE)
+        # The device and the data are checked before OUTPUT_DIR is touched: a user error there writes nothing.
+        self.device = resolve_device(cfg.DEVICE, log=True)
         try:
             self.data = build_dataset(cfg.DATASET.NAME, root=cfg.DATASET.ROOT or None, **_dataset_kwargs(cfg))
         except TypeError as err:  # an unknown DATASET.ARGS key
             raise ConfigError(f"DATASET.ARGS for {cfg.DATASET.NAME!r}: {err}; fix DATASET.ARGS") from None
+        os.makedirs(self.output_dir, exist_ok=True)
+        remove_stale_temporaries(self.output_dir)  # checkpoints or reports of a run killed mid-write
         # Before seeding: what the method prepares (e.g. loading M2m's g) must not shift this run's RNG.
         inputs = prepare_method(cfg, self.data, training=training, **given)
         self.train_set = self.data.train
@@ -227,32 +233,56 @@ class ClassificationTrainer:
         )
         return self.checkpoint_path()
 
-    def load_checkpoint(self, path: str, weights_only: bool = False) -> None:
+    def load_checkpoint(self, path: str, weights_only: bool = False, fix: str = "") -> None:
         """Restore a checkpoint; `weights_only` loads just the model and method (evaluation).
 
         Files are read with `torch.load(weights_only=True)` whatever `weights_only` says: tensors and containers only.
+        A missing file raises UserFileNotFoundError; one that is unreadable (truncated: an interrupted copy), not this
+        trainer's or, for training, weights only raises CheckpointError naming it before any state changes, and one
+        that does not fit the model or method raises CheckpointError too. `fix` replaces the messages' default advice.
         """
         if not self.checkpointer.path_manager.isfile(path):
-            raise FileNotFoundError(f"checkpoint {path} does not exist; train first or pass --checkpoint PATH")
+            # a FileNotFoundError too, as before, for callers that catch that
+            raise UserFileNotFoundError(
+                f"checkpoint {path} does not exist. Fix: {fix or 'train first or pass --checkpoint PATH'}."
+            )
+        fix = fix or "pass --checkpoint with an intact checkpoint of this config, or train again"
         try:
-            state = self.checkpointer.read(path)
-        except Exception as err:  # torch raises UnpicklingError (2.3) or RuntimeError for non-tensor payloads
-            raise ValueError(
-                f"checkpoint {path} cannot be read with torch.load(weights_only=True) ({str(err).splitlines()[0]}); "
-                "files written before RNG states were stored as tensors must be retrained or converted"
-            ) from None
+            state = read_checkpoint_file(path, self.checkpointer.read)
+        except CheckpointError as err:
+            cause = err.__cause__
+            if isinstance(cause, pickle.UnpicklingError) and "weights only load failed" in str(cause).lower():
+                # a readable file holding objects the safe unpickler refuses: another program's, or this trainer's
+                # from before RNG states were stored as tensors
+                detail = re.search(r"WeightsUnpickler error: ([^\n]+)", str(cause))
+                reason = (
+                    f"holds objects torch.load(weights_only=True) refuses "
+                    f"({detail.group(1).strip() if detail else 'UnpicklingError'}): it was "
+                    "written by another program, or by this trainer before RNG states were stored as tensors"
+                )
+                raise CheckpointError(path, reason, fix) from cause
+            raise CheckpointError(path, err.reason, fix) from cause
         if not isinstance(state, dict) or "model" not in state:
-            raise ValueError(
-                f"checkpoint {path}: expected a dict with a 'model' entry (a file written by this trainer)"
+            got = f"keys {sorted(map(str, state))[:8]}" if isinstance(state, dict) else f"a {type(state).__name__}"
+            raise CheckpointError(
+                path, f"is not a checkpoint of this trainer (a dict with a 'model' entry; got {got})", fix
+            )
+        missing = [
+            k for k in ("optimizer", "scheduler", "rng", "epoch", "iter_in_epoch", "global_step") if k not in state
+        ]
+        if missing and not weights_only:
+            raise CheckpointError(
+                path, f"holds weights only (no {', '.join(missing)}), so training cannot continue from it", fix
             )
         try:
             self.model.load_state_dict(state["model"])
             self.method.load_state_dict(state.get("method", {}))
         except RuntimeError as err:
-            raise ValueError(
-                f"checkpoint {path} does not fit MODEL.NAME={self.cfg.MODEL.NAME!r} with METHOD.NAME="
-                f"{self.cfg.METHOD.NAME!r} ({str(err).splitlines()[0]}); evaluate it with the config it "
-                "was trained with"
+            raise CheckpointError(
+                path,
+                f"does not fit MODEL.NAME={self.cfg.MODEL.NAME!r} with METHOD.NAME={self.cfg.METHOD.NAME!r} "
+                f"({str(err).splitlines()[0]})",
+                "evaluate or resume it with the config it was trained with",
             ) from None
         if weights_only:
             return
@@ -265,7 +295,12 @@ class ClassificationTrainer:
     def resume_or_load(self, resume: bool = True) -> bool:
         """Resume from OUTPUT_DIR/last.pth when it exists and `resume`; returns whether it did."""
         if resume and os.path.isfile(self.checkpoint_path()):
-            self.load_checkpoint(self.checkpoint_path())
+            # The only resumable file of a run (model_final.pth holds weights only): nothing older to fall back to.
+            self.load_checkpoint(
+                self.checkpoint_path(),
+                fix=f"delete it to start this run over in {self.output_dir}, or pass --overwrite to delete all of "
+                "the run's outputs and start over (or put an intact copy of the file back to continue)",
+            )
             logger.info("resumed from %s at epoch %d, step %d", self.checkpoint_path(), self.epoch, self.global_step)
             return True
         return False

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from lt_detectron import losses as L
 
-from ..config import CfgNode, ConfigError
+from ..config import CfgNode, ConfigError, resolve_device
 from ..m2m import M2M_DEFAULTS, M2mDefaults, m2m_batch
 from ..models import build_model
 from .base import METHOD_REGISTRY, ClassificationMethod, MethodInputs, StepContext
@@ -22,7 +22,8 @@ __all__ = ["M2mMethod", "load_frozen_classifier"]
 
 
 def load_frozen_classifier(cfg: CfgNode, num_classes: int, path: str) -> nn.Module:
-    """M2m's g: the configured architecture with a linear classifier, weights from `path`, frozen on cfg.DEVICE.
+    """M2m's g: the configured architecture with a linear classifier, weights from `path`, frozen on
+    cfg.DEVICE ("auto" resolved).
 
     The file is read with `torch.load(weights_only=True)`: a state dict, or a dict with a "model" entry.
     """
@@ -39,7 +40,7 @@ def load_frozen_classifier(cfg: CfgNode, num_classes: int, path: str) -> nn.Modu
             f"METHOD.M2M.G_CHECKPOINT={path!r} does not fit model {cfg.MODEL.NAME!r} with a linear "
             f"classifier ({err}); g must be a CE (method ce) run of the same architecture"
         ) from None
-    return g.to(cfg.DEVICE).eval().requires_grad_(False)
+    return g.to(resolve_device(cfg.DEVICE)).eval().requires_grad_(False)
 
 
 @METHOD_REGISTRY.register("m2m")
