@@ -375,7 +375,8 @@ def main(argv=None) -> int:
             if args.reuse_lvis_api and os.path.isfile(cache):
                 with open(cache) as f:
                     old = json.load(f)
-                if old.get("hashes") == hashes and old.get("lvis_version") == lvis_version:
+                same_cap = "failed" not in old or old.get("mem_cap_gib") == args.lvis_api_mem_cap
+                if old.get("hashes") == hashes and old.get("lvis_version") == lvis_version and same_cap:
                     old["reused"] = True
                     ref[iou] = old
         for iou in [i for i in args.iou_types if i not in ref]:  # one at a time: each holds several GiB
@@ -388,10 +389,9 @@ def main(argv=None) -> int:
                 mem_cap_gib=args.lvis_api_mem_cap,
             )
             ref[m.iou] = out
-            if "failed" not in out:
-                from lt_detectron.utils import atomic_write
+            from lt_detectron.utils import atomic_write  # a stop under the memory cap is kept too, with its cap
 
-                atomic_write(_lvis_api_cache(args, files, m.iou), lambda f, o=out: f.write(json.dumps(o).encode()))
+            atomic_write(_lvis_api_cache(args, files, m.iou), lambda f, o=out: f.write(json.dumps(o).encode()))
 
     # the fast evaluator and hotcoco, one after another, in turn
     backends = [("fast", w, None) for w in args.workers]
@@ -437,8 +437,9 @@ def main(argv=None) -> int:
         hot = runs.get((iou, "hotcoco", 1))
         if r is not None:
             if "failed" in r:
+                when = f"; reused: run of {r['date']}" if r.get("reused") else ""
                 cells = [
-                    f"stopped: {r['failed']}",
+                    f"stopped: {r['failed']}{when}",
                     f"{r['wall_seconds']:.0f} (until it stopped)",
                     f"{r['peak_pss'] / 2**30:.2f} (PSS when it stopped; cap {r.get('mem_cap_gib')} GiB)",
                 ]

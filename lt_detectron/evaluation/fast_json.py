@@ -19,7 +19,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import BinaryIO, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -170,6 +170,52 @@ def _block_columns(block: bytes, layout: str, want_boxes: bool) -> Optional[np.n
     return rows if len(rows) == m else None
 
 
+def _whole_blocks(data: bytes) -> Tuple[Iterator[Optional[memoryview]], List[int]]:
+    """The records of a whole file's bytes in pieces of about _BLOCK bytes (views, each from a record's start to a
+    record's end), and the pieces' start offsets plus the end; None as the only piece if the list does not open
+    and close on a record."""
+    start = len(data) - len(data.lstrip())
+    end = len(data.rstrip())
+    if not data.startswith(b'[{"image_id"', start) or data[end - 2 : end] != b"}]":
+        return iter([None]), []
+    points = [start + 1]  # record starts about _BLOCK bytes apart ('{"image_id"' cannot occur in a mask string)
+    while points[-1] + _BLOCK < end - 1:
+        nxt = data.find(b'{"image_id"', points[-1] + _BLOCK, end)
+        if nxt < 0:
+            break
+        points.append(nxt)
+    points.append(end - 1)
+    view = memoryview(data)
+
+    def pieces() -> Iterator[Optional[memoryview]]:
+        for lo, hi in zip(points[:-1], points[1:]):
+            while hi > lo and data[hi - 1] in b", ":  # the separator before the next piece
+                hi -= 1
+            yield view[lo:hi]
+
+    return pieces(), points
+
+
+def _streamed_blocks(f: BinaryIO) -> Iterator[Optional[bytes]]:
+    """The same pieces as `_whole_blocks`, read from an open file about _BLOCK bytes at a time."""
+    buf = f.read(_BLOCK).lstrip()
+    if not buf.startswith(b'[{"image_id"'):
+        yield None
+        return
+    buf = buf[1:]
+    while True:
+        more = f.read(_BLOCK)
+        if not more:
+            buf = buf.rstrip()
+            yield buf[:-1] if buf.endswith(b"}]") else None
+            return
+        buf += more
+        cut = buf.rfind(b'{"image_id"', 1)  # the last record start: the records before it are complete
+        if cut > 0:
+            yield buf[:cut].rstrip(b", ")
+            buf = buf[cut:]
+
+
 def _mask_ends(data: bytes, points: Sequence[int], n: int) -> Optional[np.ndarray]:
     """Offset of the closing quote of each record's `counts`: every record that matched ends in `"}}`, and no `}`
     occurs elsewhere in a file of matched records (RLE strings use the characters 0 to o). None if that fails."""
@@ -207,43 +253,42 @@ def read_results_columns(
         The columns, or None when the file is not exactly in Detectron2's layout (the caller falls back to
         `json.load`).
     """
+    size = os.path.getsize(path)
+    total = max(-(-size // _BLOCK), 1)
     with open(path, "rb") as f:
-        data = f.read()
-    start = len(data) - len(data.lstrip())
-    end = len(data.rstrip())
-    # Only records in the list: it opens and closes on one, and records follow each other directly (checked per
-    # block: an entry that is not a record between two records breaks the structure). Anything else: json.load.
-    if not data.startswith(b'[{"image_id"', start) or data[end - 2 : end] != b"}]":
+        if with_masks:  # the masks are read later from the file's bytes (RLEColumn): keep them
+            data: Optional[bytes] = f.read()
+            blocks, points = _whole_blocks(data)
+        else:  # nothing of the bytes is kept: read block by block (the peak holds a block, not the file)
+            data, points = None, []
+            blocks = _streamed_blocks(f)
+        parts, layout = [], ""
+        for b, block in enumerate(blocks):
+            head = None if block is None else bytes(block[: 1 << 16])  # a memoryview has no find
+            if head is None or not head.startswith(_START):
+                return None
+            if not layout:  # the first record tells whether the file has masks
+                first_end = head.find(b'}, {"image_id"')
+                if first_end < 0:
+                    head = bytes(block)
+                has_masks = head.find(b'"segmentation"', 0, first_end if first_end >= 0 else len(head)) >= 0
+                with_masks = with_masks and has_masks
+                layout = "boxes" if not has_masks else "masks" if with_masks else "masks dropped"
+            tail = b"" if layout != "boxes" else b", " + _START  # every record then ends in the same bytes
+            rows = _block_columns(b"".join((block[len(_START) :], tail)), layout, with_boxes)
+            if rows is None:
+                return None
+            parts.append(rows)
+            if progress is not None:
+                progress(b + 1, max(total, b + 1))
+    if not parts:
         return None
-    first_end = data.find(b'}, {"image_id"', start, end)
-    has_masks = data.find(b'"segmentation"', start, first_end if first_end >= 0 else end) >= 0
-    with_masks = with_masks and has_masks
-    layout = "boxes" if not has_masks else "masks" if with_masks else "masks dropped"
-    points = [start + 1]  # record starts about _BLOCK bytes apart ('{"image_id"' cannot occur in a mask string)
-    while points[-1] + _BLOCK < end - 1:
-        nxt = data.find(b'{"image_id"', points[-1] + _BLOCK, end)
-        if nxt < 0:
-            break
-        points.append(nxt)
-    points.append(end - 1)
-    parts = []
-    for b, (lo, hi) in enumerate(zip(points[:-1], points[1:])):
-        while hi > lo and data[hi - 1] in b", ":  # the separator before the next block
-            hi -= 1
-        if not data.startswith(_START, lo):
-            return None
-        tail = b"" if has_masks else b", " + _START  # every record then ends in the same bytes
-        rows = _block_columns(b"".join((memoryview(data)[lo + len(_START) : hi], tail)), layout, with_boxes)
-        if rows is None:
-            return None
-        parts.append(rows)
-        if progress is not None:
-            progress(b + 1, len(points) - 1)
     cols = np.concatenate(parts)
     del parts
     n = len(cols)
     seg = None
     if with_masks:
+        assert data is not None
         ends = _mask_ends(data, points, n)
         if ends is None:
             return None
