@@ -199,3 +199,23 @@ def test_fast_reader_boxes_only_file(tmp_path):
         bad[3] = dict(reversed(list(bad[3].items()))) if change == "reorder" else dict(bad[3], **change)
         path.write_text(json.dumps(bad))
         assert read_results_columns(path) is None
+
+
+@pytest.mark.parametrize("with_masks", [False, True])
+def test_fast_reader_block_size_does_not_matter(tmp_path, monkeypatch, with_masks):
+    """Blocks of 200 bytes (shorter than a record: the streamed reader's buffer grows) read the same columns."""
+    import json
+
+    from lt_detectron.evaluation import fast_json
+
+    gt, res = _data("small")
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(res))
+    big = fast_json.read_results_columns(path, with_masks=with_masks)
+    monkeypatch.setattr(fast_json, "_BLOCK", 200)
+    small = fast_json.read_results_columns(path, with_masks=with_masks)
+    assert big is not None and small is not None and len(small.score) == len(res)
+    for key in ("image_id", "category_id", "score", "bbox"):
+        assert np.array_equal(getattr(big, key), getattr(small, key))
+    if with_masks:
+        assert big.segmentation.dicts(0, len(res)) == small.segmentation.dicts(0, len(res))

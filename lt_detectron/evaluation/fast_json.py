@@ -137,7 +137,7 @@ _NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b"\n\x02\x03\x04\x05,}")))
 _TO_CSV = bytes.maketrans(b"\x02\x03\x04\x05", b",,,,")
 
 
-def _block_columns(block: bytes, layout: str, want_boxes: bool) -> Optional[np.ndarray]:
+def _block_columns(block: bytes | memoryview, layout: str, want_boxes: bool) -> Optional[np.ndarray]:
     """The numbers of the records in `block` (records without their leading `{"image_id": `, the last one followed
     by `, {"image_id": ` if the file has no masks), as a structured array; None if any record is not in
     Detectron2's layout. The masks' counts strings are cut out first; the keys then become marker bytes whose
@@ -196,24 +196,43 @@ def _whole_blocks(data: bytes) -> Tuple[Iterator[Optional[memoryview]], List[int
     return pieces(), points
 
 
-def _streamed_blocks(f: BinaryIO) -> Iterator[Optional[bytes]]:
-    """The same pieces as `_whole_blocks`, read from an open file about _BLOCK bytes at a time."""
-    buf = f.read(_BLOCK).lstrip()
-    if not buf.startswith(b'[{"image_id"'):
+def _streamed_blocks(f: BinaryIO) -> Iterator[Optional[memoryview]]:
+    """The same pieces as `_whole_blocks`, read from an open file about _BLOCK bytes at a time into one reused
+    buffer (fresh buffers would cost a page fault per page, block after block). A piece is valid until the next."""
+    space = b" \t\r\n"
+    buf = bytearray(2 * _BLOCK)
+    view = memoryview(buf)
+    hi = f.readinto(view[:_BLOCK])
+    lo = 0
+    while lo < hi and buf[lo] in space:
+        lo += 1
+    if not buf.startswith(b'[{"image_id"', lo, hi):
         yield None
         return
-    buf = buf[1:]
+    lo += 1
     while True:
-        more = f.read(_BLOCK)
-        if not more:
-            buf = buf.rstrip()
-            yield buf[:-1] if buf.endswith(b"}]") else None
+        if lo > 0:  # the incomplete record to the front
+            buf[: hi - lo] = buf[lo:hi]
+            hi, lo = hi - lo, 0
+        if hi + _BLOCK > len(buf):  # a record longer than a block: a bigger buffer (the old one may be in use)
+            bigger = bytearray(2 * len(buf))
+            bigger[:hi] = buf[:hi]
+            buf, view = bigger, memoryview(bigger)
+        got = f.readinto(view[hi : hi + _BLOCK])
+        hi += got
+        if not got:
+            end = hi
+            while end > 0 and buf[end - 1] in space:
+                end -= 1
+            yield view[: end - 1] if end >= 2 and buf[end - 2 : end] == b"}]" else None
             return
-        buf += more
-        cut = buf.rfind(b'{"image_id"', 1)  # the last record start: the records before it are complete
+        cut = buf.rfind(b'{"image_id"', 1, hi)  # the last record start: the records before it are complete
         if cut > 0:
-            yield buf[:cut].rstrip(b", ")
-            buf = buf[cut:]
+            end = cut
+            while end > 0 and buf[end - 1] in b", ":
+                end -= 1
+            yield view[:end]
+            lo = cut
 
 
 def _mask_ends(data: bytes, points: Sequence[int], n: int) -> Optional[np.ndarray]:
@@ -274,8 +293,10 @@ def read_results_columns(
                 has_masks = head.find(b'"segmentation"', 0, first_end if first_end >= 0 else len(head)) >= 0
                 with_masks = with_masks and has_masks
                 layout = "boxes" if not has_masks else "masks" if with_masks else "masks dropped"
-            tail = b"" if layout != "boxes" else b", " + _START  # every record then ends in the same bytes
-            rows = _block_columns(b"".join((block[len(_START) :], tail)), layout, with_boxes)
+            piece = block[len(_START) :]  # a view: the first operation on it makes the only copy
+            if layout == "boxes":  # every record then ends in the same bytes
+                piece = b"".join((piece, b", ", _START))
+            rows = _block_columns(piece, layout, with_boxes)
             if rows is None:
                 return None
             parts.append(rows)
