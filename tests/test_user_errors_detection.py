@@ -110,6 +110,21 @@ def test_datasets_train_given_as_a_string(train_net, tiny_root, tmp_path, capsys
     assert not (tmp_path / "run").exists()
 
 
+def test_unregistered_dataset_name(train_net, tiny_root, tmp_path, capsys):
+    """Item 6: a name nobody registered gets the command-line registration as the fix, before any run folder."""
+    rc, _, err = _call(
+        capsys, train_net.invoke_main, _args(tiny_root, tmp_path / "run", "DATASETS.TRAIN", "('lt_shapes_trian',)")
+    )
+    assert rc == 2
+    line = _error_line(err)
+    assert line.startswith(
+        "error: DATASETS.TRAIN names 'lt_shapes_trian', which is not a registered dataset (did you mean "
+        "'lt_shapes_train'"
+    ), line
+    assert "DATASETS.LT_JSON_DATASETS" in line
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_string_of_several_names_gets_a_tuple_of_them_as_the_fix():
     err = ValueError(
         "Type mismatch (<class 'tuple'> vs. <class 'str'>) with values (('lt_shapes_train',) vs. a,b) for config "

@@ -17,6 +17,7 @@ from ..utils.config_keys import unknown_key, unknown_key_hint
 __all__ = [
     "build_cfg",
     "check_cfg_datasets",
+    "check_registered",
     "prepare_datasets",
     "prepare_launch",
     "setup_cfg",
@@ -139,12 +140,35 @@ def prepare_datasets(cfg: CfgNode, train: bool = True, validate: bool | str = "a
 
     train_names = list(cfg.DATASETS.TRAIN) if train else []
     names = train_names + [n for n in cfg.DATASETS.TEST if n not in train_names]
+    check_registered(cfg, train)
     ensure_datasets(names)
     known = [name for name in train_names if _stats_before_launch(name, validate)]
     check_datasets(names, validate=validate)  # files validated above are not read again
     if not known:
         return ""
     return write_class_stats_file(os.path.join(cfg.OUTPUT_DIR, CLASS_STATS_FILE), known)
+
+
+def check_registered(cfg: CfgNode, train: bool = True) -> None:
+    """Every dataset name of the config is registered, else a UserError with the fix (Detectron2's own KeyError lists
+    ~90 builtin names and comes from inside a launched process, after the run folder was made)."""
+    from detectron2.data import DatasetCatalog
+
+    from ..utils.cli import UserError
+
+    registered = sorted(DatasetCatalog.list())
+    for key in ("TRAIN", "TEST") if train else ("TEST",):
+        for name in cfg.DATASETS[key]:
+            if name in registered:
+                continue
+            close = difflib.get_close_matches(name, registered, n=3)
+            hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+            raise UserError(
+                f"DATASETS.{key} names {name!r}, which is not a registered dataset{hint}. Fix: for your own LVIS- or "
+                f"COCO-format json, register it on the command line: DATASETS.LT_JSON_DATASETS "
+                f"\"(('{name}', 'path/to/annotations.json', 'path/to/images'),)\" (README, 'Your own data'); or use a "
+                "registered name such as lt_shapes_train / lt_shapes_val or Detectron2's lvis_v1_train / lvis_v1_val."
+            )
 
 
 def check_cfg_datasets(cfg: CfgNode, train: bool = True) -> None:
