@@ -208,6 +208,20 @@ def _pss(pid: int) -> int:
     return 0
 
 
+def _where(stderr: str) -> str:
+    """Where a failed run stopped, from its traceback: the innermost frame, and the innermost one in lvis-api or in
+    this script (the step it was in), e.g. ' in json/decoder.py:353 raw_decode, from lvis/lvis.py:27 __init__'."""
+    import re
+
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)', stderr)
+    if not frames:
+        return ""
+    short = [f"{'/'.join(path.split(os.sep)[-2:])}:{line} {func}" for path, line, func in frames]
+    step = next((short[i] for i in range(len(frames) - 1, -1, -1)
+                 if "/lvis/" in frames[i][0] or frames[i][0].endswith("lvis_eval_speed.py")), None)  # fmt: skip
+    return f" in {short[-1]}" + (f", from {step}" if step and step != short[-1] else "")
+
+
 class Measurement:
     """One backend run in a fresh subprocess; PSS of its process tree sampled every 0.2 s until it exits."""
 
@@ -270,7 +284,7 @@ class Measurement:
             msg = f"{' '.join(self.cmd)} failed with exit status {self.proc.returncode}: {last[0]}"
             if not allow_fail:
                 raise RuntimeError(msg)
-            out["failed"] = f"exit status {self.proc.returncode} ({last[0][:120]})"
+            out["failed"] = f"exit status {self.proc.returncode} ({last[0][:120]}{_where(stderr)})"
             print(f"[bench] {self.iou:4s} {self.label:18s} FAILED after {wall:.0f} s: {out['failed']}", flush=True)
             return out
         with open(self.dump) as f:
