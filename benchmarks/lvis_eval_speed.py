@@ -64,6 +64,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="runs of the fast evaluator and hotcoco (median reported)")
     p.add_argument("--hotcoco-python", default=None, help="a Python interpreter with hotcoco==1.3.0 installed")
     p.add_argument(
+        "--baseline",
+        default=None,
+        help="also time the fast evaluator of this git revision (1 worker), e.g. the commit before a change",
+    )
+    p.add_argument(
         "--reuse-lvis-api",
         action="store_true",
         help="reuse lvis-api's numbers from an earlier run on the same data files (sha256-checked)",
@@ -79,6 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gt", help=argparse.SUPPRESS)
     p.add_argument("--results", help=argparse.SUPPRESS)
     p.add_argument("--dump", help=argparse.SUPPRESS)
+    p.add_argument("--package-root", help=argparse.SUPPRESS)  # where to import lt_detectron from (--baseline)
     return p.parse_args(argv)
 
 
@@ -127,6 +133,8 @@ def run_one(args) -> None:
     """Evaluate once and dump the summary, the precision of area 'all' ([T, R, K], for per-class AP) and counts."""
     import numpy as np
 
+    if args.package_root:
+        sys.path.insert(0, args.package_root)
     out: Dict[str, object] = {"backend": args.run_one, "iou": args.iou, "workers": args.one_workers}
     if args.run_one == "hotcoco":
         import hotcoco
@@ -225,13 +233,19 @@ def _where(stderr: str) -> str:
 class Measurement:
     """One backend run in a fresh subprocess; PSS of its process tree sampled every 0.2 s until it exits."""
 
-    def __init__(self, args, files, backend: str, iou: str, workers: int = 1, python: Optional[str] = None):
+    def __init__(self, args, files, backend: str, iou: str, workers: int = 1, python: Optional[str] = None,
+                 root: Optional[str] = None):  # fmt: skip
         from lt_detectron.evaluation import default_workers
 
         self.backend, self.iou, self.workers = backend, iou, workers
-        self.label = {"fast": "fast (this repo)", "hotcoco": "hotcoco 1.3.0", "lvis-api": "lvis-api 0.5.3"}[backend]
+        labels = {"fast": "fast (this repo)", "hotcoco": "hotcoco 1.3.0", "lvis-api": "lvis-api 0.5.3"}
+        self.label = labels.get(backend, f"fast at {args.baseline}")
         self.workers_label = (
-            "1" if backend != "fast" else (f"default ({default_workers()})" if workers == 0 else str(workers))
+            "1"
+            if backend != "fast" or workers == 1
+            else f"default ({default_workers()})"
+            if workers == 0
+            else str(workers)
         )
         self.dump = os.path.join(args.data_dir, f"run_{backend}_{iou}_{workers}.json")
         if os.path.exists(self.dump):
@@ -240,7 +254,7 @@ class Measurement:
             python or sys.executable,
             os.path.abspath(__file__),
             "--run-one",
-            backend,
+            "fast" if backend == "baseline" else backend,
             "--iou",
             iou,
             "--one-workers",
@@ -251,7 +265,7 @@ class Measurement:
             files["results"],
             "--dump",
             self.dump,
-        ]
+        ] + (["--package-root", root] if root else [])
         if backend == "lvis-api" and args.lvis_api_mem_cap:
             self.cmd = ["prlimit", f"--as={int(args.lvis_api_mem_cap * 2**30)}", "--"] + self.cmd
         env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -290,7 +304,7 @@ class Measurement:
         with open(self.dump) as f:
             out.update(json.load(f))
         out["per_class_ap"] = per_class_ap(np.load(self.dump + ".npy")[:, :, :, None]).tolist()
-        single = self.backend != "fast" or self.workers == 1
+        single = self.backend not in ("fast", "baseline") or self.workers == 1
         out["peak"] = out["peak_rss_self"] if single else self.peak
         print(
             f"[bench] {self.iou:4s} {self.label:18s} workers {self.workers_label:12s} cpu {out['cpu_seconds']:6.1f} s  "
@@ -408,15 +422,23 @@ def main(argv=None) -> int:
             atomic_write(_lvis_api_cache(args, files, m.iou), lambda f, o=out: f.write(json.dumps(o).encode()))
 
     # the fast evaluator and hotcoco, one after another, in turn
-    backends = [("fast", w, None) for w in args.workers]
+    backends = [("fast", w, None, None) for w in args.workers]
+    if args.baseline:  # the fast evaluator of another revision, from `git archive` (its lt_detectron package only)
+        root = os.path.join(args.data_dir, f"baseline_{args.baseline}")
+        if not os.path.isdir(os.path.join(root, "lt_detectron")):
+            os.makedirs(root, exist_ok=True)
+            archive = subprocess.run(["git", "-C", REPO, "archive", args.baseline, "lt_detectron"], check=True,
+                                     capture_output=True).stdout  # fmt: skip
+            subprocess.run(["tar", "-x", "-C", root], input=archive, check=True)
+        backends.insert(0, ("baseline", 1, None, root))
     if args.hotcoco_python:
-        backends.append(("hotcoco", 1, args.hotcoco_python))
+        backends.append(("hotcoco", 1, args.hotcoco_python, None))
     runs: Dict[tuple, List[Dict[str, object]]] = {}
     labels: Dict[tuple, tuple] = {}
     for _ in range(args.repeats):
         for iou in args.iou_types:
-            for backend, w, python in backends:
-                m = Measurement(args, files, backend, iou, w, python)
+            for backend, w, python, root in backends:
+                m = Measurement(args, files, backend, iou, w, python, root)
                 runs.setdefault((iou, backend, w), []).append(m.finish())
                 labels[iou, backend, w] = (m.label, m.workers_label)
     load_end = os.getloadavg()
@@ -469,7 +491,7 @@ def main(argv=None) -> int:
                         f"{iou} lvis-api row: reused from this script's run of {r['date']} on the same data "
                         f"files (sha256 checked), lvis {r['lvis_version']}; its time is that run's."
                     )
-        for backend, w, _ in backends:
+        for backend, w, _, _ in backends:
             rs = runs[iou, backend, w]
             label, wl = labels[iou, backend, w]
             cpu, wall = _median(rs, "cpu_seconds"), _median(rs, "wall_seconds")
@@ -483,10 +505,11 @@ def main(argv=None) -> int:
             )
     timing_lines = []
     for (iou, backend, w), rs in runs.items():
-        if backend == "fast":
+        if backend in ("fast", "baseline"):
             t = {k: statistics.median(x["timings"][k] for x in rs) for k in rs[0]["timings"]}
             timing_lines.append(
-                f"- {iou}, workers {labels[iou, backend, w][1]}: " + ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
+                f"- {iou}, {labels[iou, backend, w][0]}, workers {labels[iou, backend, w][1]}: "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in t.items())
             )
     lines += [
         "",
