@@ -219,3 +219,19 @@ def test_fast_reader_block_size_does_not_matter(tmp_path, monkeypatch, with_mask
         assert np.array_equal(getattr(big, key), getattr(small, key))
     if with_masks:
         assert big.segmentation.dicts(0, len(res)) == small.segmentation.dicts(0, len(res))
+
+
+def test_lvis_api_patched_when_first_imported_not_at_start_up():
+    """Importing lt_detectron.data does not import lvis (its lvis.vis pulls in matplotlib: ~24 MB at every
+    start-up); lvis.eval is patched for NumPy >= 1.24 whenever it is imported later (Detectron2's LVISEvaluator)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy, lt_detectron.data\n"
+        "assert 'lvis' not in sys.modules and 'matplotlib' not in sys.modules, sorted(sys.modules)\n"
+        "import lvis.eval\n"
+        "assert hasattr(numpy, 'float') or lvis.eval.np.float is float\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
