@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from glob import glob
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from lt_detectron.utils.io import file_digest
 from lt_detectron.utils.numerics import cpu_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -167,11 +168,7 @@ def format_mean_std(values: Iterable[Optional[float]], digits: int = 1) -> str:
 
 
 def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path)
 
 
 def lock_files(repo: str = REPO) -> List[str]:

@@ -35,7 +35,6 @@ from lt_detectron.utils.numerics import pin_cpu_numerics  # noqa: E402
 pin_cpu_numerics()  # before torch loads, as tools/train_net.py: this script is the launched processes' main module
 
 import argparse  # noqa: E402
-import hashlib  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
@@ -45,6 +44,8 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Dict, List, Optional  # noqa: E402
+
+from lt_detectron.utils.io import file_digest  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import format_markdown_table, write_results  # noqa: E402
@@ -177,11 +178,7 @@ def run_child(report_dir: str, train_net_argv: List[str]) -> None:
 
 
 def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path)
 
 
 def run_mode(mode: str, args: argparse.Namespace, work: str) -> Dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -105,3 +106,12 @@ def save_figure_atomic(fig: Any, path: str, dpi: float | None = None, **savefig:
         return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi, **savefig))
     finally:
         plt.close(fig)
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (`hashlib` algorithm name), read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

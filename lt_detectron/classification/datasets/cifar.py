@@ -15,7 +15,6 @@ The training set keeps n_c = floor(n_max * (1/IF)^(c/(C-1))) images of class c (
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from typing import Any
@@ -25,6 +24,7 @@ import torchvision
 from torchvision import transforms as T
 
 from lt_detectron.utils.cli import UserError, UserFileNotFoundError
+from lt_detectron.utils.io import file_digest
 
 from .base import LTDatasetSplits, long_tail_counts
 
@@ -100,11 +100,7 @@ class _Layout:
 
 
 def _md5(path: str) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def _check_files(layout: _Layout, verify_md5: bool) -> None:
