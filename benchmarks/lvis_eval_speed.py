@@ -117,14 +117,6 @@ def generate(args) -> Dict[str, str]:
     return files
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 24), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # one measurement (runs in a subprocess; the hotcoco one in --hotcoco-python, without this project's packages)
 
@@ -391,7 +383,9 @@ def main(argv=None) -> int:
     if args.hotcoco_python and not os.path.exists(args.hotcoco_python):
         raise SystemExit(f"--hotcoco-python {args.hotcoco_python}: no such interpreter; create the side venv first")
     size = os.path.getsize(files["results"])
-    hashes = {k: _sha256(v) for k, v in files.items()} if not args.no_lvis_api else {}
+    from lt_detectron.utils import file_digest
+
+    hashes = {k: file_digest(v) for k, v in files.items()} if not args.no_lvis_api else {}
     lvis_version = getattr(lvis, "__version__", "0.5.3")
     load_start = os.getloadavg()
 
