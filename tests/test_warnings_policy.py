@@ -24,3 +24,18 @@ def test_third_party_deprecations_are_ignored(module):
     with warnings.catch_warnings(record=True) as caught:
         _warn_from(module, DeprecationWarning)
     assert caught == []  # neither raised nor shown: ignored by pytest.ini
+
+
+def test_entry_points_silence_detectron2s_meshgrid_warning():
+    """Every run printed torch.meshgrid's indexing notice from Detectron2's anchor generator (issue 22 item 11); the
+    process policy of the entry points filters exactly that message."""
+    import torch
+
+    from lt_detectron.utils.numerics import pin_cpu_numerics
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pin_cpu_numerics()
+        torch.meshgrid(torch.arange(2), torch.arange(3))
+        warnings.warn("another UserWarning", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["another UserWarning"]

@@ -44,6 +44,9 @@ def pin_cpu_numerics() -> str:
     # OpenMP threads that busy-wait collapse when another process shares the cores (0.6 -> 5 s/iter on 2 cores,
     # benchmarks/results/lt_shapes_demo.md); passive waiting costs little on an idle machine. Not a numerics setting.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Detectron2's anchor generator calls torch.meshgrid without `indexing` (the result is the same): the warning it
+    # prints on every run says nothing the user can act on.
+    warnings.filterwarnings("ignore", message=r"torch\.meshgrid: in an upcoming release", category=UserWarning)
     if _opted_out() or not _can_pin():
         return numerics_status()
     changed = [k for k in PINNED_ISA if k not in os.environ]  # a value the user set is kept
