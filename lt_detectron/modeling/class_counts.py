@@ -62,8 +62,17 @@ def read_class_counts(cfg) -> np.ndarray:
         def read() -> np.ndarray:
             return class_counts(names, source=source)
 
-    # Read on rank 0 and sent to the others: one read of the annotations, and every rank gets the same n_c.
-    counts = np.asarray(broadcast_from_main(read), dtype=np.float64)
+    # Every rank reads at once: the read is its training set's one load, which its data loader uses next
+    # (dataset_dicts_loaded_once); rank 0 alone reading first would make the others wait one parse (1.5x stock's
+    # start-up with 2 processes). All ranks then take rank 0's n_c (or its error), so the heads agree.
+    try:
+        local = (True, read())
+    except Exception as err:  # rank 0's outcome decides below; the others' loaders meet their own errors
+        local = (False, err)
+    ok, value = broadcast_from_main(lambda: local)
+    if not ok:
+        raise value
+    counts = np.asarray(value, dtype=np.float64)
     if counts.shape != (num_classes,):
         raise ValueError(
             f"MODEL.ROI_HEADS.NUM_CLASSES is {num_classes} but the training datasets {list(names)} have "
