@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> str:
                     processes,
                     f"{medians[kind]:.1f} ({', '.join('%.1f' % r['seconds'] for r in results)})",
                     f"{ratio:.2f}x",
-                    f"{max(r['peak_gib'] for r in results):.2f}",
+                    f"{max(r['peak_gib'] for r in results):.3f}",
                     last["before_launch"],
                     " / ".join(map(str, last["json_loads"])),
                     " / ".join(map(str, last["dataset_loads"])),
