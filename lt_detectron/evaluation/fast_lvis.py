@@ -409,11 +409,21 @@ def _gt_rles(anns: List[dict], gt: LVISGroundTruth, img_index: np.ndarray) -> Li
 _RLE_CHARS = bytes(range(48, 112))  # pycocotools' compressed RLE alphabet: 6 bits per character, offset by 48
 
 
+_AREA_BATCH = 255  # pycocotools' area() sizes its result via np.array((n,), dtype=uint8): NumPy 2 raises for n > 255
+
+
+def _areas(rles: List[dict]) -> np.ndarray:
+    """pycocotools' mask areas of compressed RLE dicts, in batches that its NumPy 2 bug allows."""
+    import pycocotools.mask as mask_utils
+
+    parts = [mask_utils.area(rles[i : i + _AREA_BATCH]) for i in range(0, len(rles), _AREA_BATCH)]
+    return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+
+
 def _rle_areas(geo: List[dict], hw: np.ndarray) -> Tuple[np.ndarray, bool]:
     """Mask areas of compressed RLE dicts (pycocotools), and whether every mask is well formed: counts strings of
     the RLE alphabet whose last character closes its number, and an area within the image. False means: use the
     slow path (`_det_mask`), which converts polygons and uncompressed RLE and names a bad record."""
-    import pycocotools.mask as mask_utils
 
     if not geo:
         return np.zeros(0), True
@@ -424,7 +434,7 @@ def _rle_areas(geo: List[dict], hw: np.ndarray) -> Tuple[np.ndarray, bool]:
         text = b"".join(counts)
         if text.translate(None, _RLE_CHARS) or any(c and (c[-1] - 48) & 0x20 for c in counts):
             return np.zeros(len(geo)), False  # a character outside the alphabet, or a number cut off
-        area = np.asarray(mask_utils.area(geo), dtype=np.float64)
+        area = _areas(geo)
     except (TypeError, KeyError, AttributeError, ValueError):
         return np.zeros(len(geo)), False
     return area, bool((area <= hw[:, 0] * hw[:, 1]).all())
@@ -450,7 +460,7 @@ def _mask_iou(
     if len(e_det) == 0:
         return out
     db, gb = mask_utils.toBbox(dgeo), mask_utils.toBbox(g_rle)
-    g_area = np.asarray(mask_utils.area(g_rle), dtype=np.float64)
+    g_area = _areas(g_rle)
     d, g = db[e_det], gb[e_gt]
     w = np.minimum(d[:, 0] + d[:, 2], g[:, 0] + g[:, 2]) - np.maximum(d[:, 0], g[:, 0])
     h = np.minimum(d[:, 1] + d[:, 3], g[:, 1] + g[:, 3]) - np.maximum(d[:, 1], g[:, 1])
