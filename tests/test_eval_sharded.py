@@ -27,7 +27,7 @@ from lt_detectron.data import generate_lt_shapes, register_lt_shapes  # noqa: E4
 from lt_detectron.data.lt_shapes import VAL_JSON  # noqa: E402
 from lt_detectron.engine.distributed import launch  # noqa: E402
 from lt_detectron.evaluation.detectron2_evaluator import D2_METRICS, RESULTS_FILE, FastLVISEvaluator  # noqa: E402
-from lt_detectron.utils.io import TEMP_SUFFIX, _host  # noqa: E402
+from lt_detectron.utils.io import TEMP_SUFFIX, host_name  # noqa: E402
 
 
 class _PayloadLog:
@@ -162,8 +162,8 @@ def runs(tiny_root, tmp_path_factory):
     # Shards a killed run left: rank 1's of a dead process on this host (removed at reset), and two that must not be
     # removed nor read: one of a live process (this one) and one of another host (a shared file system).
     stale = {
-        "dead": f"{RESULTS_FILE}.rank1.{_host()}.{_dead_pid()}.deadbeef{TEMP_SUFFIX}",
-        "live": f"{RESULTS_FILE}.rank1.{_host()}.{os.getpid()}.livebeef{TEMP_SUFFIX}",
+        "dead": f"{RESULTS_FILE}.rank1.{host_name()}.{_dead_pid()}.deadbeef{TEMP_SUFFIX}",
+        "live": f"{RESULTS_FILE}.rank1.{host_name()}.{os.getpid()}.livebeef{TEMP_SUFFIX}",
         "other_host": f"{RESULTS_FILE}.rank0.otherhost.1.hostbeef{TEMP_SUFFIX}",
     }
     for name in stale.values():
@@ -223,7 +223,7 @@ def test_sharded_results_file_is_the_gathered_one_byte_for_byte(runs, one_proces
 def test_sharded_path_moves_no_prediction_between_processes(runs):
     for rank, held in enumerate(runs["held"]):
         # this rank's own shard existed before evaluate(): the predictions went to a file as they came
-        assert f"{RESULTS_FILE}.rank{rank}.{_host()}." in held["sharded_own_shard"]
+        assert f"{RESULTS_FILE}.rank{rank}.{host_name()}." in held["sharded_own_shard"]
         assert held["sharded_own_shard"] in held["sharded_shards_before_evaluate"]
         # the collectives carry a few hundred bytes (shard paths and counts), the gather path the predictions
         assert max(held["sharded_payloads"]) < 2000, held["sharded_payloads"]

@@ -30,7 +30,7 @@ from lt_detectron.data.lt_shapes import remove_stale_work_folders
 from lt_detectron.engine import build_cfg
 from lt_detectron.engine.run_guard import check_resume
 from lt_detectron.utils.cli import config_error
-from lt_detectron.utils.io import _host
+from lt_detectron.utils.io import host_name
 
 BASELINE = os.path.join(REPO, "configs", "demo", "lt_shapes_baseline.yaml")
 TINY = [
@@ -350,7 +350,7 @@ def test_pretrain_backbone_iters_zero(tmp_path, capsys):
 def test_stale_lt_shapes_work_folders_removed_only_when_their_writer_is_gone(tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # a process id that no longer runs
-    host = _host()
+    host = host_name()
     names = {
         f".lt_shapes.tmp-{host}.{gone.pid}.k1ll3d": False,  # a killed generation: removed
         f".lt_shapes.old-{host}.{gone.pid}": False,  # a killed swap's previous dataset: removed

@@ -31,7 +31,7 @@ from typing import Dict, List, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ..utils.io import _host, _process_alive
+from ..utils.io import _process_alive, host_name
 
 __all__ = [
     "SHAPES",
@@ -431,7 +431,7 @@ def remove_stale_work_folders(out_dir: str | os.PathLike) -> List[Path]:
     out = Path(out_dir).expanduser().resolve()
     if not out.parent.is_dir():
         return []
-    pattern, host, removed = _work_folder_pattern(out.name), _host(), []
+    pattern, host, removed = _work_folder_pattern(out.name), host_name(), []
     for entry in out.parent.iterdir():
         match = pattern.match(entry.name)
         if match is None or not entry.is_dir() or match["host"] != host or _process_alive(int(match["pid"])):
@@ -476,7 +476,7 @@ def generate_lt_shapes(out_dir: str | os.PathLike, seed: int = 0, overwrite: boo
     remove_stale_work_folders(out)
     plan = plan_lt_shapes(spec)
     # Host and process id in the name: a later generation can tell whether its writer is gone.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{_host()}.{os.getpid()}.", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{host_name()}.{os.getpid()}.", dir=out.parent))
     os.chmod(tmp, 0o755)  # mkdtemp's 0700 would otherwise stick to the renamed dataset folder
     try:
         train_images, train_anns = _render_split("train", plan["train"], 1, 1, spec, tmp)
@@ -514,7 +514,7 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
         if not any(out.iterdir()):
             out.rmdir()
         else:
-            old = out.with_name(f".{out.name}.old-{_host()}.{os.getpid()}")
+            old = out.with_name(f".{out.name}.old-{host_name()}.{os.getpid()}")
             os.replace(out, old)
     try:
         os.replace(tmp, out)

@@ -32,7 +32,7 @@ from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
 from lt_detectron.utils.distributed import broadcast_from_main
-from lt_detectron.utils.io import TEMP_SUFFIX, _host, atomic_write, remove_stale_temporaries
+from lt_detectron.utils.io import atomic_write, host_name, make_temporary, remove_stale_temporaries
 
 from .fast_lvis import FIXED_AP_DEFAULT_K, evaluate_detections
 from .inputs import load_detections, load_ground_truth
@@ -50,7 +50,7 @@ def _temp_file(folder: str, name: str) -> str:
     """A new empty file in `folder` named as `lt_detectron.utils.io.atomic_write` names its temporaries
     (`<name>.<host>.<pid>.<random>.lt-tmp`), so that `remove_stale_temporaries` removes it once its process is gone."""
     os.makedirs(folder, exist_ok=True)
-    fd, path = tempfile.mkstemp(dir=folder, prefix=f"{name}.{_host()}.{os.getpid()}.", suffix=TEMP_SUFFIX)
+    fd, path = make_temporary(folder, name)
     os.close(fd)
     return path
 
@@ -116,7 +116,7 @@ def _join_shards(infos: Sequence[_ShardInfo], out: IO[bytes]) -> None:
     missing = [(r, i.host, i.path) for r, i in enumerate(infos) if i.path and not os.path.isfile(i.path)]
     if missing:
         raise FileNotFoundError(
-            f"FastLVISEvaluator: rank 0 (host {_host()}) cannot see the prediction shards of (rank, host, path) "
+            f"FastLVISEvaluator: rank 0 (host {host_name()}) cannot see the prediction shards of (rank, host, path) "
             f"{missing}. Sharded evaluation needs a folder every process can read: set OUTPUT_DIR (the shards go "
             f"into its inference folder) to a shared file system, or set TEST.LT_EVAL_SHARDS False to gather the "
             f"predictions to rank 0 instead."
@@ -277,7 +277,7 @@ class FastLVISEvaluator(LVISEvaluator):
             self._shard.close()
         info = _ShardInfo(
             path=self._shard.path if self._shard is not None else None,
-            host=_host(),
+            host=host_name(),
             images=self._images,
             records=self._shard.records if self._shard is not None else 0,
             has_instances=self._has_instances,

@@ -9,7 +9,7 @@ import os
 import re
 import socket
 import tempfile
-from typing import IO, Any, Callable, List
+from typing import IO, Any, Callable, List, Tuple
 
 # Temporary files of atomic_write: "<name>.<host>.<pid>.<random>.lt-tmp", so that a later start can tell whether the
 # process that wrote one is gone (remove_stale_temporaries).
@@ -17,8 +17,16 @@ TEMP_SUFFIX = ".lt-tmp"
 _TEMP_NAME = re.compile(r"^(?P<name>.+)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.[^.]+" + re.escape(TEMP_SUFFIX) + "$")
 
 
-def _host() -> str:
+def host_name() -> str:
+    """This machine's short host name, as temporary and work-file names carry it (a process id means nothing on
+    another host)."""
     return socket.gethostname().split(".")[0] or "host"
+
+
+def make_temporary(folder: str, name: str) -> Tuple[int, str]:
+    """`tempfile.mkstemp` in `folder` for `name`, named `<name>.<host>.<pid>.<random>.lt-tmp` so that
+    `remove_stale_temporaries` can remove it once its process is gone. Returns (fd, path)."""
+    return tempfile.mkstemp(dir=folder, prefix=f"{name}.{host_name()}.{os.getpid()}.", suffix=TEMP_SUFFIX)
 
 
 def _umask_mode() -> int:
@@ -36,8 +44,7 @@ def atomic_write(path: str, write_fn: Callable[[IO], Any], binary: bool = True) 
     """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    prefix = f"{os.path.basename(path)}.{_host()}.{os.getpid()}."
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=TEMP_SUFFIX)
+    fd, tmp = make_temporary(folder, os.path.basename(path))
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             write_fn(f)
@@ -66,7 +73,7 @@ def remove_stale_temporaries(folder: str) -> List[str]:
     removed = []
     if not os.path.isdir(folder):
         return removed
-    host = _host()
+    host = host_name()
     for entry in os.listdir(folder):
         match = _TEMP_NAME.match(entry)
         if match is None or match["host"] != host or _process_alive(int(match["pid"])):
