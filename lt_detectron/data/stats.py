@@ -289,12 +289,14 @@ def sampled_instance_counts(
         ).numpy()
     else:
         factors = np.ones(len(records))
-    counts = np.zeros(num_classes, dtype=np.float64)
-    for factor, record in zip(factors, records):
-        ids = np.fromiter((a["category_id"] for a in record.get("annotations", ())), dtype=np.int64)
-        if ids.size:
-            counts += factor * np.bincount(ids, minlength=num_classes)[:num_classes]
-    return counts
+    image, cats = _annotation_arrays(records)
+    if cats.size and cats.min() < 0:
+        raise ValueError(f"datasets {names}: an annotation has a negative category_id ({int(cats.min())})")
+    keep = cats < num_classes
+    # Instances of each (image, class), each weighted by its image's factor and summed per class in image order.
+    pairs, per_pair = np.unique(image[keep] * num_classes + cats[keep], return_counts=True)
+    weights = np.asarray(factors, dtype=np.float64)[pairs // num_classes] * per_pair
+    return np.bincount(pairs % num_classes, weights=weights, minlength=num_classes)
 
 
 def repeat_factor_summary(records: Sequence[dict], factors: Sequence[float], num_classes: int) -> Dict[str, object]:
