@@ -36,7 +36,7 @@ pin_cpu_numerics()  # first, before torch loads: pinned CPU kernels (docs/result
 
 from lt_detectron.evaluation import LVISInputError, default_workers  # noqa: E402
 from lt_detectron.evaluation.fast_lvis import FIXED_AP_DEFAULT_K, LVISEvalResult, evaluate_detections  # noqa: E402
-from lt_detectron.evaluation.inputs import Detections, load_detections, load_ground_truth  # noqa: E402
+from lt_detectron.evaluation.inputs import Detections, LVISGroundTruth, load_inputs  # noqa: E402
 from lt_detectron.evaluation.report import detectron2_metrics, format_lvis_table, format_table, write_reports  # noqa: E402
 
 
@@ -126,8 +126,9 @@ def _has_masks(path: str) -> bool:
     return b'"segmentation"' in head
 
 
-def _load_checked(args, gt, iou_types) -> Detections:
-    """The results file read and checked against the ground truth (every backend runs these checks first)."""
+def _load_checked(args, iou_types) -> Tuple[LVISGroundTruth, Detections]:
+    """The ground truth, and the results file read and checked against it (every backend runs these checks first);
+    with more than one worker, the results file is read while the ground truth loads."""
     from tqdm import tqdm
 
     bar = tqdm(desc="reading results", total=0, unit="block", leave=False)
@@ -138,9 +139,10 @@ def _load_checked(args, gt, iou_types) -> Detections:
         bar.refresh()
 
     try:
-        return load_detections(
-            args.results, gt, need_bbox="bbox" in iou_types, need_segm="segm" in iou_types, progress=read_progress
-        )
+        return load_inputs(
+            args.gt, args.results, need_bbox="bbox" in iou_types, need_segm="segm" in iou_types,
+            concurrent=(args.workers or default_workers()) > 1, progress=read_progress,
+        )  # fmt: skip
     finally:
         bar.close()  # cleared before an error is printed
 
@@ -221,9 +223,8 @@ def main(argv=None) -> int:
     output, kept = _output_folder(args)
     try:
         t0 = time.perf_counter()
-        gt = load_ground_truth(args.gt)
+        gt, dets = _load_checked(args, iou_types)  # --lvis-api too: its own reader fails on bad input, unnamed
         images, instances = _train_counts(args.train_gt, gt)
-        dets = _load_checked(args, gt, iou_types)  # --lvis-api too: its own reader fails on bad input, unnamed
         if args.lvis_api:
             del dets
             results = _run_lvis_api(args, iou_types)

@@ -10,17 +10,21 @@ from __future__ import annotations
 import json
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .fast_json import RLEColumn, read_results_columns
+from .fast_json import ResultColumns, RLEColumn, read_results_columns
 from .gc_pause import gc_paused
 
-__all__ = ["LVISInputError", "LVISGroundTruth", "Detections", "load_json", "load_ground_truth", "load_detections"]
+__all__ = [
+    "LVISInputError", "LVISGroundTruth", "Detections", "load_json", "load_ground_truth", "load_detections",
+    "load_inputs",
+]  # fmt: skip
 
 JsonLike = Union[str, os.PathLike, dict, list]
 
@@ -275,8 +279,16 @@ class Detections:
 
 def _positions(ids: np.ndarray, known_sorted: np.ndarray) -> tuple[np.ndarray, int | None]:
     """Positions of `ids` in the sorted array `known_sorted`, and the index of the first id not in it (or None)."""
-    index = np.searchsorted(known_sorted, ids)
-    bad = (index >= len(known_sorted)) | (known_sorted[np.minimum(index, len(known_sorted) - 1)] != ids)
+    compact = len(known_sorted) and 0 <= known_sorted[0] and known_sorted[-1] < 4 * (len(ids) + len(known_sorted))
+    if compact:
+        # ids of a compact range (LVIS's): a look-up table, one gather instead of a binary search per id
+        table = np.full(int(known_sorted[-1]) + 2, -1, dtype=np.int64)  # the last entry: any id out of range
+        table[known_sorted] = np.arange(len(known_sorted))
+        index = table[np.where((ids >= 0) & (ids <= known_sorted[-1]), ids, len(table) - 1)]
+        bad = index < 0
+    else:
+        index = np.searchsorted(known_sorted, ids)
+        bad = (index >= len(known_sorted)) | (known_sorted[np.minimum(index, len(known_sorted) - 1)] != ids)
     return index, (int(np.argmax(bad)) if bad.any() else None)
 
 
@@ -336,6 +348,7 @@ def load_detections(
     need_bbox: bool = True,
     need_segm: bool = False,
     progress: Optional[Callable[[int, int], None]] = None,
+    columns: Optional[ResultColumns] = None,
 ) -> Detections:
     """Check a results list (or json file) against `gt` and hold it as columns. Nothing is dropped here.
 
@@ -348,6 +361,7 @@ def load_detections(
         need_bbox: read and check the boxes (bbox evaluation); else `bbox` is None.
         need_segm: read and check the masks (segm evaluation); else `segmentation` is None.
         progress: optional callback `progress(blocks_done, blocks_total)` of the fast file reader.
+        columns: the file `source` already read by `read_results_columns` (see `load_inputs`).
 
     Returns:
         The detections as columns, in the order of `source`.
@@ -361,7 +375,7 @@ def load_detections(
         path = os.fspath(source)
         if not os.path.isfile(path):
             raise LVISInputError(f"results file {path!r} does not exist; pass the path of an existing json file.")
-        fast = read_results_columns(path, progress=progress, with_masks=need_segm, with_boxes=need_bbox)
+        fast = columns or read_results_columns(path, progress=progress, with_masks=need_segm, with_boxes=need_bbox)
     results: Any = None
     if fast is not None:
         img, cat, score, bbox = fast.image_id, fast.category_id, fast.score, fast.bbox
@@ -460,3 +474,38 @@ def load_detections(
 
 def results_have(results: Sequence[Dict], key: str) -> bool:
     return bool(results) and isinstance(results[0], dict) and key in results[0]
+
+
+def load_inputs(
+    gt_source: JsonLike,
+    results_source: JsonLike,
+    need_bbox: bool = True,
+    need_segm: bool = False,
+    concurrent: bool = True,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> Tuple[LVISGroundTruth, Detections]:
+    """`load_ground_truth` and `load_detections` of both sources; with `concurrent`, a results file is read in a
+    thread while the ground truth loads (the C reader releases the GIL: two cores, about the time of the longer).
+
+    Args:
+        gt_source: the ground truth (see `load_ground_truth`).
+        results_source: the results (see `load_detections`).
+        need_bbox: read and check the boxes.
+        need_segm: read and check the masks.
+        concurrent: read the results file in a second thread.
+        progress: optional callback of the results file reader.
+
+    Returns:
+        (ground truth, detections).
+    """
+    if not concurrent or isinstance(results_source, (dict, list)) or not os.path.isfile(results_source):
+        gt = load_ground_truth(gt_source)
+        return gt, load_detections(results_source, gt, need_bbox, need_segm, progress)
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(read_results_columns, results_source, progress, need_segm, need_bbox)
+        try:
+            gt = load_ground_truth(gt_source)
+            gt.columns()  # built while the reader still runs, and before the evaluator's workers fork
+        finally:
+            columns = reading.result()
+    return gt, load_detections(results_source, gt, need_bbox, need_segm, progress, columns=columns)
