@@ -78,6 +78,10 @@ if [ "$MODE" = prepare ]; then
     cp "$D2_CUDA_SO" "$CARRY.tmp/detectron2/detectron2/_C.cpython-312-x86_64-linux-gnu.so"
     echo "prebuilt CUDA _C: $D2_CUDA_SO"
   fi
+  # lt_detectron's own C extensions (the LVIS evaluator), built for CPython 3.12 here: the GPU machine's Python may
+  # have no headers to build them
+  "$PREP_PY" setup.py -q build_ext --build-lib "$CARRY.tmp/lt_ext" --build-temp "$CARRY.tmp/lt_ext_build" >/dev/null
+  rm -rf "$CARRY.tmp/lt_ext_build"
   { echo "commit=$D2_COMMIT"; echo "source=$D2_SOURCE"; echo "cuda_so=${D2_CUDA_SO:-none (built on the GPU machine)}"
     echo "lock_sha256=$(sha256sum "$LOCK" | cut -c1-16)"; } >"$CARRY.tmp/MANIFEST"
   rm -rf "$CARRY" && mv "$CARRY.tmp" "$CARRY"
@@ -154,6 +158,10 @@ rm -rf "$SITE" "$D2" && cp -a "$CARRY/detectron2" "$D2"
 [ -e "$D2/detectron2/model_zoo/configs" ] || ln -s ../../configs "$D2/detectron2/model_zoo/configs"
 step install_wheels "$(cap 60 0)" "'$PY' -m pip install -q --no-index --no-deps --no-compile --target '$SITE' '$CARRY'/wheels/*.whl && ls '$SITE'"
 export PYTHONPATH=$SITE:$D2:$ROOT${PYTHONPATH:+:$PYTHONPATH}
+# the evaluator's C extensions: the carried cp312 build, else built here
+step lt_extensions "$(cap 60 0)" "cp -n '$CARRY'/lt_ext/lt_detectron/evaluation/*.so lt_detectron/evaluation/ 2>/dev/null
+'$PY' -c 'import lt_detectron.evaluation' 2>/dev/null || '$PY' setup.py -q build_ext --inplace >/dev/null
+'$PY' -c 'import lt_detectron.evaluation; print(\"lt_detectron.evaluation imports\")'"
 # lt_shapes is CPU work: generate it while the rest installs and the tests run.
 # ensure_lt_shapes: a complete dataset from an earlier check is reused, an incomplete one regenerated.
 (timeout -k 5 "$(cap 200 150)" "$PY" -c "from lt_detectron.data import ensure_lt_shapes; print(ensure_lt_shapes('$LT_SHAPES_DIR'))" \

@@ -17,7 +17,8 @@ LVISEval(...).run()). hotcoco is not a dependency of this project: --hotcoco-pyt
 hotcoco==1.3.0 (e.g. a side venv: `python -m venv /work/hotcoco-venv && /work/hotcoco-venv/bin/pip install
 hotcoco==1.3.0 "numpy<2"`); without it the hotcoco rows are left out.
 
-The fast evaluator (1 worker and the default workers) and hotcoco run one after another, --repeats times in turn, on
+The fast evaluator (1 worker and the default workers) and hotcoco (1 thread and its default, a thread per CPU:
+RAYON_NUM_THREADS) run one after another, --repeats times in turn, on
 an otherwise idle set of our processes (lvis-api runs first, alone); the table gives the median. CPU: user + system
 seconds of the process and its workers (os.wait4). Wall: seconds on the clock from start to exit. Peak memory: the
 peak RSS of a single-process run (getrusage); with workers, the peak of the process tree's summed PSS, sampled every
@@ -237,12 +238,14 @@ class Measurement:
         self.backend, self.iou, self.workers = backend, iou, workers
         labels = {"fast": "fast (this repo)", "hotcoco": "hotcoco 1.3.0", "lvis-api": "lvis-api 0.5.3"}
         self.label = labels.get(backend, f"fast at {args.baseline}")
+        # hotcoco's workers are threads (rayon, RAYON_NUM_THREADS); the default is one per CPU
+        kind = " threads" if backend == "hotcoco" else ""
         self.workers_label = (
             "1"
-            if backend != "fast" or workers == 1
-            else f"default ({default_workers()})"
+            if backend in ("lvis-api", "baseline") or workers == 1
+            else f"default ({default_workers()}{kind})"
             if workers == 0
-            else str(workers)
+            else f"{workers}{kind}"
         )
         self.dump = os.path.join(args.data_dir, f"run_{backend}_{iou}_{workers}.json")
         if os.path.exists(self.dump):
@@ -266,6 +269,9 @@ class Measurement:
         if backend == "lvis-api" and args.lvis_api_mem_cap:
             self.cmd = ["prlimit", f"--as={int(args.lvis_api_mem_cap * 2**30)}", "--"] + self.cmd
         env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env.pop("RAYON_NUM_THREADS", None)
+        if backend == "hotcoco" and workers:
+            env["RAYON_NUM_THREADS"] = str(workers)
         self.start = time.perf_counter()
         self.proc = subprocess.Popen(self.cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.peak = 0
@@ -430,8 +436,8 @@ def main(argv=None) -> int:
                                      capture_output=True).stdout  # fmt: skip
             subprocess.run(["tar", "-x", "-C", root], input=archive, check=True)
         backends.insert(0, ("baseline", 1, None, root))
-    if args.hotcoco_python:
-        backends.append(("hotcoco", 1, args.hotcoco_python, None))
+    if args.hotcoco_python:  # as many threads as the fast evaluator's workers
+        backends += [("hotcoco", w, args.hotcoco_python, None) for w in args.workers]
     runs: Dict[tuple, List[Dict[str, object]]] = {}
     labels: Dict[tuple, tuple] = {}
     for _ in range(args.repeats):
@@ -459,8 +465,10 @@ def main(argv=None) -> int:
         "the fast evaluator and hotcoco ran one after another in turn, after lvis-api "
         "(which ran alone, one iou type at a time). CPU: user + system seconds of "
         "the process and its workers. Peak memory: peak RSS of a single process; with workers, the peak summed PSS of "
-        "the process tree (sampled every 0.2 s). Largest difference: the largest absolute difference from lvis-api of "
-        "any summary number (AP, AP50, AP75, APs/m/l, APr/c/f, AR, ARs/m/l) or per-class AP (fractions, not %).",
+        "the process tree (sampled every 0.2 s). hotcoco's workers are threads (RAYON_NUM_THREADS; its default is "
+        "one per CPU); each fast row is compared with the hotcoco row of the same number of workers. Largest "
+        "difference: the largest absolute difference from lvis-api of any summary number (AP, AP50, AP75, APs/m/l, "
+        "APr/c/f, AR, ARs/m/l) or per-class AP (fractions, not %).",
         "",
         "| iou type | evaluator | workers | CPU (s) | wall (s) | peak memory (GiB) | CPU / hotcoco's "
         "| wall / hotcoco's | largest difference from lvis-api |",
@@ -469,7 +477,7 @@ def main(argv=None) -> int:
     notes = []
     for iou in args.iou_types:
         r = ref.get(iou)
-        hot = runs.get((iou, "hotcoco", 1))
+
         if r is not None:
             if "failed" in r:
                 when = f"; reused: run of {r['date']}" if r.get("reused") else ""
@@ -496,6 +504,7 @@ def main(argv=None) -> int:
             cpu, wall = _median(rs, "cpu_seconds"), _median(rs, "wall_seconds")
             peak = max(float(x["peak"]) for x in rs)
             vs = ("", "")
+            hot = runs.get((iou, "hotcoco", w if backend == "fast" else 1))  # the same number of workers
             if hot and backend != "hotcoco":
                 vs = (f"{cpu / _median(hot, 'cpu_seconds'):.2f}", f"{wall / _median(hot, 'wall_seconds'):.2f}")
             diff = f"{_max_diff(rs[0], r):.1e}" if r is not None and "failed" not in r else "not compared"

@@ -144,3 +144,24 @@ def test_fast_reader_copies_only_the_masks_asked_for(data, tmp_path):
     assert read_results_columns(path).segmentation[2]["counts"].endswith(b"}")
     with pytest.raises(LVISInputError, match=r"record \[2\] field 'segmentation'"):
         evaluate_lvis(gt, path, ["segm"], workers=1)
+
+
+def test_concurrent_reading_same_columns_and_ground_truth_error_first(data, tmp_path):
+    """With more than one worker the results file is read while the ground truth loads (load_inputs): the same
+    detections as one after the other, and a bad ground truth is still the error reported."""
+    from lt_detectron.evaluation.inputs import load_inputs
+
+    gt, res = data
+    g, r = tmp_path / "gt.json", tmp_path / "lvis_instances_results.json"
+    g.write_text(json.dumps(gt))
+    r.write_text(json.dumps(res))
+    _, a = load_inputs(g, r, need_bbox=True, need_segm=True, concurrent=True)
+    _, b = load_inputs(g, r, need_bbox=True, need_segm=True, concurrent=False)
+    for key in ("img_index", "cat_index", "score", "bbox"):
+        assert np.array_equal(getattr(a, key), getattr(b, key))
+    assert a.segmentation.dicts(0, len(res)) == b.segmentation.dicts(0, len(res))
+    bad = copy.deepcopy(gt)
+    bad["categories"][0]["frequency"] = "x"
+    g.write_text(json.dumps(bad))
+    with pytest.raises(LVISInputError, match="frequency"):
+        evaluate_lvis(g, r, ["bbox"], workers=2)

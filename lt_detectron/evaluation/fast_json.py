@@ -18,6 +18,7 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
+from ._native import _records
 from .gc_pause import gc_paused
 
 __all__ = ["RLEColumn", "ResultColumns", "read_results_columns"]
@@ -153,8 +154,6 @@ def read_results_columns(
         The columns, or None when the file is not exactly in Detectron2's layout (the caller falls back to
         `json.load`).
     """
-    from ._records import parse_file, parse_records
-
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(1 << 16).lstrip(_SPACE)
@@ -170,13 +169,18 @@ def read_results_columns(
         if masks == 1:  # the masks are read later from the file's bytes (RLEColumn): keep them
             f.seek(0)
             data = f.read()
-            start, end = len(data) - len(data.lstrip(_SPACE)), len(data.rstrip(_SPACE))
+            start, end = 0, len(data)  # the list's brackets, past any whitespace (strip() would copy the file)
+            while start < end and data[start] in _SPACE:
+                start += 1
+            while end > start and data[end - 1] in _SPACE:
+                end -= 1
             if data[end - 1 : end] != b"]":
                 return None
-            cols = _columns(parse_records(memoryview(data)[start + 1 : end - 1], 1, with_boxes, start + 1, rows))
+            body = memoryview(data)[start + 1 : end - 1]
+            cols = _columns(_records.parse_records(body, 1, with_boxes, start + 1, rows))
         else:
             f.seek(0)
-            cols = _columns(parse_file(f.fileno(), masks, with_boxes, _BLOCK, rows))
+            cols = _columns(_records.parse_file(f.fileno(), masks, with_boxes, _BLOCK, rows))
     if cols is None:
         return None
     if progress is not None:

@@ -34,7 +34,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._matching import accumulate, match
+from ._native import _matching
 from .gc_pause import gc_paused
 from .inputs import (
     Detections,
@@ -329,7 +329,7 @@ def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, Tu
         iou = _box_iou(boxes[order[np.repeat(det_rows, g_det)]], cols.bbox[g_lo:g_hi][e_gt])
     gt_ig = (g_area[gt_rows, None] < _AREA_LO) | (g_area[gt_rows, None] > _AREA_HI)
     states = np.empty((len(det_rows), len(AREA_RNG), len(_THRS)), dtype=np.int8)
-    match(np.ascontiguousarray(iou, dtype=np.float64), e_start, det_pair, pair_g, pair_gstart,
+    _matching.match(np.ascontiguousarray(iou, dtype=np.float64), e_start, det_pair, pair_g, pair_gstart,
           np.ascontiguousarray(gt_ig).view(np.uint8), (cols.ann_id[g_lo:g_hi][gt_rows] == 0).view(np.uint8), _THRS,
           states)  # fmt: skip
     state = np.zeros((len(order), len(AREA_RNG), len(_THRS)), dtype=np.int8)
@@ -344,7 +344,7 @@ def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, Tu
     recall = -np.ones((len(IOU_THRS), k, len(AREA_RNG)))
     o_cat = d_cat[order]
     c_bounds = np.searchsorted(o_cat, np.arange(chunk.cat_lo, chunk.cat_hi + 1))
-    accumulate(state, np.ascontiguousarray(area_ignored).view(np.uint8), c_bounds.astype(np.int64),
+    _matching.accumulate(state, np.ascontiguousarray(area_ignored).view(np.uint8), c_bounds.astype(np.int64),
                np.ascontiguousarray(num_gt, dtype=np.float64), REC_THRS, precision, recall)  # fmt: skip
     return chunk.cat_lo, chunk.cat_hi, precision, recall, (os.getpid(), _peak_rss_bytes())
 

@@ -501,11 +501,9 @@ def load_inputs(
     if not concurrent or isinstance(results_source, (dict, list)) or not os.path.isfile(results_source):
         gt = load_ground_truth(gt_source)
         return gt, load_detections(results_source, gt, need_bbox, need_segm, progress)
-    with ThreadPoolExecutor(1) as pool:
+    with ThreadPoolExecutor(1) as pool:  # an error in the ground truth is raised once the reader has finished
         reading = pool.submit(read_results_columns, results_source, progress, need_segm, need_bbox)
-        try:
-            gt = load_ground_truth(gt_source)
-            gt.columns()  # built while the reader still runs, and before the evaluator's workers fork
-        finally:
-            columns = reading.result()
+        gt = load_ground_truth(gt_source)
+        gt.columns()  # built while the reader still runs, and before the evaluator's workers fork
+        columns = reading.result()
     return gt, load_detections(results_source, gt, need_bbox, need_segm, progress, columns=columns)

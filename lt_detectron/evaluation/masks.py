@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from ._rle import decode, iou
+from ._native import _rle
 from .fast_json import RLEColumn
 from .inputs import LVISGroundTruth, LVISInputError
 
@@ -31,7 +31,7 @@ class DecodedMasks:
     def iou(self, rows: np.ndarray, other: "DecodedMasks", other_rows: np.ndarray) -> np.ndarray:
         """IoU of mask rows[e] with other's mask other_rows[e], for each entry e (pycocotools' rleIou, iscrowd 0)."""
         rows, other_rows = (np.ascontiguousarray(r, dtype=np.int64) for r in (rows, other_rows))
-        return np.frombuffer(iou(self.runs, self.run_start, other.runs, other.run_start, rows, other_rows))
+        return np.frombuffer(_rle.iou(self.runs, self.run_start, other.runs, other.run_start, rows, other_rows))
 
 
 def _decode(counts: Sequence[bytes] | None, hw: np.ndarray, column: Optional[RLEColumn] = None):
@@ -43,7 +43,7 @@ def _decode(counts: Sequence[bytes] | None, hw: np.ndarray, column: Optional[RLE
         lengths = np.fromiter((len(c) for c in counts), dtype=np.int64, count=len(counts))
         ends = np.cumsum(lengths)
         buffer, starts, escaped = b"".join(counts), ends - lengths, False
-    runs, run_start, area, bbox, bad = decode(
+    runs, run_start, area, bbox, bad = _rle.decode(
         buffer, np.ascontiguousarray(starts, dtype=np.int64), np.ascontiguousarray(ends, dtype=np.int64),
         np.ascontiguousarray(hw, dtype=np.int64), escaped,
     )  # fmt: skip
