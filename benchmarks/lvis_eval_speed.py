@@ -160,7 +160,7 @@ def run_one(args) -> None:
         out["detections"] = len(results)
     else:
         from lt_detectron.evaluation.fast_lvis import evaluate_detections
-        from lt_detectron.evaluation.inputs import load_detections, load_ground_truth, load_inputs
+        from lt_detectron.evaluation.inputs import load_detections, load_ground_truth
 
         need = {"need_bbox": args.iou == "bbox", "need_segm": args.iou == "segm"}
         t0 = time.perf_counter()
@@ -170,6 +170,8 @@ def run_one(args) -> None:
             dets = load_detections(args.results, gt, **need)
             reading = {"read ground truth": t1 - t0, "read results": time.perf_counter() - t1}
         else:  # as evaluate_lvis with more than one worker: the results file read while the ground truth loads
+            from lt_detectron.evaluation.inputs import load_inputs
+
             gt, dets = load_inputs(args.gt, args.results, **need, concurrent=True)
             reading = {"read ground truth and results (concurrently)": time.perf_counter() - t0}
         stats: Dict[str, float] = {}
