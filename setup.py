@@ -19,7 +19,12 @@ setup(
     # Plain C against the CPython API (no numpy headers), for the LVIS evaluator: the reader of Detectron2's results
     # files, compressed RLE masks decoded once for area, box and IoU, and lvis-api's matching and accumulation.
     ext_modules=[
-        Extension(f"lt_detectron.evaluation.{name}", [f"lt_detectron/evaluation/{name}.c"], extra_compile_args=["-O2"])
+        Extension(
+            f"lt_detectron.evaluation.{name}",
+            [f"lt_detectron/evaluation/{name}.c"],
+            depends=["lt_detectron/evaluation/_buffers.h"],
+            extra_compile_args=["-O2"],
+        )
         for name in ("_records", "_rle", "_matching")
     ],
     install_requires=[

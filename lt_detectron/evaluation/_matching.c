@@ -14,32 +14,12 @@
  *   non-increasing from the right, then the precision where recall first reaches each threshold (0 past the end).
  * Both run without the GIL.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "_buffers.h"
+
 enum { UNMATCHED = 0, TP = 1, IGNORED = 2 };
-
-typedef struct {
-    Py_buffer v;
-    int held;
-} Buf;
-
-static int take(PyObject *o, Buf *b, Py_ssize_t item, int writable, const char *name) {
-    if (PyObject_GetBuffer(o, &b->v, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) < 0) return -1;
-    b->held = 1;
-    if (b->v.len % item) {
-        PyErr_Format(PyExc_ValueError, "%s: %zd bytes is not a whole number of %zd-byte items", name, b->v.len, item);
-        return -1;
-    }
-    return 0;
-}
-
-static void release_all(Buf *b, int n) {
-    for (int k = 0; k < n; k++)
-        if (b[k].held) PyBuffer_Release(&b[k].v);
-}
 
 static PyObject *match(PyObject *self, PyObject *args) {
     enum { N = 9 };
@@ -53,7 +33,7 @@ static PyObject *match(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8]))
         return NULL;
     for (int k = 0; k < N; k++)
-        if (take(o[k], &b[k], item[k], k == N - 1, name[k])) goto fail;
+        if (take_buffer(o[k], &b[k], item[k], k == N - 1, name[k])) goto fail;
     const double *iou = b[0].v.buf, *thrs = b[7].v.buf;
     const int64_t *e_start = b[1].v.buf, *det_pair = b[2].v.buf, *pair_g = b[3].v.buf, *pair_gstart = b[4].v.buf;
     const uint8_t *gt_ig = b[5].v.buf, *gt_id_zero = b[6].v.buf;
@@ -123,10 +103,10 @@ static PyObject *match(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS;
     PyMem_Free(gorder);
     PyMem_Free(taken);
-    release_all(b, N);
+    release_buffers(b, N);
     Py_RETURN_NONE;
 fail:
-    release_all(b, N);
+    release_buffers(b, N);
     return NULL;
 }
 
@@ -140,7 +120,7 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
     memset(b, 0, sizeof(b));
     if (!PyArg_ParseTuple(args, "OOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6])) return NULL;
     for (int k = 0; k < N; k++)
-        if (take(o[k], &b[k], item[k], k >= 5, name[k])) goto fail;
+        if (take_buffer(o[k], &b[k], item[k], k >= 5, name[k])) goto fail;
     const int8_t *state = b[0].v.buf;
     const uint8_t *area_ig = b[1].v.buf;
     const int64_t *bounds = b[2].v.buf;
@@ -148,7 +128,7 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
     double *precision = b[5].v.buf, *recall = b[6].v.buf;
     Py_ssize_t K = b[2].v.len / 8 - 1, R = b[4].v.len / 8;
     if (K <= 0) {
-        release_all(b, N);
+        release_buffers(b, N);
         Py_RETURN_NONE;
     }
     Py_ssize_t A = b[3].v.len / 8 / K, T = A ? b[6].v.len / 8 / (K * A) : 0, n_all = bounds[K];
@@ -207,10 +187,10 @@ static PyObject *accumulate(PyObject *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS;
     PyMem_Free(rc);
-    release_all(b, N);
+    release_buffers(b, N);
     Py_RETURN_NONE;
 fail:
-    release_all(b, N);
+    release_buffers(b, N);
     return NULL;
 }
 

@@ -14,31 +14,10 @@
  *   IoU of mask d[e] (of the first set) with mask g[e] (of the second) for each entry e: intersection / union as
  *   pycocotools computes it (0 where the intersection is empty).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
 #include <stdint.h>
 #include <string.h>
 
-typedef struct {
-    Py_buffer view;
-    int held;
-} Buf;
-
-static int get(PyObject *obj, Buf *b, Py_ssize_t item, const char *what) {
-    if (PyObject_GetBuffer(obj, &b->view, PyBUF_SIMPLE) < 0) return -1;
-    b->held = 1;
-    if (item > 1 && b->view.len % item) {
-        PyErr_Format(PyExc_ValueError, "%s: %zd bytes is not a whole number of %zd-byte items", what, b->view.len,
-                     item);
-        return -1;
-    }
-    return 0;
-}
-
-static void release(Buf *b) {
-    if (b->held) PyBuffer_Release(&b->view);
-    b->held = 0;
-}
+#include "_buffers.h"
 
 /* One mask's string to runs (appended at *out, capacity checked by the caller: at most one run per character). */
 static Py_ssize_t decode_one(const unsigned char *p, const unsigned char *e, int escaped, uint64_t hw_total,
@@ -77,21 +56,23 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     int escaped;
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOOp", &o_buf, &o_starts, &o_ends, &o_hw, &escaped)) return NULL;
-    Buf buf = {0}, bs = {0}, be = {0}, bhw = {0};
+    Buf b[4];
+    memset(b, 0, sizeof(b));
     PyObject *runs = NULL, *run_start = NULL, *area = NULL, *bbox = NULL, *bad = NULL, *result = NULL;
-    if (get(o_buf, &buf, 1, "buffer") || get(o_starts, &bs, 8, "starts") || get(o_ends, &be, 8, "ends") ||
-        get(o_hw, &bhw, 8, "hw"))
+    if (take_buffer(o_buf, &b[0], 1, 0, "buffer") || take_buffer(o_starts, &b[1], 8, 0, "starts") ||
+        take_buffer(o_ends, &b[2], 8, 0, "ends") || take_buffer(o_hw, &b[3], 8, 0, "hw"))
         goto done;
-    Py_ssize_t n = bs.view.len / 8;
-    if (be.view.len / 8 != n || bhw.view.len / 8 != 2 * n) {
+    Py_buffer *buf = &b[0].v, *bs = &b[1].v, *be = &b[2].v, *bhw = &b[3].v;
+    Py_ssize_t n = bs->len / 8;
+    if (be->len / 8 != n || bhw->len / 8 != 2 * n) {
         PyErr_SetString(PyExc_ValueError, "starts, ends and hw must describe the same number of masks");
         goto done;
     }
-    const unsigned char *data = buf.view.buf;
-    const int64_t *starts = bs.view.buf, *ends = be.view.buf, *hw = bhw.view.buf;
+    const unsigned char *data = buf->buf;
+    const int64_t *starts = bs->buf, *ends = be->buf, *hw = bhw->buf;
     Py_ssize_t chars = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (starts[i] < 0 || ends[i] < starts[i] || ends[i] > buf.view.len) {
+        if (starts[i] < 0 || ends[i] < starts[i] || ends[i] > buf->len) {
             PyErr_Format(PyExc_ValueError, "mask %zd: [%lld, %lld) is outside the buffer", i, (long long)starts[i],
                          (long long)ends[i]);
             goto done;
@@ -162,10 +143,7 @@ done:
     Py_XDECREF(area);
     Py_XDECREF(bbox);
     Py_XDECREF(bad);
-    release(&buf);
-    release(&bs);
-    release(&be);
-    release(&bhw);
+    release_buffers(b, 4);
     return result;
 }
 
@@ -179,11 +157,11 @@ static PyObject *iou(PyObject *self, PyObject *args) {
     static const char *name[6] = {"runs_d", "start_d", "runs_g", "start_g", "d", "g"};
     PyObject *out = NULL;
     for (int k = 0; k < 6; k++)
-        if (get(o[k], &b[k], item[k], name[k])) goto fail;
-    const uint32_t *rd = b[0].view.buf, *rg = b[2].view.buf;
-    const int64_t *sd = b[1].view.buf, *sg = b[3].view.buf, *d = b[4].view.buf, *g = b[5].view.buf;
-    Py_ssize_t nd = b[1].view.len / 8 - 1, ng = b[3].view.len / 8 - 1, n = b[4].view.len / 8;
-    if (b[5].view.len / 8 != n) {
+        if (take_buffer(o[k], &b[k], item[k], 0, name[k])) goto fail;
+    const uint32_t *rd = b[0].v.buf, *rg = b[2].v.buf;
+    const int64_t *sd = b[1].v.buf, *sg = b[3].v.buf, *d = b[4].v.buf, *g = b[5].v.buf;
+    Py_ssize_t nd = b[1].v.len / 8 - 1, ng = b[3].v.len / 8 - 1, n = b[4].v.len / 8;
+    if (b[5].v.len / 8 != n) {
         PyErr_SetString(PyExc_ValueError, "d and g must have the same length");
         goto fail;
     }
@@ -226,7 +204,7 @@ static PyObject *iou(PyObject *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS;
 fail:
-    for (int k = 0; k < 6; k++) release(&b[k]);
+    release_buffers(b, 6);
     return out;
 }
 
