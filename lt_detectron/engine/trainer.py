@@ -7,7 +7,7 @@ import os
 from typing import Optional
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import MetadataCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import DefaultTrainer
 from detectron2.engine.hooks import EvalHook
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, LVISEvaluator
@@ -92,7 +92,11 @@ class LTTrainer(MetaWeightingTrainerMixin, DefaultTrainer):
             remove_stale_temporaries(cfg.OUTPUT_DIR)
         # One load of each training set serves the model's class statistics, the repeat factors and the loader
         # (stock Detectron2 loads it once, for the loader); the lists are released once the loader holds its copy.
+        # The load comes first: the annotation file's parse is the start-up's memory peak, and stock Detectron2
+        # parses with the model (and its weights) already built.
         with cpu_aware_ddp(), dataset_dicts_loaded_once():
+            for name in cfg.DATASETS.TRAIN:
+                DatasetCatalog.get(name)
             super().__init__(cfg)
 
     def build_hooks(self):
