@@ -7,7 +7,7 @@ import os
 from typing import Optional
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer
 from detectron2.engine.hooks import EvalHook
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, LVISEvaluator
@@ -69,7 +69,28 @@ def build_lt_evaluator(cfg, dataset_name: str, output_folder: Optional[str] = No
     )
 
 
-class LTTrainer(MetaWeightingTrainerMixin, DefaultTrainer):
+class _LoaderBeforeModel:
+    """Builds the train loader before DefaultTrainer.__init__ builds the model. The annotation file's parse and the
+    loader's serialized copy are the start-up's memory peak, which stock Detectron2 reaches with the model's weights
+    already built. DefaultTrainer.__init__ then gets that loader (an instance attribute shadows the classmethod), and
+    the dataset lists are released before the DDP wrapper is built. After the meta-weighting mixin in the MRO: the
+    loader is built from the configuration it prepared."""
+
+    def __init__(self, cfg):
+        loader = type(self).build_train_loader(cfg)
+
+        def built_loader(_cfg):
+            release_loaded_dataset_dicts()  # the model has its class statistics; the loader its copy
+            return loader
+
+        self.build_train_loader = built_loader
+        try:
+            super().__init__(cfg)
+        finally:
+            del self.build_train_loader
+
+
+class LTTrainer(MetaWeightingTrainerMixin, _LoaderBeforeModel, DefaultTrainer):
     """DefaultTrainer for lt-detectron.
 
     Inherits from Detectron2: the train loader (cfg.DATALOADER.SAMPLER_TRAIN = RepeatFactorTrainingSampler with
@@ -90,13 +111,9 @@ class LTTrainer(MetaWeightingTrainerMixin, DefaultTrainer):
     def __init__(self, cfg):
         if comm.is_main_process():  # checkpoints or reports of a run killed mid-write
             remove_stale_temporaries(cfg.OUTPUT_DIR)
-        # One load of each training set serves the model's class statistics, the repeat factors and the loader
-        # (stock Detectron2 loads it once, for the loader); the lists are released once the loader holds its copy.
-        # The load comes first: the annotation file's parse is the start-up's memory peak, and stock Detectron2
-        # parses with the model (and its weights) already built.
+        # One load of each training set serves the loader, the repeat factors and the model's class statistics
+        # (stock Detectron2 loads it once, for the loader); the lists are released once the model is built.
         with cpu_aware_ddp(), dataset_dicts_loaded_once():
-            for name in cfg.DATASETS.TRAIN:
-                DatasetCatalog.get(name)
             super().__init__(cfg)
 
     def build_hooks(self):
@@ -122,9 +139,7 @@ class LTTrainer(MetaWeightingTrainerMixin, DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         """Detectron2's train loader, whose sampler can start where a checkpoint stopped (exact --resume)."""
-        loader = build_resumable_train_loader(cfg)
-        release_loaded_dataset_dicts()  # the loader holds its serialized copy; the DDP wrapper is built next
-        return loader
+        return build_resumable_train_loader(cfg)
 
     def resume_or_load(self, resume: bool = True) -> None:
         super().resume_or_load(resume=resume)
