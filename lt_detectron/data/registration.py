@@ -68,8 +68,8 @@ def dataset_dicts_loaded_once() -> Iterator[Dict[str, list]]:
 def release_loaded_dataset_dicts() -> None:
     """Drop the lists `dataset_dicts_loaded_once` holds (a later `get` in its block loads again).
 
-    A trainer calls it once its loader holds the serialized copy: stock Detectron2 frees the dicts at that point, so
-    what is built next (the DDP wrapper's buffers) does not add to the memory peak of the parse.
+    A trainer calls it once its loader holds the serialized copy and its model the class statistics, so that what is
+    built next (the DDP wrapper's buffers) does not add to the lists.
     """
     cache = getattr(DatasetCatalog, "_lt_loaded_once", None)
     if cache is not None:
