@@ -575,3 +575,27 @@ def test_evaluate_lvis_exit_status(lvis, tmp_path):
         f"error: --results {missing!r} does not exist; pass the path of an existing json file (Detectron2's "
         "OUTPUT_DIR/inference/<dataset>/lvis_instances_results.json)"
     )
+
+
+@pytest.mark.parametrize("spoil", ["truncated", "another model"])
+def test_m2m_g_checkpoint_that_cannot_serve(finished_ce_run, tmp_path, capsys, spoil):
+    """METHOD.M2M.G_CHECKPOINT cut short, or holding another model's weights: one error line naming the key, the
+    file, the reason and the fix, exit status 2, nothing written."""
+    import torch
+
+    g = tmp_path / "g.pth"
+    if spoil == "truncated":
+        g.write_bytes((finished_ce_run / "model_final.pth").read_bytes())
+        _truncate(g)
+    else:
+        torch.save({"model": {"fc.weight": torch.zeros(3, 3)}}, g)
+    out = tmp_path / "m2m"
+    args = _cls_args(out, "m2m", "SOLVER.EPOCHS", "1", "METHOD.M2M.START_EPOCH", "0", "METHOD.M2M.G_CHECKPOINT", str(g))
+    rc, stdout, err = _cls(capsys, *args)
+    first = _first_line(err)
+    assert rc == 2 and "Traceback" not in err, err
+    assert first.startswith(f"error: METHOD.M2M.G_CHECKPOINT={str(g)!r} "), first
+    assert ("cannot be read (" if spoil == "truncated" else "does not fit model 'digits_mlp'") in first
+    assert ("it is truncated" if spoil == "truncated" else "Missing key(s) in state_dict") in first
+    assert first.endswith("or leave METHOD.M2M.G_CHECKPOINT empty and the command line trains g first.")
+    assert not out.exists() or not any(out.iterdir())  # nothing written

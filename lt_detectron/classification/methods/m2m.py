@@ -12,6 +12,8 @@ from detectron2.config import configurable
 from torch import Tensor, nn
 
 from lt_detectron import losses as L
+from lt_detectron.utils.checkpoint import CheckpointError, read_checkpoint_file
+from lt_detectron.utils.cli import UserError, error_message
 
 from ..config import CfgNode, ConfigError, resolve_device
 from ..m2m import M2M_DEFAULTS, M2mDefaults, m2m_batch
@@ -32,13 +34,22 @@ def load_frozen_classifier(cfg: CfgNode, num_classes: int, path: str) -> nn.Modu
             f"METHOD.M2M.G_CHECKPOINT={path!r} does not exist; give the model_final.pth of a CE run of the same model"
         )
     g = build_model(cfg.MODEL.NAME, num_classes, **{k.lower(): v for k, v in cfg.MODEL.ARGS.items()})
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    fix = (
+        "Fix: give the model_final.pth of a CE run (method ce) of the same model, or leave METHOD.M2M.G_CHECKPOINT "
+        "empty and the command line trains g first"
+    )
+    try:  # truncated, not a torch file, or objects the safe loader refuses: the reason in words
+        state = read_checkpoint_file(path, lambda p: torch.load(p, map_location="cpu", weights_only=True))
+    except CheckpointError as err:
+        raise UserError(f"METHOD.M2M.G_CHECKPOINT={path!r} {err.reason}. {fix}.") from None
     try:
         g.load_state_dict(state["model"] if isinstance(state, dict) and "model" in state else state)
-    except (RuntimeError, KeyError) as err:
-        raise ValueError(
-            f"METHOD.M2M.G_CHECKPOINT={path!r} does not fit model {cfg.MODEL.NAME!r} with a linear "
-            f"classifier ({err}); g must be a CE (method ce) run of the same architecture"
+    except (RuntimeError, KeyError, TypeError, AttributeError) as err:
+        reason = " ".join(error_message(err).split())  # torch lists the missing and unexpected keys on lines
+        reason = reason if len(reason) <= 300 else reason[:297] + "..."
+        raise UserError(
+            f"METHOD.M2M.G_CHECKPOINT={path!r} does not fit model {cfg.MODEL.NAME!r} with a linear classifier "
+            f"({reason}). {fix}."
         ) from None
     return g.to(resolve_device(cfg.DEVICE)).eval().requires_grad_(False)
 
