@@ -131,7 +131,7 @@ def _load_checked(args, iou_types) -> Tuple[LVISGroundTruth, Detections]:
     with more than one worker, the results file is read while the ground truth loads."""
     from tqdm import tqdm
 
-    bar = tqdm(desc="reading results", total=0, unit="block", leave=False)
+    bar = tqdm(desc="reading results", total=0, unit="file", leave=False)
 
     def read_progress(done: int, total: int) -> None:
         bar.total = total

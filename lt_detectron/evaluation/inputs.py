@@ -360,7 +360,7 @@ def load_detections(
         gt: the ground truth the ids are checked against.
         need_bbox: read and check the boxes (bbox evaluation); else `bbox` is None.
         need_segm: read and check the masks (segm evaluation); else `segmentation` is None.
-        progress: optional callback `progress(blocks_done, blocks_total)` of the fast file reader.
+        progress: optional callback `progress(done, total)` of the fast file reader (called once the file is read).
         columns: the file `source` already read by `read_results_columns` (see `load_inputs`).
 
     Returns:
