@@ -165,3 +165,19 @@ def test_concurrent_reading_same_columns_and_ground_truth_error_first(data, tmp_
     g.write_text(json.dumps(bad))
     with pytest.raises(LVISInputError, match="frequency"):
         evaluate_lvis(g, r, ["bbox"], workers=2)
+
+
+def test_concurrent_reading_of_another_layout_is_not_read_twice(data, tmp_path, monkeypatch):
+    """A results file the fast reader declines goes straight to json.load: the reader is not run on it again."""
+    from lt_detectron.evaluation import inputs
+
+    gt, res = data
+    g, r = tmp_path / "gt.json", tmp_path / "results.json"
+    g.write_text(json.dumps(gt))
+    r.write_text(json.dumps([dict(reversed(list(x.items()))) for x in res]))  # keys in another order
+    calls = []
+    reader = inputs.read_results_columns
+    monkeypatch.setattr(inputs, "read_results_columns", lambda *a, **k: calls.append(a) or reader(*a, **k))
+    _, dets = inputs.load_inputs(g, r, need_bbox=True, need_segm=True, concurrent=True)
+    assert len(calls) == 1 and len(dets) == len(res)
+    assert np.array_equal(dets.score, [x["score"] for x in res])

@@ -318,15 +318,14 @@ def _evaluate_chunk(chunk: _Chunk) -> Tuple[int, int, np.ndarray, np.ndarray, Tu
     gt_rows = g_by_pair[np.repeat(gs[ib], pair_g) + _ranks(pair_g)]  # pair-major, into the chunk's ground truth
     g_det = pair_g[det_pair]
     e_start = np.cumsum(g_det) - g_det
-    e_gt = gt_rows[np.repeat(pair_gstart[det_pair], g_det) + _ranks(g_det)]
+    e_pos = np.repeat(pair_gstart[det_pair], g_det) + _ranks(g_det)  # each entry's ground truth, into gt_rows
     if segm:
         g_masks = ground_truth_masks([cols.anns[g_lo + r] for r in gt_rows.tolist()], gt,
                                      cols.img_index[g_lo:g_hi][gt_rows])  # fmt: skip
-        e_pos = np.repeat(pair_gstart[det_pair], g_det) + _ranks(g_det)  # into gt_rows
         iou = mask_iou_entries(d_masks, order[det_rows], g_masks, np.repeat(np.arange(len(det_rows)), g_det), e_pos,
                                float(_THRS.min()))  # fmt: skip
     else:
-        iou = _box_iou(boxes[order[np.repeat(det_rows, g_det)]], cols.bbox[g_lo:g_hi][e_gt])
+        iou = _box_iou(boxes[order[np.repeat(det_rows, g_det)]], cols.bbox[g_lo:g_hi][gt_rows[e_pos]])
     gt_ig = (g_area[gt_rows, None] < _AREA_LO) | (g_area[gt_rows, None] > _AREA_HI)
     states = np.empty((len(det_rows), len(AREA_RNG), len(_THRS)), dtype=np.int8)
     _matching.match(np.ascontiguousarray(iou, dtype=np.float64), e_start, det_pair, pair_g, pair_gstart,

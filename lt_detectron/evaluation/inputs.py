@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .fast_json import ResultColumns, RLEColumn, read_results_columns
+from .fast_json import RLEColumn, read_results_columns
 from .gc_pause import gc_paused
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
 ]  # fmt: skip
 
 JsonLike = Union[str, os.PathLike, dict, list]
+_NOT_READ = object()  # load_detections: the results file has not been through the fast reader yet
 
 
 class LVISInputError(ValueError):
@@ -264,7 +265,7 @@ class Detections:
         if self.segmentation is None:
             seg = None
         elif isinstance(self.segmentation, RLEColumn):
-            seg = self.segmentation.view(rows)  # the strings are copied once, when a chunk builds its masks
+            seg = self.segmentation.view(rows)  # the strings stay in the file's bytes; a chunk decodes its masks there
         else:
             seg = [self.segmentation[i] for i in rows.tolist()]
         return Detections(
@@ -348,7 +349,7 @@ def load_detections(
     need_bbox: bool = True,
     need_segm: bool = False,
     progress: Optional[Callable[[int, int], None]] = None,
-    columns: Optional[ResultColumns] = None,
+    columns: Any = _NOT_READ,
 ) -> Detections:
     """Check a results list (or json file) against `gt` and hold it as columns. Nothing is dropped here.
 
@@ -361,7 +362,8 @@ def load_detections(
         need_bbox: read and check the boxes (bbox evaluation); else `bbox` is None.
         need_segm: read and check the masks (segm evaluation); else `segmentation` is None.
         progress: optional callback `progress(done, total)` of the fast file reader (called once the file is read).
-        columns: the file `source` already read by `read_results_columns` (see `load_inputs`).
+        columns: what `read_results_columns` already returned for the file `source` (see `load_inputs`): its
+            columns, or None when it declined the layout (then `json.load` reads the file, not the reader again).
 
     Returns:
         The detections as columns, in the order of `source`.
@@ -375,7 +377,11 @@ def load_detections(
         path = os.fspath(source)
         if not os.path.isfile(path):
             raise LVISInputError(f"results file {path!r} does not exist; pass the path of an existing json file.")
-        fast = columns or read_results_columns(path, progress=progress, with_masks=need_segm, with_boxes=need_bbox)
+        fast = (
+            read_results_columns(path, progress=progress, with_masks=need_segm, with_boxes=need_bbox)
+            if columns is _NOT_READ
+            else columns
+        )
     results: Any = None
     if fast is not None:
         img, cat, score, bbox = fast.image_id, fast.category_id, fast.score, fast.bbox
